@@ -1,0 +1,812 @@
+//! The block tree, the canonical chain, built payloads, the local pool and the Engine API rules.
+//!
+//! [`Chain`] is plain data behind one lock: the RPC layers call its methods and it calls the pure
+//! executor. Every valid block is appended to the datadir's block log, and the forkchoice is
+//! saved on each update, so a restart replays (re-executes) the log and returns to the same head.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    io::{Read as _, Write as _},
+    path::{Path, PathBuf},
+};
+
+use alloy_consensus::{transaction::SignerRecoverable as _, Block, Transaction as _, TxEnvelope};
+use alloy_eips::eip2718::Decodable2718 as _;
+use alloy_genesis::Genesis;
+use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy_rlp::{Decodable as _, Encodable as _};
+use alloy_rpc_types_engine::{
+    BlobsBundleV1, ExecutionPayloadEnvelopeV3, ExecutionPayloadV3, ForkchoiceState,
+    ForkchoiceUpdated, PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    executor::{self, BuildInput, Candidate, ExecutedBlock, MIN_GAS_LIMIT},
+    genesis,
+};
+
+/// How many ancestors `BLOCKHASH` can see.
+const BLOCK_HASH_WINDOW: u64 = 256;
+/// Built payloads kept for `engine_getPayload`.
+const MAX_PAYLOADS: usize = 64;
+/// Transactions kept in the local pool.
+pub(crate) const MAX_POOL: usize = 10_000;
+/// Recovered senders remembered by transaction hash.
+const MAX_SENDER_CACHE: usize = 200_000;
+/// Largest block record accepted from the block log.
+const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
+
+/// Engine API errors, with their JSON-RPC codes.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EngineError {
+    /// -38001.
+    #[error("unknown payload {0}")]
+    UnknownPayload(PayloadId),
+    /// -38002.
+    #[error("invalid forkchoice state: {0}")]
+    InvalidForkchoiceState(String),
+    /// -38003.
+    #[error("invalid payload attributes: {0}")]
+    InvalidPayloadAttributes(String),
+    /// -32602.
+    #[error("invalid params: {0}")]
+    InvalidParams(String),
+}
+
+impl EngineError {
+    /// The JSON-RPC error code the execution-apis spec assigns.
+    pub fn code(&self) -> i32 {
+        match self {
+            Self::UnknownPayload(_) => -38001,
+            Self::InvalidForkchoiceState(_) => -38002,
+            Self::InvalidPayloadAttributes(_) => -38003,
+            Self::InvalidParams(_) => -32602,
+        }
+    }
+}
+
+/// Errors of opening a chain.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The genesis is unusable.
+    #[error(transparent)]
+    Genesis(#[from] genesis::GenesisError),
+    /// The datadir could not be used.
+    #[error("datadir {path}: {reason}")]
+    Datadir {
+        /// The path involved.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Payload attributes with the OP Stack extension.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OpPayloadAttributes {
+    /// The standard attributes.
+    #[serde(flatten)]
+    pub inner: PayloadAttributes,
+    /// Transactions to include first and in order (EIP-2718 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<Vec<Bytes>>,
+    /// If true, no transaction from the local pool is added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_tx_pool: Option<bool>,
+    /// Gas limit of the block (the parent's when absent).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "alloy_serde::quantity::opt"
+    )]
+    pub gas_limit: Option<u64>,
+}
+
+/// Where a transaction sits in the canonical chain.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TxLocation {
+    pub(crate) block_hash: B256,
+    pub(crate) index: usize,
+}
+
+/// The saved forkchoice.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SavedForkchoice {
+    head: B256,
+    safe: B256,
+    finalized: B256,
+}
+
+/// The chain: block tree, canonical chain, payloads, pool.
+#[expect(clippy::struct_field_names, reason = "`chain_id` is the Ethereum term")]
+pub struct Chain {
+    chain_id: u64,
+    genesis_hash: B256,
+    blocks: HashMap<B256, ExecutedBlock>,
+    /// Canonical hashes by number, starting at the genesis number.
+    canonical: Vec<B256>,
+    first_number: u64,
+    safe: B256,
+    finalized: B256,
+    tx_index: HashMap<B256, TxLocation>,
+    payloads: HashMap<PayloadId, ExecutedBlock>,
+    payload_order: VecDeque<PayloadId>,
+    pool: Vec<Candidate>,
+    senders: HashMap<B256, Address>,
+    datadir: Option<PathBuf>,
+    log: Option<std::fs::File>,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain")
+            .field("chain_id", &self.chain_id)
+            .field("head", &self.head().hash)
+            .field("blocks", &self.blocks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Chain {
+    /// Opens a chain from its genesis, replaying the datadir's block log when there is one.
+    pub fn open(genesis: &Genesis, datadir: Option<&Path>) -> Result<Self, ChainError> {
+        genesis::check_supported(genesis)?;
+        let (header, state) = genesis::build(genesis)?;
+        let genesis_block = ExecutedBlock::genesis(header, state);
+        let genesis_hash = genesis_block.hash;
+        let mut chain = Self {
+            chain_id: genesis.config.chain_id,
+            genesis_hash,
+            first_number: genesis_block.number(),
+            canonical: vec![genesis_hash],
+            safe: genesis_hash,
+            finalized: genesis_hash,
+            blocks: HashMap::from([(genesis_hash, genesis_block)]),
+            tx_index: HashMap::new(),
+            payloads: HashMap::new(),
+            payload_order: VecDeque::new(),
+            pool: Vec::new(),
+            senders: HashMap::new(),
+            datadir: datadir.map(Path::to_path_buf),
+            log: None,
+        };
+        if let Some(dir) = datadir {
+            chain.replay(dir)?;
+        }
+        Ok(chain)
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// The genesis block hash.
+    pub fn genesis_hash(&self) -> B256 {
+        self.genesis_hash
+    }
+
+    pub(crate) fn head(&self) -> &ExecutedBlock {
+        let hash = self
+            .canonical
+            .last()
+            .expect("the canonical chain always holds genesis");
+        &self.blocks[hash]
+    }
+
+    pub(crate) fn safe_hash(&self) -> B256 {
+        self.safe
+    }
+
+    pub(crate) fn finalized_hash(&self) -> B256 {
+        self.finalized
+    }
+
+    pub(crate) fn block(&self, hash: &B256) -> Option<&ExecutedBlock> {
+        self.blocks.get(hash)
+    }
+
+    pub(crate) fn canonical_block(&self, number: u64) -> Option<&ExecutedBlock> {
+        let index = usize::try_from(number.checked_sub(self.first_number)?).ok()?;
+        self.canonical.get(index).map(|hash| &self.blocks[hash])
+    }
+
+    pub(crate) fn is_canonical(&self, block: &ExecutedBlock) -> bool {
+        self.canonical_block(block.number())
+            .is_some_and(|b| b.hash == block.hash)
+    }
+
+    pub(crate) fn transaction(&self, hash: &B256) -> Option<(&ExecutedBlock, usize)> {
+        let location = self.tx_index.get(hash)?;
+        Some((&self.blocks[&location.block_hash], location.index))
+    }
+
+    /// Recovers the sender of `tx`, remembering it by hash.
+    pub(crate) fn recover(&mut self, tx: &TxEnvelope) -> Result<Address, String> {
+        let hash = *tx.tx_hash();
+        if let Some(sender) = self.senders.get(&hash) {
+            return Ok(*sender);
+        }
+        let sender = tx
+            .recover_signer()
+            .map_err(|err| format!("invalid signature: {err}"))?;
+        if self.senders.len() >= MAX_SENDER_CACHE {
+            self.senders.clear();
+        }
+        self.senders.insert(hash, sender);
+        Ok(sender)
+    }
+
+    /// Adds a validated transaction to the local pool.
+    pub(crate) fn add_to_pool(&mut self, candidate: Candidate) -> Result<(), String> {
+        let hash = *candidate.tx.tx_hash();
+        if self.pool.iter().any(|c| *c.tx.tx_hash() == hash) || self.tx_index.contains_key(&hash) {
+            return Err(format!("transaction {hash} is already known"));
+        }
+        if self.pool.len() >= MAX_POOL {
+            return Err(format!(
+                "transaction pool is full ({MAX_POOL} transactions)"
+            ));
+        }
+        self.senders.insert(hash, candidate.sender);
+        self.pool.push(candidate);
+        Ok(())
+    }
+
+    /// Hashes of up to 256 ancestors of `parent` (itself included), highest first.
+    fn block_hashes(&self, parent: &ExecutedBlock) -> Vec<(u64, B256)> {
+        let mut hashes = Vec::with_capacity(256);
+        let mut cursor = Some(parent);
+        while let Some(block) = cursor {
+            if hashes.len() as u64 >= BLOCK_HASH_WINDOW {
+                break;
+            }
+            hashes.push((block.number(), block.hash));
+            cursor = self.blocks.get(&block.header().parent_hash);
+        }
+        hashes
+    }
+
+    fn is_ancestor(&self, ancestor: B256, mut block: B256) -> bool {
+        loop {
+            if block == ancestor {
+                return true;
+            }
+            match self.blocks.get(&block) {
+                Some(b) if b.number() > self.first_number => block = b.header().parent_hash,
+                _ => return false,
+            }
+        }
+    }
+
+    /// `engine_forkchoiceUpdatedV3`.
+    pub fn forkchoice_updated(
+        &mut self,
+        state: ForkchoiceState,
+        attributes: Option<OpPayloadAttributes>,
+    ) -> Result<ForkchoiceUpdated, EngineError> {
+        if let Some(attrs) = &attributes {
+            if attrs.inner.withdrawals.is_none() {
+                return Err(EngineError::InvalidParams(
+                    "V3 payload attributes need `withdrawals`".into(),
+                ));
+            }
+            if attrs.inner.parent_beacon_block_root.is_none() {
+                return Err(EngineError::InvalidParams(
+                    "V3 payload attributes need `parentBeaconBlockRoot`".into(),
+                ));
+            }
+        }
+        let Some(head) = self.blocks.get(&state.head_block_hash) else {
+            tracing::info!(head = %state.head_block_hash, "forkchoice head unknown, syncing");
+            return Ok(ForkchoiceUpdated::from_status(PayloadStatusEnum::Syncing));
+        };
+        let head_hash = head.hash;
+        for (name, hash) in [
+            ("safe", state.safe_block_hash),
+            ("finalized", state.finalized_block_hash),
+        ] {
+            if !hash.is_zero() && !self.is_ancestor(hash, head_hash) {
+                return Err(EngineError::InvalidForkchoiceState(format!(
+                    "{name} block {hash} is not a known ancestor of head {head_hash}"
+                )));
+            }
+        }
+        self.set_canonical(head_hash);
+        if !state.safe_block_hash.is_zero() {
+            self.safe = state.safe_block_hash;
+        }
+        if !state.finalized_block_hash.is_zero() {
+            self.finalized = state.finalized_block_hash;
+        }
+        self.save_forkchoice();
+        let status = PayloadStatus::new(PayloadStatusEnum::Valid, Some(head_hash));
+        let Some(attrs) = attributes else {
+            return Ok(ForkchoiceUpdated::new(status));
+        };
+        let payload_id = self.build_payload(head_hash, &attrs)?;
+        Ok(ForkchoiceUpdated::new(status).with_payload_id(payload_id))
+    }
+
+    fn build_payload(
+        &mut self,
+        parent_hash: B256,
+        attrs: &OpPayloadAttributes,
+    ) -> Result<PayloadId, EngineError> {
+        let parent = &self.blocks[&parent_hash];
+        let parent_header = parent.header();
+        if attrs.inner.timestamp <= parent_header.timestamp {
+            return Err(EngineError::InvalidPayloadAttributes(format!(
+                "timestamp {} is not after parent timestamp {}",
+                attrs.inner.timestamp, parent_header.timestamp
+            )));
+        }
+        let gas_limit = attrs.gas_limit.unwrap_or(parent_header.gas_limit);
+        if gas_limit < MIN_GAS_LIMIT {
+            return Err(EngineError::InvalidPayloadAttributes(format!(
+                "gasLimit {gas_limit} is below the minimum {MIN_GAS_LIMIT}"
+            )));
+        }
+        let input = BuildInput {
+            timestamp: attrs.inner.timestamp,
+            prev_randao: attrs.inner.prev_randao,
+            fee_recipient: attrs.inner.suggested_fee_recipient,
+            withdrawals: attrs.inner.withdrawals.clone().unwrap_or_default(),
+            parent_beacon_block_root: attrs.inner.parent_beacon_block_root.unwrap_or_default(),
+            gas_limit,
+        };
+        let payload_id = payload_id(parent_hash, attrs);
+        let mut candidates = Vec::new();
+        for (index, raw) in attrs.transactions.iter().flatten().enumerate() {
+            match self.decode_forced(raw) {
+                Ok(candidate) => candidates.push(candidate),
+                Err(reason) => tracing::warn!(index, %reason, "skipping forced transaction"),
+            }
+        }
+        if !attrs.no_tx_pool.unwrap_or(false) {
+            candidates.extend(self.pool.iter().cloned());
+        }
+        let parent = &self.blocks[&parent_hash];
+        let hashes = self.block_hashes(parent);
+        let (block, skipped) =
+            executor::build_block(self.chain_id, parent, &hashes, &input, candidates).map_err(
+                |err| {
+                    EngineError::InvalidPayloadAttributes(format!("block building failed: {err}"))
+                },
+            )?;
+        for skip in &skipped {
+            tracing::warn!(tx = %skip.hash, reason = %skip.reason, "transaction left out of the block");
+        }
+        tracing::info!(
+            number = block.number(),
+            hash = %block.hash,
+            txs = block.block.body.transactions.len(),
+            %payload_id,
+            "built payload"
+        );
+        if !self.payloads.contains_key(&payload_id) {
+            self.payload_order.push_back(payload_id);
+        }
+        self.payloads.insert(payload_id, block);
+        while self.payload_order.len() > MAX_PAYLOADS {
+            if let Some(old) = self.payload_order.pop_front() {
+                self.payloads.remove(&old);
+            }
+        }
+        Ok(payload_id)
+    }
+
+    fn decode_forced(&mut self, raw: &Bytes) -> Result<Candidate, String> {
+        let tx = TxEnvelope::decode_2718_exact(raw.as_ref())
+            .map_err(|err| format!("undecodable: {err}"))?;
+        let sender = self.recover(&tx)?;
+        Ok(Candidate { tx, sender })
+    }
+
+    /// `engine_getPayloadV3`.
+    pub fn get_payload(&self, id: PayloadId) -> Result<ExecutionPayloadEnvelopeV3, EngineError> {
+        let block = self
+            .payloads
+            .get(&id)
+            .ok_or(EngineError::UnknownPayload(id))?;
+        Ok(ExecutionPayloadEnvelopeV3 {
+            execution_payload: ExecutionPayloadV3::from_block_unchecked(block.hash, &block.block),
+            block_value: block.block_value,
+            blobs_bundle: BlobsBundleV1::empty(),
+            should_override_builder: false,
+        })
+    }
+
+    /// `engine_newPayloadV3`.
+    pub fn new_payload(
+        &mut self,
+        payload: ExecutionPayloadV3,
+        versioned_hashes: &[B256],
+        parent_beacon_block_root: B256,
+    ) -> PayloadStatus {
+        let claimed_hash = payload.payload_inner.payload_inner.block_hash;
+        let parent_hash = payload.payload_inner.payload_inner.parent_hash;
+        let invalid = |latest: Option<B256>, reason: String| {
+            tracing::warn!(block = %claimed_hash, %reason, "invalid payload");
+            PayloadStatus::new(
+                PayloadStatusEnum::Invalid {
+                    validation_error: reason,
+                },
+                latest,
+            )
+        };
+        if !versioned_hashes.is_empty() {
+            return invalid(
+                None,
+                format!(
+                    "{} versioned hashes given, but blob transactions are not supported",
+                    versioned_hashes.len()
+                ),
+            );
+        }
+        let mut block: Block<TxEnvelope> = match payload.try_into_block() {
+            Ok(block) => block,
+            Err(err) => return invalid(None, format!("malformed payload: {err}")),
+        };
+        block.header.parent_beacon_block_root = Some(parent_beacon_block_root);
+        if self.blocks.contains_key(&claimed_hash) {
+            return PayloadStatus::new(PayloadStatusEnum::Valid, Some(claimed_hash));
+        }
+        let Some(parent) = self.blocks.get(&parent_hash) else {
+            return PayloadStatus::from_status(PayloadStatusEnum::Syncing);
+        };
+        let mut senders = Vec::with_capacity(block.body.transactions.len());
+        for (index, tx) in block.body.transactions.iter().enumerate() {
+            let hash = *tx.tx_hash();
+            let sender = match self.senders.get(&hash) {
+                Some(sender) => *sender,
+                None => match tx.recover_signer() {
+                    Ok(sender) => sender,
+                    Err(err) => {
+                        return invalid(
+                            Some(parent_hash),
+                            format!("transaction {index} ({hash}): {err}"),
+                        )
+                    }
+                },
+            };
+            senders.push(sender);
+        }
+        let parent = &self.blocks[&parent.hash];
+        let hashes = self.block_hashes(parent);
+        match executor::validate_block(self.chain_id, parent, &hashes, block, senders, claimed_hash)
+        {
+            Ok(executed) => {
+                tracing::info!(number = executed.number(), hash = %executed.hash, "new payload valid");
+                if let Err(err) = self.persist_block(&executed) {
+                    tracing::error!(%err, "failed to append block to the block log");
+                }
+                self.blocks.insert(executed.hash, executed);
+                PayloadStatus::new(PayloadStatusEnum::Valid, Some(claimed_hash))
+            }
+            Err(
+                err @ executor::BlockError::Mismatch {
+                    field: "blockHash", ..
+                },
+            ) => invalid(None, err.to_string()),
+            Err(err) => invalid(Some(parent_hash), err.to_string()),
+        }
+    }
+
+    /// Makes `head` and its ancestors canonical and updates the transaction index and pool.
+    fn set_canonical(&mut self, head: B256) {
+        let mut new_branch = Vec::new();
+        let mut cursor = head;
+        loop {
+            let block = &self.blocks[&cursor];
+            if self.is_canonical(block) {
+                break;
+            }
+            new_branch.push(cursor);
+            cursor = block.header().parent_hash;
+        }
+        let keep = usize::try_from(self.blocks[&cursor].number() - self.first_number + 1)
+            .expect("canonical length fits in usize");
+        for dropped in self.canonical.split_off(keep) {
+            for tx in &self.blocks[&dropped].block.body.transactions {
+                self.tx_index.remove(tx.tx_hash());
+            }
+        }
+        for hash in new_branch.into_iter().rev() {
+            for (index, tx) in self.blocks[&hash]
+                .block
+                .body
+                .transactions
+                .iter()
+                .enumerate()
+            {
+                self.tx_index.insert(
+                    *tx.tx_hash(),
+                    TxLocation {
+                        block_hash: hash,
+                        index,
+                    },
+                );
+            }
+            self.canonical.push(hash);
+        }
+        let head_state = &self.blocks[&head].state;
+        let tx_index = &self.tx_index;
+        self.pool.retain(|candidate| {
+            !tx_index.contains_key(candidate.tx.tx_hash())
+                && head_state.account(candidate.sender).map_or(0, |a| a.nonce)
+                    <= candidate.tx.nonce()
+        });
+    }
+
+    fn persist_block(&mut self, block: &ExecutedBlock) -> Result<(), String> {
+        let Some(log) = self.log.as_mut() else {
+            return Ok(());
+        };
+        let mut record = Vec::new();
+        block.block.encode(&mut record);
+        let len =
+            u32::try_from(record.len()).map_err(|_| "block too large for the log".to_owned())?;
+        log.write_all(&len.to_be_bytes())
+            .map_err(|e| e.to_string())?;
+        log.write_all(&record).map_err(|e| e.to_string())?;
+        log.flush().map_err(|e| e.to_string())
+    }
+
+    fn save_forkchoice(&self) {
+        let Some(dir) = &self.datadir else { return };
+        let saved = SavedForkchoice {
+            head: self.head().hash,
+            safe: self.safe,
+            finalized: self.finalized,
+        };
+        let tmp = dir.join("forkchoice.json.tmp");
+        let result = serde_json::to_vec_pretty(&saved)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| std::fs::write(&tmp, bytes).map_err(|e| e.to_string()))
+            .and_then(|()| {
+                std::fs::rename(&tmp, dir.join("forkchoice.json")).map_err(|e| e.to_string())
+            });
+        if let Err(err) = result {
+            tracing::error!(%err, "failed to save the forkchoice");
+        }
+    }
+
+    /// Re-executes the block log of `dir` and restores the saved forkchoice.
+    fn replay(&mut self, dir: &Path) -> Result<(), ChainError> {
+        let fail = |path: &Path, reason: String| ChainError::Datadir {
+            path: path.display().to_string(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail(dir, e.to_string()))?;
+        let genesis_file = dir.join("genesis_hash");
+        match std::fs::read_to_string(&genesis_file) {
+            Ok(saved) if saved.trim() != self.genesis_hash.to_string() => {
+                return Err(fail(
+                    &genesis_file,
+                    format!(
+                        "datadir belongs to genesis {}, but the configured genesis is {}; use another datadir",
+                        saved.trim(),
+                        self.genesis_hash
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => std::fs::write(&genesis_file, self.genesis_hash.to_string())
+                .map_err(|e| fail(&genesis_file, e.to_string()))?,
+        }
+        let log_path = dir.join("blocks.rlp");
+        let mut replayed = 0usize;
+        if let Ok(mut file) = std::fs::File::open(&log_path) {
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)
+                .map_err(|e| fail(&log_path, e.to_string()))?;
+            let mut rest = bytes.as_slice();
+            while rest.len() >= 4 {
+                let len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+                if len > MAX_RECORD_BYTES || rest.len() < 4 + len {
+                    tracing::warn!(path = %log_path.display(), "block log ends with a partial record; ignoring it");
+                    break;
+                }
+                let mut record = &rest[4..4 + len];
+                rest = &rest[4 + len..];
+                let block = Block::<TxEnvelope>::decode(&mut record).map_err(|e| {
+                    fail(&log_path, format!("record {replayed} is not a block: {e}"))
+                })?;
+                self.replay_block(block)
+                    .map_err(|e| fail(&log_path, format!("record {replayed}: {e}")))?;
+                replayed += 1;
+            }
+        }
+        let fc_path = dir.join("forkchoice.json");
+        if let Ok(bytes) = std::fs::read(&fc_path) {
+            let saved: SavedForkchoice =
+                serde_json::from_slice(&bytes).map_err(|e| fail(&fc_path, e.to_string()))?;
+            if self.blocks.contains_key(&saved.head) {
+                self.set_canonical(saved.head);
+                self.safe = saved.safe;
+                self.finalized = saved.finalized;
+            }
+        }
+        tracing::info!(replayed, head = %self.head().hash, number = self.head().number(), "restored datadir");
+        self.log = Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .map_err(|e| fail(&log_path, e.to_string()))?,
+        );
+        Ok(())
+    }
+
+    fn replay_block(&mut self, block: Block<TxEnvelope>) -> Result<(), String> {
+        let hash = block.header.hash_slow();
+        let parent = self.blocks.get(&block.header.parent_hash).ok_or_else(|| {
+            format!(
+                "parent {} of block {hash} is unknown",
+                block.header.parent_hash
+            )
+        })?;
+        let senders = block
+            .body
+            .transactions
+            .iter()
+            .map(|tx| tx.recover_signer().map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let hashes = self.block_hashes(parent);
+        let executed =
+            executor::validate_block(self.chain_id, parent, &hashes, block, senders, hash)
+                .map_err(|e| e.to_string())?;
+        self.blocks.insert(hash, executed);
+        Ok(())
+    }
+}
+
+/// A payload id derived from the parent and the attributes, so equal requests get equal ids.
+fn payload_id(parent: B256, attrs: &OpPayloadAttributes) -> PayloadId {
+    let mut buf = Vec::with_capacity(256);
+    buf.extend_from_slice(parent.as_slice());
+    buf.extend_from_slice(&attrs.inner.timestamp.to_be_bytes());
+    buf.extend_from_slice(attrs.inner.prev_randao.as_slice());
+    buf.extend_from_slice(attrs.inner.suggested_fee_recipient.as_slice());
+    attrs
+        .inner
+        .withdrawals
+        .as_deref()
+        .unwrap_or_default()
+        .to_vec()
+        .encode(&mut buf);
+    buf.extend_from_slice(
+        attrs
+            .inner
+            .parent_beacon_block_root
+            .unwrap_or_default()
+            .as_slice(),
+    );
+    for tx in attrs.transactions.iter().flatten() {
+        buf.extend_from_slice(keccak256(tx).as_slice());
+    }
+    buf.push(u8::from(attrs.no_tx_pool.unwrap_or(false)));
+    buf.extend_from_slice(&attrs.gas_limit.unwrap_or(0).to_be_bytes());
+    let hash = keccak256(&buf);
+    PayloadId::new(hash[..8].try_into().expect("8 bytes"))
+}
+
+/// Balance needed up front by `tx`: gas at the max fee plus value.
+pub(crate) fn max_cost(tx: &TxEnvelope) -> U256 {
+    U256::from(tx.gas_limit()) * U256::from(tx.max_fee_per_gas()) + tx.value()
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_eips::eip4895::Withdrawal;
+
+    use super::*;
+
+    fn attrs(timestamp: u64) -> OpPayloadAttributes {
+        OpPayloadAttributes {
+            inner: PayloadAttributes {
+                timestamp,
+                prev_randao: B256::repeat_byte(1),
+                suggested_fee_recipient: Address::repeat_byte(2),
+                withdrawals: Some(vec![Withdrawal {
+                    index: 0,
+                    validator_index: 1,
+                    address: Address::repeat_byte(9),
+                    amount: 5,
+                }]),
+                parent_beacon_block_root: Some(B256::repeat_byte(3)),
+                slot_number: None,
+                target_gas_limit: None,
+            },
+            transactions: Some(vec![]),
+            no_tx_pool: Some(true),
+            gas_limit: Some(30_000_000),
+        }
+    }
+
+    #[test]
+    fn op_attributes_parse_from_json() {
+        let json = serde_json::json!({
+            "timestamp": "0x10",
+            "prevRandao": B256::repeat_byte(1),
+            "suggestedFeeRecipient": Address::repeat_byte(2),
+            "withdrawals": [],
+            "parentBeaconBlockRoot": B256::repeat_byte(3),
+            "transactions": ["0x01"],
+            "noTxPool": true,
+            "gasLimit": "0x1c9c380"
+        });
+        let parsed: OpPayloadAttributes = serde_json::from_value(json).unwrap();
+        assert_eq!(parsed.gas_limit, Some(30_000_000));
+        assert_eq!(parsed.no_tx_pool, Some(true));
+        assert_eq!(parsed.inner.timestamp, 16);
+    }
+
+    #[test]
+    fn empty_block_builds_and_validates_with_withdrawal_and_beacon_root() {
+        let mut chain = Chain::open(&genesis::dev_genesis(), None).unwrap();
+        let genesis = chain.genesis_hash();
+        let fcs = ForkchoiceState {
+            head_block_hash: genesis,
+            safe_block_hash: genesis,
+            finalized_block_hash: genesis,
+        };
+        let updated = chain.forkchoice_updated(fcs, Some(attrs(12))).unwrap();
+        let envelope = chain.get_payload(updated.payload_id.unwrap()).unwrap();
+        let status = chain.new_payload(
+            envelope.execution_payload.clone(),
+            &[],
+            B256::repeat_byte(3),
+        );
+        assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
+        let block = chain
+            .block(
+                &envelope
+                    .execution_payload
+                    .payload_inner
+                    .payload_inner
+                    .block_hash,
+            )
+            .unwrap();
+        assert_eq!(
+            block
+                .state
+                .account(Address::repeat_byte(9))
+                .unwrap()
+                .balance,
+            U256::from(5_000_000_000u64)
+        );
+        // EIP-4788 ring buffer: timestamp % 8191 -> timestamp, + 8191 -> root.
+        let beacon = alloy_eips::eip4788::BEACON_ROOTS_ADDRESS;
+        assert_eq!(block.state.storage(beacon, U256::from(12)), U256::from(12));
+        assert_eq!(
+            block.state.storage(beacon, U256::from(12 + 8191)),
+            U256::from_be_bytes([3u8; 32])
+        );
+    }
+
+    #[test]
+    fn attributes_without_beacon_root_are_wrong_version() {
+        let mut chain = Chain::open(&genesis::dev_genesis(), None).unwrap();
+        let genesis = chain.genesis_hash();
+        let fcs = ForkchoiceState {
+            head_block_hash: genesis,
+            ..Default::default()
+        };
+        let mut a = attrs(12);
+        a.inner.parent_beacon_block_root = None;
+        assert_eq!(
+            chain.forkchoice_updated(fcs, Some(a)).unwrap_err().code(),
+            -32602
+        );
+        let a = attrs(0);
+        assert_eq!(
+            chain.forkchoice_updated(fcs, Some(a)).unwrap_err().code(),
+            -38003
+        );
+    }
+}

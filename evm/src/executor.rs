@@ -1,0 +1,570 @@
+//! Block building and block validation: pure functions of a parent block and inputs.
+//!
+//! Both paths run the same steps: the EIP-4788 system call storing the parent beacon block root,
+//! the transactions on revm (Cancun rules), the withdrawals, then the roots. Building skips a
+//! transaction that cannot be included (and reports why); validation rejects the whole block.
+
+use alloy_consensus::{
+    proofs::{calculate_receipt_root, calculate_transaction_root, calculate_withdrawals_root},
+    Block, BlockBody, Eip658Value, Header, Receipt, ReceiptEnvelope, ReceiptWithBloom,
+    Transaction as _, TxEnvelope, EMPTY_OMMER_ROOT_HASH,
+};
+use alloy_eips::{
+    eip1559::BaseFeeParams,
+    eip4788::{BEACON_ROOTS_ADDRESS, SYSTEM_ADDRESS},
+    eip4895::Withdrawal,
+    eip7840::BlobParams,
+    Typed2718 as _,
+};
+use alloy_primitives::{Address, Bloom, Bytes, B256, B64, U256};
+use revm::{
+    context::{BlockEnv, CfgEnv, TxEnv},
+    context_interface::block::BlobExcessGasAndPrice,
+    database::CacheDB,
+    primitives::{eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN, hardfork::SpecId},
+    Context, ExecuteCommitEvm as _, MainBuilder as _, MainContext as _, SystemCallEvm as _,
+};
+
+use crate::state::{StateDb, WorldState};
+
+/// Smallest block gas limit accepted.
+pub(crate) const MIN_GAS_LIMIT: u64 = 5_000;
+/// Largest extra-data accepted in a header.
+const MAX_EXTRA_DATA: usize = 32;
+
+/// A block that was executed, with everything needed to serve it.
+#[derive(Clone, Debug)]
+pub(crate) struct ExecutedBlock {
+    pub(crate) block: Block<TxEnvelope>,
+    pub(crate) hash: B256,
+    pub(crate) senders: Vec<Address>,
+    pub(crate) receipts: Vec<ReceiptEnvelope>,
+    /// Post-state of the block.
+    pub(crate) state: WorldState,
+    /// Priority fees paid to the fee recipient.
+    pub(crate) block_value: U256,
+}
+
+impl ExecutedBlock {
+    /// The genesis block.
+    pub(crate) fn genesis(header: Header, state: WorldState) -> Self {
+        let block = Block {
+            header,
+            body: BlockBody {
+                transactions: vec![],
+                ommers: vec![],
+                withdrawals: Some(alloy_eips::eip4895::Withdrawals::default()),
+            },
+        };
+        let hash = block.header.hash_slow();
+        Self {
+            block,
+            hash,
+            senders: vec![],
+            receipts: vec![],
+            state,
+            block_value: U256::ZERO,
+        }
+    }
+
+    pub(crate) fn number(&self) -> u64 {
+        self.block.header.number
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        &self.block.header
+    }
+}
+
+/// What a new block is built from, besides its parent (the payload attributes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BuildInput {
+    pub(crate) timestamp: u64,
+    pub(crate) prev_randao: B256,
+    pub(crate) fee_recipient: Address,
+    pub(crate) withdrawals: Vec<Withdrawal>,
+    pub(crate) parent_beacon_block_root: B256,
+    pub(crate) gas_limit: u64,
+}
+
+/// A transaction with its recovered sender.
+#[derive(Clone, Debug)]
+pub(crate) struct Candidate {
+    pub(crate) tx: TxEnvelope,
+    pub(crate) sender: Address,
+}
+
+/// A transaction that building left out, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Skipped {
+    pub(crate) hash: B256,
+    pub(crate) reason: String,
+}
+
+/// Why a block is invalid.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BlockError {
+    /// A header field does not match its recomputed value.
+    #[error("{field} mismatch: header has {got}, execution gives {expected}")]
+    Mismatch {
+        /// The field.
+        field: &'static str,
+        /// Value in the header.
+        got: String,
+        /// Recomputed value.
+        expected: String,
+    },
+    /// A header field breaks a rule that does not need execution.
+    #[error("invalid header: {0}")]
+    Header(String),
+    /// A transaction could not be executed.
+    #[error("transaction {index} ({hash}) is invalid: {reason}")]
+    Transaction {
+        /// Position in the block.
+        index: usize,
+        /// Its hash.
+        hash: B256,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The EVM failed outside any transaction rule (state access).
+    #[error("execution failed: {0}")]
+    Execution(String),
+}
+
+/// The environment of one block's execution.
+struct BlockContext<'a> {
+    chain_id: u64,
+    parent: &'a ExecutedBlock,
+    block_hashes: &'a [(u64, B256)],
+    header: Header,
+}
+
+/// The result of running a block's transactions.
+struct Outcome {
+    transactions: Vec<TxEnvelope>,
+    senders: Vec<Address>,
+    receipts: Vec<ReceiptEnvelope>,
+    gas_used: u64,
+    block_value: U256,
+    state: WorldState,
+    skipped: Vec<Skipped>,
+}
+
+/// Builds the block on `parent` from `input` and the candidate transactions, in order.
+///
+/// `block_hashes` are the hashes of up to 256 ancestors (parent included), for `BLOCKHASH`.
+pub(crate) fn build_block(
+    chain_id: u64,
+    parent: &ExecutedBlock,
+    block_hashes: &[(u64, B256)],
+    input: &BuildInput,
+    candidates: Vec<Candidate>,
+) -> Result<(ExecutedBlock, Vec<Skipped>), BlockError> {
+    let parent_header = parent.header();
+    let header = Header {
+        parent_hash: parent.hash,
+        ommers_hash: EMPTY_OMMER_ROOT_HASH,
+        beneficiary: input.fee_recipient,
+        difficulty: U256::ZERO,
+        number: parent_header.number + 1,
+        gas_limit: input.gas_limit,
+        timestamp: input.timestamp,
+        extra_data: Bytes::new(),
+        mix_hash: input.prev_randao,
+        nonce: B64::ZERO,
+        base_fee_per_gas: Some(next_base_fee(parent_header)),
+        withdrawals_root: Some(calculate_withdrawals_root(&input.withdrawals)),
+        blob_gas_used: Some(0),
+        excess_blob_gas: Some(next_excess_blob_gas(parent_header)),
+        parent_beacon_block_root: Some(input.parent_beacon_block_root),
+        ..Header::default()
+    };
+    let context = BlockContext {
+        chain_id,
+        parent,
+        block_hashes,
+        header,
+    };
+    let outcome = execute(&context, candidates, &input.withdrawals, Mode::Build)?;
+    let skipped = outcome.skipped.clone();
+    Ok((
+        seal(context.header, outcome, input.withdrawals.clone()),
+        skipped,
+    ))
+}
+
+/// Re-executes `block` on `parent` and checks every header field against the result.
+pub(crate) fn validate_block(
+    chain_id: u64,
+    parent: &ExecutedBlock,
+    block_hashes: &[(u64, B256)],
+    block: Block<TxEnvelope>,
+    senders: Vec<Address>,
+    claimed_hash: B256,
+) -> Result<ExecutedBlock, BlockError> {
+    let Block { header, body } = block;
+    let header = &header;
+    let parent_header = parent.header();
+    check_header(header, parent, claimed_hash)?;
+    let withdrawals = body
+        .withdrawals
+        .map(alloy_eips::eip4895::Withdrawals::into_inner)
+        .unwrap_or_default();
+    if body.transactions.len() != senders.len() {
+        return Err(BlockError::Execution(format!(
+            "{} transactions but {} senders",
+            body.transactions.len(),
+            senders.len()
+        )));
+    }
+    let candidates = body
+        .transactions
+        .into_iter()
+        .zip(senders)
+        .map(|(tx, sender)| Candidate { tx, sender })
+        .collect();
+    let expected_header = Header {
+        base_fee_per_gas: Some(next_base_fee(parent_header)),
+        excess_blob_gas: Some(next_excess_blob_gas(parent_header)),
+        ..header.clone()
+    };
+    let context = BlockContext {
+        chain_id,
+        parent,
+        block_hashes,
+        header: expected_header,
+    };
+    let outcome = execute(&context, candidates, &withdrawals, Mode::Validate)?;
+    let executed = seal(context.header, outcome, withdrawals);
+    let computed = executed.header();
+    compare(
+        "baseFeePerGas",
+        &header.base_fee_per_gas,
+        &computed.base_fee_per_gas,
+    )?;
+    compare(
+        "excessBlobGas",
+        &header.excess_blob_gas,
+        &computed.excess_blob_gas,
+    )?;
+    compare("gasUsed", &header.gas_used, &computed.gas_used)?;
+    compare("stateRoot", &header.state_root, &computed.state_root)?;
+    compare(
+        "receiptsRoot",
+        &header.receipts_root,
+        &computed.receipts_root,
+    )?;
+    compare("logsBloom", &header.logs_bloom, &computed.logs_bloom)?;
+    compare(
+        "transactionsRoot",
+        &header.transactions_root,
+        &computed.transactions_root,
+    )?;
+    compare(
+        "withdrawalsRoot",
+        &header.withdrawals_root,
+        &computed.withdrawals_root,
+    )?;
+    compare("blockHash", &claimed_hash, &executed.hash)?;
+    Ok(executed)
+}
+
+fn compare<T: PartialEq + std::fmt::Debug>(
+    field: &'static str,
+    got: &T,
+    expected: &T,
+) -> Result<(), BlockError> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(BlockError::Mismatch {
+            field,
+            got: format!("{got:?}"),
+            expected: format!("{expected:?}"),
+        })
+    }
+}
+
+/// Rules on a header that do not need execution.
+fn check_header(
+    header: &Header,
+    parent: &ExecutedBlock,
+    claimed_hash: B256,
+) -> Result<(), BlockError> {
+    let parent_header = parent.header();
+    let fail = |msg: String| Err(BlockError::Header(msg));
+    if header.number != parent_header.number + 1 {
+        return fail(format!(
+            "number {} does not follow parent number {}",
+            header.number, parent_header.number
+        ));
+    }
+    if header.timestamp <= parent_header.timestamp {
+        return fail(format!(
+            "timestamp {} is not after parent timestamp {}",
+            header.timestamp, parent_header.timestamp
+        ));
+    }
+    if header.gas_limit < MIN_GAS_LIMIT {
+        return fail(format!(
+            "gas limit {} is below the minimum {MIN_GAS_LIMIT}",
+            header.gas_limit
+        ));
+    }
+    if header.gas_used > header.gas_limit {
+        return fail(format!(
+            "gas used {} exceeds gas limit {}",
+            header.gas_used, header.gas_limit
+        ));
+    }
+    if header.extra_data.len() > MAX_EXTRA_DATA {
+        return fail(format!(
+            "extra data is {} bytes, at most {MAX_EXTRA_DATA} allowed",
+            header.extra_data.len()
+        ));
+    }
+    if header.blob_gas_used != Some(0) {
+        return fail(format!(
+            "blob gas used {:?}: blob transactions are not supported",
+            header.blob_gas_used
+        ));
+    }
+    if header.parent_beacon_block_root.is_none() {
+        return fail("missing parent beacon block root".to_owned());
+    }
+    let computed = header.hash_slow();
+    if computed != claimed_hash {
+        return Err(BlockError::Mismatch {
+            field: "blockHash",
+            got: claimed_hash.to_string(),
+            expected: computed.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The EIP-1559 base fee of the child of `parent`.
+pub(crate) fn next_base_fee(parent: &Header) -> u64 {
+    parent
+        .next_block_base_fee(BaseFeeParams::ethereum())
+        .unwrap_or(alloy_eips::eip1559::INITIAL_BASE_FEE)
+}
+
+/// The EIP-4844 excess blob gas of the child of `parent`.
+fn next_excess_blob_gas(parent: &Header) -> u64 {
+    parent
+        .next_block_excess_blob_gas(BlobParams::cancun())
+        .unwrap_or(0)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Build,
+    Validate,
+}
+
+/// Turns a header template and an execution outcome into a sealed block.
+fn seal(mut header: Header, outcome: Outcome, withdrawals: Vec<Withdrawal>) -> ExecutedBlock {
+    header.state_root = outcome.state.state_root();
+    header.transactions_root = calculate_transaction_root(&outcome.transactions);
+    header.receipts_root = calculate_receipt_root(&outcome.receipts);
+    header.logs_bloom = outcome
+        .receipts
+        .iter()
+        .fold(Bloom::ZERO, |acc, r| acc | *r.logs_bloom());
+    header.gas_used = outcome.gas_used;
+    header.withdrawals_root = Some(calculate_withdrawals_root(&withdrawals));
+    let block = Block {
+        header,
+        body: BlockBody {
+            transactions: outcome.transactions,
+            ommers: vec![],
+            withdrawals: Some(withdrawals.into()),
+        },
+    };
+    let hash = block.header.hash_slow();
+    ExecutedBlock {
+        block,
+        hash,
+        senders: outcome.senders,
+        receipts: outcome.receipts,
+        state: outcome.state,
+        block_value: outcome.block_value,
+    }
+}
+
+/// The revm transaction environment of a signed transaction.
+pub(crate) fn tx_env(tx: &TxEnvelope, sender: Address) -> TxEnv {
+    TxEnv {
+        tx_type: tx.ty(),
+        caller: sender,
+        gas_limit: tx.gas_limit(),
+        gas_price: tx.max_fee_per_gas(),
+        kind: tx.kind(),
+        value: tx.value(),
+        data: tx.input().clone(),
+        nonce: tx.nonce(),
+        chain_id: tx.chain_id(),
+        access_list: tx.access_list().cloned().unwrap_or_default(),
+        gas_priority_fee: tx.max_priority_fee_per_gas(),
+        blob_hashes: tx
+            .blob_versioned_hashes()
+            .map(<[B256]>::to_vec)
+            .unwrap_or_default(),
+        max_fee_per_blob_gas: tx.max_fee_per_blob_gas().unwrap_or(0),
+        authorization_list: vec![],
+    }
+}
+
+/// The revm block environment of a header.
+pub(crate) fn block_env(header: &Header) -> BlockEnv {
+    BlockEnv {
+        number: U256::from(header.number),
+        beneficiary: header.beneficiary,
+        timestamp: U256::from(header.timestamp),
+        gas_limit: header.gas_limit,
+        basefee: header.base_fee_per_gas.unwrap_or(0),
+        difficulty: U256::ZERO,
+        prevrandao: Some(header.mix_hash),
+        blob_excess_gas_and_price: Some(BlobExcessGasAndPrice::new(
+            header.excess_blob_gas.unwrap_or(0),
+            BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN,
+        )),
+        ..BlockEnv::default()
+    }
+}
+
+/// The revm configuration: Cancun rules for `chain_id`.
+pub(crate) fn cfg_env(chain_id: u64) -> CfgEnv {
+    let mut cfg = CfgEnv::new_with_spec(SpecId::CANCUN);
+    cfg.chain_id = chain_id;
+    cfg
+}
+
+fn execute(
+    context: &BlockContext<'_>,
+    candidates: Vec<Candidate>,
+    withdrawals: &[Withdrawal],
+    mode: Mode,
+) -> Result<Outcome, BlockError> {
+    let header = &context.header;
+    let db = CacheDB::new(StateDb {
+        state: &context.parent.state,
+        block_hashes: context.block_hashes,
+    });
+    let mut evm = Context::mainnet()
+        .with_db(db)
+        .with_block(block_env(header))
+        .with_cfg(cfg_env(context.chain_id))
+        .build_mainnet();
+
+    // EIP-4788: store the parent beacon block root, if the contract is deployed.
+    let beacon_root = header.parent_beacon_block_root.unwrap_or_default();
+    if context
+        .parent
+        .state
+        .account(BEACON_ROOTS_ADDRESS)
+        .is_some_and(|a| a.code_hash != alloy_trie::KECCAK_EMPTY)
+    {
+        let result = evm
+            .system_call_with_caller(SYSTEM_ADDRESS, BEACON_ROOTS_ADDRESS, beacon_root.into())
+            .map_err(|err| BlockError::Execution(format!("beacon roots system call: {err}")))?;
+        if !result.result.is_success() {
+            return Err(BlockError::Execution(format!(
+                "beacon roots system call failed: {:?}",
+                result.result
+            )));
+        }
+        let mut state = result.state;
+        state.retain(|address, _| *address == BEACON_ROOTS_ADDRESS);
+        evm.commit(state);
+    }
+
+    let base_fee = header.base_fee_per_gas.unwrap_or(0);
+    let mut outcome = Outcome {
+        transactions: Vec::with_capacity(candidates.len()),
+        senders: Vec::with_capacity(candidates.len()),
+        receipts: Vec::with_capacity(candidates.len()),
+        gas_used: 0,
+        block_value: U256::ZERO,
+        state: WorldState::default(),
+        skipped: vec![],
+    };
+    for (index, Candidate { tx, sender }) in candidates.into_iter().enumerate() {
+        let rejection = if tx.is_eip4844() || tx.is_eip7702() {
+            Some(format!("transaction type {} is not supported", tx.ty()))
+        } else if tx.gas_limit() > header.gas_limit - outcome.gas_used {
+            Some(format!(
+                "gas limit {} exceeds the {} gas left in the block",
+                tx.gas_limit(),
+                header.gas_limit - outcome.gas_used
+            ))
+        } else {
+            None
+        };
+        let result = match rejection {
+            Some(reason) => Err(reason),
+            None => match evm.transact_commit(tx_env(&tx, sender)) {
+                Ok(result) => Ok(result),
+                Err(revm::context::result::EVMError::Transaction(err)) => Err(err.to_string()),
+                Err(revm::context::result::EVMError::Header(err)) => Err(err.to_string()),
+                Err(err) => return Err(BlockError::Execution(err.to_string())),
+            },
+        };
+        let result = match (result, mode) {
+            (Ok(result), _) => result,
+            (Err(reason), Mode::Build) => {
+                outcome.skipped.push(Skipped {
+                    hash: *tx.tx_hash(),
+                    reason,
+                });
+                continue;
+            }
+            (Err(reason), Mode::Validate) => {
+                return Err(BlockError::Transaction {
+                    index,
+                    hash: *tx.tx_hash(),
+                    reason,
+                });
+            }
+        };
+        let gas_used = result.tx_gas_used();
+        outcome.gas_used += gas_used;
+        let tip = tx.effective_tip_per_gas(base_fee).unwrap_or(0);
+        outcome.block_value += U256::from(tip) * U256::from(gas_used);
+        let receipt = Receipt {
+            status: Eip658Value::Eip658(result.is_success()),
+            cumulative_gas_used: outcome.gas_used,
+            logs: result.into_logs(),
+        };
+        let receipt = ReceiptEnvelope::from_typed(tx.tx_type(), ReceiptWithBloom::from(receipt));
+        outcome.receipts.push(receipt);
+        outcome.transactions.push(tx);
+        outcome.senders.push(sender);
+    }
+
+    let mut db = evm.ctx.journaled_state.database;
+    apply_withdrawals(&mut db, withdrawals)?;
+    let mut state = context.parent.state.clone();
+    state.apply(db);
+    outcome.state = state;
+    Ok(outcome)
+}
+
+/// Credits EIP-4895 withdrawals (amounts in gwei).
+fn apply_withdrawals(
+    db: &mut CacheDB<StateDb<'_>>,
+    withdrawals: &[Withdrawal],
+) -> Result<(), BlockError> {
+    for withdrawal in withdrawals {
+        let account = db.load_account(withdrawal.address).map_err(|err| {
+            BlockError::Execution(format!("withdrawal to {}: {err}", withdrawal.address))
+        })?;
+        account.info.balance = account.info.balance.saturating_add(withdrawal.amount_wei());
+        if !account.account_state.is_storage_cleared() {
+            account.account_state = revm::database::AccountState::Touched;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! World state: accounts, storage and code as persistent (structurally shared) maps.
+//!
+//! Every block keeps its own post-state. Cloning a [`WorldState`] is O(1) because the maps are
+//! `imbl` ordered maps, so a block built on any known parent starts from that parent's state and
+//! shares all untouched data with it.
+//!
+//! Accounts are keyed by `keccak256(address)` and storage slots by `keccak256(slot)`, which is
+//! exactly the key order of the Merkle-Patricia trie. The state root is then one ordered pass
+//! over the accounts through alloy-trie's [`HashBuilder`]; each account caches its storage root,
+//! which is recomputed only when its storage changes.
+
+use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy_rlp::Encodable as _;
+use alloy_trie::{HashBuilder, Nibbles, TrieAccount, EMPTY_ROOT_HASH, KECCAK_EMPTY};
+use imbl::OrdMap;
+use revm::{
+    bytecode::Bytecode,
+    database::{AccountState as CacheAccountState, CacheDB},
+    database_interface::DBErrorMarker,
+    state::AccountInfo,
+    DatabaseRef,
+};
+
+/// One account of the world state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Account {
+    pub(crate) address: Address,
+    pub(crate) nonce: u64,
+    pub(crate) balance: U256,
+    pub(crate) code_hash: B256,
+    /// Storage keyed by `keccak256(slot)`, holding `(slot, value)`; zero values are never stored.
+    pub(crate) storage: OrdMap<B256, (U256, U256)>,
+    pub(crate) storage_root: B256,
+}
+
+impl Account {
+    fn empty(address: Address) -> Self {
+        Self {
+            address,
+            nonce: 0,
+            balance: U256::ZERO,
+            code_hash: KECCAK_EMPTY,
+            storage: OrdMap::new(),
+            storage_root: EMPTY_ROOT_HASH,
+        }
+    }
+
+    /// EIP-161 emptiness: such an account does not exist in the trie.
+    fn is_empty(&self) -> bool {
+        self.nonce == 0 && self.balance.is_zero() && self.code_hash == KECCAK_EMPTY
+    }
+
+    fn trie_account(&self) -> TrieAccount {
+        TrieAccount::new(self.nonce, self.balance, self.storage_root, self.code_hash)
+    }
+
+    fn recompute_storage_root(&mut self) {
+        self.storage_root = if self.storage.is_empty() {
+            EMPTY_ROOT_HASH
+        } else {
+            let mut builder = HashBuilder::default();
+            let mut buf = Vec::with_capacity(40);
+            for (hashed_slot, (_, value)) in &self.storage {
+                buf.clear();
+                value.encode(&mut buf);
+                builder.add_leaf(Nibbles::unpack(hashed_slot), &buf);
+            }
+            builder.root()
+        };
+    }
+}
+
+/// The full world state after some block.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct WorldState {
+    accounts: OrdMap<B256, Account>,
+    codes: OrdMap<B256, Bytes>,
+}
+
+impl WorldState {
+    /// Builds a state from plain accounts (genesis allocation).
+    ///
+    /// As in geth, every listed account is part of the genesis trie, even an empty one.
+    pub(crate) fn from_accounts(
+        accounts: impl IntoIterator<Item = GenesisEntry>,
+    ) -> Result<Self, StateError> {
+        let mut state = Self::default();
+        for entry in accounts {
+            let mut account = Account::empty(entry.address);
+            account.nonce = entry.nonce;
+            account.balance = entry.balance;
+            if !entry.code.is_empty() {
+                account.code_hash = keccak256(&entry.code);
+                state.codes.insert(account.code_hash, entry.code);
+            }
+            for (slot, value) in entry.storage {
+                if !value.is_zero() {
+                    account
+                        .storage
+                        .insert(keccak256(slot.to_be_bytes::<32>()), (slot, value));
+                }
+            }
+            account.recompute_storage_root();
+            let key = keccak256(entry.address);
+            if state.accounts.insert(key, account).is_some() {
+                return Err(StateError::DuplicateAccount(entry.address));
+            }
+        }
+        Ok(state)
+    }
+
+    /// Returns the account at `address`, if it exists.
+    pub(crate) fn account(&self, address: Address) -> Option<&Account> {
+        self.accounts.get(&keccak256(address))
+    }
+
+    /// Returns the value of a storage slot (zero when unset).
+    pub(crate) fn storage(&self, address: Address, slot: U256) -> U256 {
+        self.account(address)
+            .and_then(|account| account.storage.get(&keccak256(slot.to_be_bytes::<32>())))
+            .map_or(U256::ZERO, |(_, value)| *value)
+    }
+
+    /// Returns the code of the account at `address` (empty when none).
+    pub(crate) fn code(&self, address: Address) -> Bytes {
+        self.account(address)
+            .and_then(|account| self.codes.get(&account.code_hash))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The Merkle-Patricia root over all accounts.
+    pub(crate) fn state_root(&self) -> B256 {
+        if self.accounts.is_empty() {
+            return EMPTY_ROOT_HASH;
+        }
+        let mut builder = HashBuilder::default();
+        let mut buf = Vec::with_capacity(128);
+        for (hashed_address, account) in &self.accounts {
+            buf.clear();
+            account.trie_account().encode(&mut buf);
+            builder.add_leaf(Nibbles::unpack(hashed_address), &buf);
+        }
+        builder.root()
+    }
+
+    /// Iterates over all accounts in trie-key order.
+    #[cfg_attr(not(test), expect(dead_code, reason = "used by tests"))]
+    pub(crate) fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.values()
+    }
+
+    /// Applies the changes an execution left in a [`CacheDB`] over this state.
+    ///
+    /// Only accounts the EVM touched are applied; accounts that end up empty are removed
+    /// (EIP-161), accounts created or self-destructed get their storage replaced.
+    pub(crate) fn apply(&mut self, cache: CacheDB<StateDb<'_>>) {
+        let CacheDB { cache, .. } = cache;
+        for (hash, code) in cache.contracts {
+            if hash != KECCAK_EMPTY && !self.codes.contains_key(&hash) {
+                self.codes.insert(hash, code.original_bytes());
+            }
+        }
+        for (address, db_account) in cache.accounts {
+            let key = keccak256(address);
+            let storage_cleared = db_account.account_state.is_storage_cleared();
+            match db_account.account_state {
+                CacheAccountState::None => continue,
+                CacheAccountState::NotExisting => {
+                    self.accounts.remove(&key);
+                    continue;
+                }
+                CacheAccountState::Touched | CacheAccountState::StorageCleared => {}
+            }
+            let mut account = match self.accounts.get(&key) {
+                Some(existing) if !storage_cleared => existing.clone(),
+                _ => Account::empty(address),
+            };
+            account.nonce = db_account.info.nonce;
+            account.balance = db_account.info.balance;
+            account.code_hash = db_account.info.code_hash;
+            let mut storage_changed = false;
+            for (slot, value) in db_account.storage {
+                let hashed_slot = keccak256(slot.to_be_bytes::<32>());
+                if value.is_zero() {
+                    storage_changed |= account.storage.remove(&hashed_slot).is_some();
+                } else if account.storage.get(&hashed_slot).map(|(_, v)| *v) != Some(value) {
+                    account.storage.insert(hashed_slot, (slot, value));
+                    storage_changed = true;
+                }
+            }
+            if storage_changed || storage_cleared {
+                account.recompute_storage_root();
+            }
+            if account.is_empty() && account.storage.is_empty() {
+                self.accounts.remove(&key);
+            } else {
+                self.accounts.insert(key, account);
+            }
+        }
+    }
+}
+
+/// A genesis allocation entry in plain form.
+pub(crate) struct GenesisEntry {
+    pub(crate) address: Address,
+    pub(crate) nonce: u64,
+    pub(crate) balance: U256,
+    pub(crate) code: Bytes,
+    pub(crate) storage: Vec<(U256, U256)>,
+}
+
+/// Errors of state handling.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The genesis allocation lists the same address twice.
+    #[error("genesis allocation lists account {0} twice")]
+    DuplicateAccount(Address),
+    /// The EVM asked for a block hash that is not among the 256 most recent.
+    #[error("block hash of block {0} is not available")]
+    MissingBlockHash(u64),
+}
+
+impl DBErrorMarker for StateError {}
+
+/// A read-only revm database over a [`WorldState`] plus the recent block hashes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StateDb<'a> {
+    pub(crate) state: &'a WorldState,
+    /// Hashes of recent ancestors, `(number, hash)`, highest first.
+    pub(crate) block_hashes: &'a [(u64, B256)],
+}
+
+impl DatabaseRef for StateDb<'_> {
+    type Error = StateError;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        Ok(self.state.account(address).map(|account| {
+            let code = self
+                .state
+                .codes
+                .get(&account.code_hash)
+                .map(|code| Bytecode::new_raw(code.clone()));
+            AccountInfo {
+                balance: account.balance,
+                nonce: account.nonce,
+                code_hash: account.code_hash,
+                code,
+                ..AccountInfo::default()
+            }
+        }))
+    }
+
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        Ok(self
+            .state
+            .codes
+            .get(&code_hash)
+            .map(|code| Bytecode::new_raw(code.clone()))
+            .unwrap_or_default())
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        Ok(self.state.storage(address, index))
+    }
+
+    fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
+        self.block_hashes
+            .iter()
+            .find(|(n, _)| *n == number)
+            .map(|(_, hash)| *hash)
+            .ok_or(StateError::MissingBlockHash(number))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(byte: u8, balance: u64, storage: Vec<(u64, u64)>) -> GenesisEntry {
+        GenesisEntry {
+            address: Address::repeat_byte(byte),
+            nonce: u64::from(byte),
+            balance: U256::from(balance),
+            code: if storage.is_empty() {
+                Bytes::new()
+            } else {
+                Bytes::from_static(&[0x60, 0x00])
+            },
+            storage: storage
+                .into_iter()
+                .map(|(k, v)| (U256::from(k), U256::from(v)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn state_root_matches_alloy_trie_reference() {
+        let state = WorldState::from_accounts([
+            entry(1, 10, vec![]),
+            entry(2, 0, vec![(1, 5), (2, 0), (300, 7)]),
+            entry(3, 99, vec![(0, 1)]),
+        ])
+        .unwrap();
+        let reference = alloy_trie::root::state_root_unhashed(state.accounts().map(|account| {
+            let storage_root = alloy_trie::root::storage_root_unhashed(
+                account
+                    .storage
+                    .values()
+                    .map(|(slot, value)| (B256::from(*slot), *value)),
+            );
+            let trie = TrieAccount::new(
+                account.nonce,
+                account.balance,
+                storage_root,
+                account.code_hash,
+            );
+            (account.address, trie)
+        }));
+        assert_eq!(state.state_root(), reference);
+        assert_eq!(
+            state.storage(Address::repeat_byte(2), U256::from(300)),
+            U256::from(7)
+        );
+        assert_eq!(
+            state.storage(Address::repeat_byte(2), U256::from(2)),
+            U256::ZERO
+        );
+    }
+
+    #[test]
+    fn empty_state_has_empty_root() {
+        assert_eq!(WorldState::default().state_root(), EMPTY_ROOT_HASH);
+    }
+
+    #[test]
+    fn duplicate_genesis_account_is_rejected() {
+        let err =
+            WorldState::from_accounts([entry(1, 1, vec![]), entry(1, 2, vec![])]).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+    }
+}

@@ -1,0 +1,354 @@
+//! Engine API: the full cycle, determinism, invalid payloads, error codes, restart.
+
+use alloy_consensus::TxEnvelope;
+use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
+use alloy_rpc_types_engine::ExecutionPayloadV3;
+use serde_json::{json, Value};
+
+use crate::support::{
+    attributes, fcs, hash, produce_block, raw, sign_1559, signer, TestNode, DEV_KEY,
+};
+
+const BEACON_ROOT: B256 = B256::repeat_byte(0x22);
+
+fn transfers(count: u64) -> Vec<Bytes> {
+    let dev = signer(DEV_KEY);
+    (0..count)
+        .map(|nonce| {
+            let to = Address::with_last_byte(u8::try_from(nonce + 1).unwrap());
+            raw(&sign_1559(
+                &dev,
+                nonce,
+                TxKind::Call(to),
+                U256::from(1000 + nonce),
+                Bytes::new(),
+                21_000,
+            ))
+        })
+        .collect()
+}
+
+async fn genesis_hash(node: &TestNode) -> B256 {
+    let block = node
+        .rpc("eth_getBlockByNumber", json!(["0x0", false]))
+        .await
+        .unwrap();
+    hash(&block["hash"])
+}
+
+#[tokio::test]
+async fn full_cycle_includes_exactly_the_forced_transactions_in_order() {
+    let node = TestNode::start().await;
+    let genesis = genesis_hash(&node).await;
+    let capabilities = node
+        .engine(
+            "engine_exchangeCapabilities",
+            json!([["engine_newPayloadV3"]]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        capabilities.as_array().unwrap().len(),
+        tandem_evm::CAPABILITIES.len()
+    );
+
+    let txs = transfers(3);
+    let payload = produce_block(&node, genesis, 1_700_000_000, &txs, true).await;
+    let included: Vec<Bytes> = serde_json::from_value(payload["transactions"].clone()).unwrap();
+    assert_eq!(included, txs);
+    assert_eq!(node.rpc("eth_blockNumber", json!([])).await.unwrap(), "0x1");
+
+    for (index, tx) in txs.iter().enumerate() {
+        let tx_hash = alloy_primitives::keccak256(tx);
+        let receipt = node
+            .rpc("eth_getTransactionReceipt", json!([tx_hash]))
+            .await
+            .unwrap();
+        assert_eq!(receipt["status"], "0x1", "{receipt}");
+        assert_eq!(receipt["blockNumber"], "0x1");
+        assert_eq!(receipt["transactionIndex"], format!("{index:#x}"));
+        assert_eq!(receipt["blockHash"], payload["blockHash"]);
+    }
+    // EIP-4788: the beacon roots contract stored parentBeaconBlockRoot at timestamp % 8191 + 8191.
+    let slot = U256::from(1_700_000_000u64 % 8191 + 8191);
+    let stored = node
+        .rpc(
+            "eth_getStorageAt",
+            json!([alloy_eips::eip4788::BEACON_ROOTS_ADDRESS, slot, "latest"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hash(&stored), BEACON_ROOT);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_forced_transactions_are_skipped_not_fatal() {
+    let node = TestNode::start().await;
+    let genesis = genesis_hash(&node).await;
+    let dev = signer(DEV_KEY);
+    let good = raw(&sign_1559(
+        &dev,
+        0,
+        TxKind::Call(Address::repeat_byte(1)),
+        U256::from(1),
+        Bytes::new(),
+        21_000,
+    ));
+    let nonce_gap = raw(&sign_1559(
+        &dev,
+        5,
+        TxKind::Call(Address::repeat_byte(1)),
+        U256::from(1),
+        Bytes::new(),
+        21_000,
+    ));
+    let pauper = signer("0101010101010101010101010101010101010101010101010101010101010101");
+    let no_funds = raw(&sign_1559(
+        &pauper,
+        0,
+        TxKind::Call(Address::repeat_byte(1)),
+        U256::from(1),
+        Bytes::new(),
+        21_000,
+    ));
+    let mut bad_sig = good.to_vec();
+    let last = bad_sig.len() - 1;
+    bad_sig[last] ^= 0x01; // flips a bit of `s`: another (unfunded) signer, or no signer at all
+    let garbage = Bytes::from_static(&[0x02, 0xff, 0x00]);
+    let forced = vec![
+        good.clone(),
+        nonce_gap,
+        no_funds,
+        Bytes::from(bad_sig),
+        garbage,
+    ];
+    let payload = produce_block(&node, genesis, 1_700_000_000, &forced, true).await;
+    let included: Vec<Bytes> = serde_json::from_value(payload["transactions"].clone()).unwrap();
+    assert_eq!(included, vec![good]);
+    node.stop().await;
+}
+
+async fn build(node: &TestNode, parent: B256, txs: &[Bytes]) -> Value {
+    let updated = node
+        .engine(
+            "engine_forkchoiceUpdatedV3",
+            json!([fcs(parent), attributes(1_700_000_000, txs, true)]),
+        )
+        .await
+        .unwrap();
+    let envelope = node
+        .engine("engine_getPayloadV3", json!([updated["payloadId"]]))
+        .await
+        .unwrap();
+    envelope["executionPayload"].clone()
+}
+
+#[tokio::test]
+async fn same_parent_and_attributes_give_the_same_block() {
+    let (a, b) = (TestNode::start().await, TestNode::start().await);
+    let genesis = genesis_hash(&a).await;
+    assert_eq!(genesis, genesis_hash(&b).await);
+    let txs = transfers(4);
+    let first = build(&a, genesis, &txs).await;
+    let again = build(&a, genesis, &txs).await;
+    let other_node = build(&b, genesis, &txs).await;
+    assert_eq!(first["blockHash"], again["blockHash"]);
+    assert_eq!(first, other_node);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Recomputes the block hash of a payload after tampering with it.
+fn rehash(payload: &mut Value) {
+    let parsed: ExecutionPayloadV3 = serde_json::from_value(payload.clone()).unwrap();
+    let mut block = parsed.try_into_block::<TxEnvelope>().unwrap();
+    block.header.parent_beacon_block_root = Some(BEACON_ROOT);
+    payload["blockHash"] = json!(block.header.hash_slow());
+}
+
+async fn new_payload(node: &TestNode, payload: &Value) -> Value {
+    node.engine("engine_newPayloadV3", json!([payload, [], BEACON_ROOT]))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tampered_payloads_are_invalid_and_unknown_parents_syncing() {
+    let node = TestNode::start().await;
+    let genesis = genesis_hash(&node).await;
+    let payload = build(&node, genesis, &transfers(2)).await;
+
+    let mut bad_state = payload.clone();
+    bad_state["stateRoot"] = json!(B256::repeat_byte(0x33));
+    rehash(&mut bad_state);
+    let status = new_payload(&node, &bad_state).await;
+    assert_eq!(status["status"], "INVALID", "{status}");
+    assert!(
+        status["validationError"]
+            .as_str()
+            .unwrap()
+            .contains("stateRoot"),
+        "{status}"
+    );
+    assert_eq!(hash(&status["latestValidHash"]), genesis);
+
+    let mut bad_receipts = payload.clone();
+    bad_receipts["receiptsRoot"] = json!(B256::repeat_byte(0x44));
+    rehash(&mut bad_receipts);
+    let status = new_payload(&node, &bad_receipts).await;
+    assert_eq!(status["status"], "INVALID", "{status}");
+    assert!(
+        status["validationError"]
+            .as_str()
+            .unwrap()
+            .contains("receiptsRoot"),
+        "{status}"
+    );
+
+    let mut bad_hash = payload.clone();
+    bad_hash["blockHash"] = json!(B256::repeat_byte(0x55));
+    let status = new_payload(&node, &bad_hash).await;
+    assert_eq!(status["status"], "INVALID", "{status}");
+    assert!(
+        status["validationError"]
+            .as_str()
+            .unwrap()
+            .contains("blockHash"),
+        "{status}"
+    );
+    assert_eq!(status["latestValidHash"], Value::Null);
+
+    let mut bad_tx = payload.clone();
+    let dev = signer(DEV_KEY);
+    let other = raw(&sign_1559(
+        &dev,
+        0,
+        TxKind::Call(Address::repeat_byte(7)),
+        U256::from(5),
+        Bytes::new(),
+        21_000,
+    ));
+    bad_tx["transactions"][0] = json!(other);
+    let status = new_payload(&node, &bad_tx).await;
+    assert_eq!(
+        status["status"], "INVALID",
+        "swapped transaction, stale hash: {status}"
+    );
+    rehash(&mut bad_tx);
+    let status = new_payload(&node, &bad_tx).await;
+    assert_eq!(
+        status["status"], "INVALID",
+        "swapped transaction, rehashed: {status}"
+    );
+
+    let mut orphan = payload.clone();
+    orphan["parentHash"] = json!(B256::repeat_byte(0x66));
+    rehash(&mut orphan);
+    let status = new_payload(&node, &orphan).await;
+    assert_eq!(status["status"], "SYNCING", "{status}");
+    assert_eq!(status["latestValidHash"], Value::Null);
+
+    let status = new_payload(&node, &payload).await;
+    assert_eq!(
+        status["status"], "VALID",
+        "the untampered payload: {status}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn engine_errors_use_the_spec_codes() {
+    let node = TestNode::start().await;
+    let genesis = genesis_hash(&node).await;
+    let err = node
+        .engine("engine_getPayloadV3", json!(["0x0102030405060708"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.0, -38001, "{err:?}");
+
+    let unknown = node
+        .engine(
+            "engine_forkchoiceUpdatedV3",
+            json!([fcs(B256::repeat_byte(9)), null]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unknown["payloadStatus"]["status"], "SYNCING");
+    assert_eq!(unknown["payloadId"], Value::Null);
+
+    let bad_state = json!({"headBlockHash": genesis, "safeBlockHash": B256::repeat_byte(9), "finalizedBlockHash": genesis});
+    let err = node
+        .engine("engine_forkchoiceUpdatedV3", json!([bad_state, null]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.0, -38002, "{err:?}");
+
+    let stale = attributes(0, &[], true);
+    let err = node
+        .engine("engine_forkchoiceUpdatedV3", json!([fcs(genesis), stale]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.0, -38003, "{err:?}");
+
+    let mut v2 = attributes(1_700_000_000, &[], true);
+    v2.as_object_mut().unwrap().remove("parentBeaconBlockRoot");
+    let err = node
+        .engine("engine_forkchoiceUpdatedV3", json!([fcs(genesis), v2]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.0, -32602, "{err:?}");
+
+    let err = node
+        .engine(
+            "engine_newPayloadV3",
+            json!([{"bogus": true}, [], BEACON_ROOT]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.0, -32602, "{err:?}");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_with_datadir_returns_to_the_same_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start_with(
+        tandem_evm::genesis::dev_genesis(),
+        Some(dir.path().to_path_buf()),
+    )
+    .await;
+    let genesis = genesis_hash(&node).await;
+    let first = produce_block(&node, genesis, 1_700_000_000, &transfers(2), true).await;
+    let second = produce_block(&node, hash(&first["blockHash"]), 1_700_000_001, &[], true).await;
+    let balance = node
+        .rpc(
+            "eth_getBalance",
+            json!([Address::with_last_byte(2), "latest"]),
+        )
+        .await
+        .unwrap();
+    node.stop().await;
+
+    let node = TestNode::start_with(
+        tandem_evm::genesis::dev_genesis(),
+        Some(dir.path().to_path_buf()),
+    )
+    .await;
+    assert_eq!(node.rpc("eth_blockNumber", json!([])).await.unwrap(), "0x2");
+    let head = node
+        .rpc("eth_getBlockByNumber", json!(["latest", false]))
+        .await
+        .unwrap();
+    assert_eq!(head["hash"], second["blockHash"]);
+    assert_eq!(
+        node.rpc(
+            "eth_getBalance",
+            json!([Address::with_last_byte(2), "latest"])
+        )
+        .await
+        .unwrap(),
+        balance
+    );
+    node.stop().await;
+}

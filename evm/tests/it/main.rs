@@ -1,0 +1,7 @@
+//! Integration tests of tandem-evm, all through the real HTTP interfaces on 127.0.0.1.
+
+mod engine;
+mod eth;
+mod fixtures;
+mod jwt;
+mod support;
