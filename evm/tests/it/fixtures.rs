@@ -10,7 +10,9 @@ use serde_json::json;
 
 use crate::support::{produce_block, raw, sign_1559, signer, TestNode, DEV_KEY};
 
-/// Sepolia's genesis.json (public chain data) gives its published state root and block hash.
+/// Sepolia's genesis (public chain data: the allocation and header fields of its genesis.json,
+/// the fork schedule of its chain config, London from block 0) gives its published state root and
+/// genesis block hash.
 #[test]
 fn sepolia_genesis_hash_and_state_root_match_the_published_values() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
