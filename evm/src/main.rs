@@ -44,7 +44,8 @@ fn init_tracing(args: &Args) -> eyre::Result<()> {
         tracing_subscriber::EnvFilter::try_new(&args.log).wrap_err("failed to parse --log")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if args.log_json {
         builder.json().init();
     } else {

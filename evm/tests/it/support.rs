@@ -29,6 +29,14 @@ impl TestNode {
     }
 
     pub(crate) async fn start_with(genesis: Genesis, datadir: Option<std::path::PathBuf>) -> Self {
+        Self::start_full(genesis, datadir, None).await
+    }
+
+    pub(crate) async fn start_full(
+        genesis: Genesis,
+        datadir: Option<std::path::PathBuf>,
+        forwarder: Option<(String, tandem_evm::forwarder::RollupId)>,
+    ) -> Self {
         let secret_hex =
             "7365637265742d6b65792d666f722d74616e64656d2d65766d2d746573747321".to_owned();
         let secret = tandem_evm::jwt::parse_secret(&secret_hex).unwrap();
@@ -38,7 +46,7 @@ impl TestNode {
             jwt_secret: secret,
             engine_addr: "127.0.0.1:0".parse().unwrap(),
             rpc_addr: "127.0.0.1:0".parse().unwrap(),
-            forwarder: None,
+            forwarder,
         };
         let handle = tandem_evm::start(config).await.unwrap();
         let (engine, rpc) = (handle.engine_addr(), handle.rpc_addr());

@@ -1,0 +1,111 @@
+//! The `tandem-evm` binary: starts from flags, serves both ports, exits cleanly on SIGTERM.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+
+use crate::support::{post, request};
+
+/// Kills the child if the test fails before it is stopped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn address_after(line: &str, key: &str) -> Option<std::net::SocketAddr> {
+    let start = line.find(key)? + key.len();
+    line[start..].split_whitespace().next()?.parse().ok()
+}
+
+#[tokio::test]
+async fn binary_serves_both_ports_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_path = dir.path().join("jwt.hex");
+    let secret_hex = "11".repeat(32);
+    std::fs::write(&secret_path, &secret_hex).unwrap();
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_tandem-evm"))
+            .args([
+                "--engine-addr",
+                "127.0.0.1:0",
+                "--rpc-addr",
+                "127.0.0.1:0",
+                "--log",
+                "info",
+            ])
+            .arg("--jwt-secret")
+            .arg(&secret_path)
+            .arg("--datadir")
+            .arg(dir.path().join("data"))
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_mins(1);
+    let (engine, rpc) = loop {
+        let line = lines_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no listening line");
+        if let (Some(engine), Some(rpc)) = (
+            address_after(&line, "engine_addr="),
+            address_after(&line, "rpc_addr="),
+        ) {
+            break (engine, rpc);
+        }
+    };
+
+    let (status, body) = post(rpc, &request("eth_chainId", &json!([])), None).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"0x539\""), "{body}");
+    let secret = tandem_evm::jwt::parse_secret(&secret_hex).unwrap();
+    let token = secret
+        .encode(&alloy_rpc_types_engine::Claims::with_current_timestamp())
+        .unwrap();
+    let call = request("engine_exchangeCapabilities", &json!([[]]));
+    assert_eq!(
+        post(engine, &call, Some(&format!("Bearer {token}")))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(post(engine, &call, None).await.0, 401);
+
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tandem-evm did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    assert!(dir.path().join("data/genesis_hash").exists());
+}
