@@ -1,0 +1,266 @@
+//! Prometheus metrics of `tandemd`, in one typed struct, and the `/metrics` HTTP endpoint.
+//!
+//! The state machine records into [`Metrics`] (it is cheap to share behind an `Arc`); the
+//! server encodes the registry in the Prometheus text format on every scrape. Series (all
+//! prefixed `tandem_`):
+//!
+//! | series | type | labels |
+//! |---|---|---|
+//! | `tandem_height` | gauge | — |
+//! | `tandem_block_txs` | gauge (txs in the last committed block) | — |
+//! | `tandem_committed_txs_total` | counter (txs in committed blocks) | — |
+//! | `tandem_block_rollup_bytes_total` | counter (rollup data bytes) | `rollup_id` |
+//! | `tandem_check_tx_total` | counter | `result` (`accepted`/`rejected`), `reason` |
+//! | `tandem_block_phase_seconds` | histogram | `phase` |
+//!
+//! Floats appear only here, never in state.
+
+use std::{fmt::Display, net::SocketAddr};
+
+use axum::{http::header, response::IntoResponse, routing::get, Router};
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
+    registry::Registry,
+};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+/// Content type of the Prometheus text exposition format served on `/metrics`.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RollupLabels {
+    rollup_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckTxLabels {
+    result: &'static str,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: String,
+}
+
+type PhaseHistograms = Family<PhaseLabels, Histogram, fn() -> Histogram>;
+
+fn phase_histogram() -> Histogram {
+    // 100 µs .. ~6.5 s, doubling.
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
+}
+
+/// All metrics of `tandemd`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    height: Gauge,
+    block_txs: Gauge,
+    block_txs_total: Counter,
+    rollup_bytes: Family<RollupLabels, Counter>,
+    check_tx: Family<CheckTxLabels, Counter>,
+    phase_seconds: PhaseHistograms,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set of metrics with its own registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tandem");
+        let height = Gauge::default();
+        registry.register(
+            "height",
+            "Height of the last committed block",
+            height.clone(),
+        );
+        let block_txs = Gauge::default();
+        registry.register(
+            "block_txs",
+            "Number of transactions in the last committed block (commitment item included)",
+            block_txs.clone(),
+        );
+        let block_txs_total = Counter::default();
+        registry.register(
+            "committed_txs",
+            "Transactions in committed blocks (commitment items included)",
+            block_txs_total.clone(),
+        );
+        let rollup_bytes = Family::<RollupLabels, Counter>::default();
+        registry.register(
+            "block_rollup_bytes",
+            "Rollup data bytes in committed blocks, per rollup",
+            rollup_bytes.clone(),
+        );
+        let check_tx = Family::<CheckTxLabels, Counter>::default();
+        registry.register(
+            "check_tx",
+            "CheckTx answers by result and rejection reason",
+            check_tx.clone(),
+        );
+        let phase_seconds: PhaseHistograms = Family::new_with_constructor(phase_histogram);
+        registry.register(
+            "block_phase_seconds",
+            "Latency of the block phases (prepare_proposal, process_proposal, finalize_block, commit)",
+            phase_seconds.clone(),
+        );
+        Self {
+            registry,
+            height,
+            block_txs,
+            block_txs_total,
+            rollup_bytes,
+            check_tx,
+            phase_seconds,
+        }
+    }
+
+    /// Records a `CheckTx` answer. `reason` is a short stable name (`ok` when accepted).
+    pub fn record_check_tx(&self, accepted: bool, reason: &str) {
+        let labels = CheckTxLabels {
+            result: if accepted { "accepted" } else { "rejected" },
+            reason: reason.to_owned(),
+        };
+        self.check_tx.get_or_create(&labels).inc();
+    }
+
+    /// Records a committed block: its height, its number of txs and its rollup data bytes
+    /// per rollup.
+    pub fn record_block<R: Display>(&self, height: u64, txs: u64, bytes_per_rollup: &[(R, u64)]) {
+        self.height.set(saturating_i64(height));
+        self.block_txs.set(saturating_i64(txs));
+        self.block_txs_total.inc_by(txs);
+        for (rollup_id, bytes) in bytes_per_rollup {
+            let labels = RollupLabels {
+                rollup_id: rollup_id.to_string(),
+            };
+            self.rollup_bytes.get_or_create(&labels).inc_by(*bytes);
+        }
+    }
+
+    /// Sets the height gauge (at startup, from the last committed height).
+    pub fn set_height(&self, height: u64) {
+        self.height.set(saturating_i64(height));
+    }
+
+    /// Observes the duration of a block phase in seconds.
+    pub fn observe_phase(&self, phase: &str, seconds: f64) {
+        let labels = PhaseLabels {
+            phase: phase.to_owned(),
+        };
+        self.phase_seconds.get_or_create(&labels).observe(seconds);
+    }
+
+    /// The registry in the Prometheus/OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The `/metrics` HTTP server task.
+#[derive(Debug)]
+pub struct MetricsServer {
+    local_addr: SocketAddr,
+    cancel: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl MetricsServer {
+    /// Binds `listen` and serves `GET /metrics` until [`MetricsServer::shutdown`] or until
+    /// `cancel` (a parent token) is cancelled.
+    pub async fn spawn(
+        listen: SocketAddr,
+        metrics: std::sync::Arc<Metrics>,
+        cancel: &CancellationToken,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let local_addr = listener.local_addr()?;
+        let cancel = cancel.child_token();
+        let router =
+            Router::new().route(
+                "/metrics",
+                get(move || {
+                    let metrics = metrics.clone();
+                    async move {
+                        ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.encode()).into_response()
+                    }
+                }),
+            );
+        let shutdown = cancel.clone();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        });
+        Ok(Self {
+            local_addr,
+            cancel,
+            task,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Asks the server to stop.
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits for the server to stop; an error means it failed while serving.
+    pub async fn wait(self) -> eyre::Result<()> {
+        use eyre::WrapErr as _;
+        self.task
+            .await
+            .wrap_err("metrics server task panicked")?
+            .wrap_err("metrics server failed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_every_named_series() {
+        let metrics = Metrics::new();
+        metrics.record_check_tx(true, "ok");
+        metrics.record_check_tx(false, "insufficient_fee");
+        metrics.record_check_tx(false, "insufficient_fee");
+        metrics.record_block(7, 3, &[("aa", 10_u64), ("bb", 5)]);
+        metrics.record_block(8, 2, &[("aa", 1_u64)]);
+        metrics.observe_phase("finalize_block", 0.002);
+        let text = metrics.encode();
+        for line in [
+            "tandem_height 8",
+            "tandem_block_txs 2",
+            "tandem_committed_txs_total 5",
+            "tandem_block_rollup_bytes_total{rollup_id=\"aa\"} 11",
+            "tandem_block_rollup_bytes_total{rollup_id=\"bb\"} 5",
+            "tandem_check_tx_total{result=\"accepted\",reason=\"ok\"} 1",
+            "tandem_check_tx_total{result=\"rejected\",reason=\"insufficient_fee\"} 2",
+            "tandem_block_phase_seconds_count{phase=\"finalize_block\"} 1",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        }
+    }
+}

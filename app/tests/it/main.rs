@@ -1,0 +1,4 @@
+//! Integration tests of `tandem-app` (one binary, one module per area).
+
+mod abci_server;
+mod support;
