@@ -1,48 +1,60 @@
-//! Rollup identifiers: 32 bytes, usually the sha256 of a rollup's name.
-//!
-//! Minimal version written by `core-merkle` so the block types compile; the
-//! full type (parsing, serde) is owned by `core-tx` and replaces this file.
+//! Rollup namespaces.
 
-use std::fmt;
+use std::{fmt, str::FromStr};
 
 use sha2::{Digest as _, Sha256};
 
-/// The 32-byte namespace of a rollup.
-#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A rollup's 32-byte namespace.
+///
+/// Derived from a human-readable name as `sha256(name)` ([`RollupId::from_name`]). Prints as
+/// lower-case hex; parses from 64 hex characters or from `name:<string>`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RollupId([u8; 32]);
 
-/// A byte slice that is not a rollup id.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why bytes or a string are not a [`RollupId`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RollupIdError {
-    /// The slice does not hold exactly 32 bytes.
-    #[error("a rollup id is 32 bytes, got {len}")]
-    Length {
-        /// Length of the rejected slice.
-        len: usize,
-    },
+    /// The byte slice is not 32 bytes long.
+    #[error("rollup id must be 32 bytes, got {0}")]
+    WrongLength(usize),
+    /// The string is neither 64 hex characters nor `name:<string>`.
+    #[error("rollup id `{0}` is neither 64 hex characters nor `name:<rollup name>`")]
+    Unparseable(String),
 }
 
 impl RollupId {
-    /// Wraps 32 bytes.
+    /// Length of a rollup id in bytes.
+    pub const LENGTH: usize = 32;
+
+    /// Wraps 32 raw bytes.
+    #[must_use]
     pub const fn new(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }
 
     /// The id of the rollup called `name`: `sha256(name)`.
+    #[must_use]
     pub fn from_name(name: &str) -> Self {
         Self(Sha256::digest(name.as_bytes()).into())
     }
 
     /// The raw bytes.
+    #[must_use]
     pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
 
-    /// Reads an id from exactly 32 bytes.
+    /// Parses raw bytes, which must be exactly 32 long.
     pub fn try_from_slice(bytes: &[u8]) -> Result<Self, RollupIdError> {
         <[u8; 32]>::try_from(bytes)
             .map(Self)
-            .map_err(|_| RollupIdError::Length { len: bytes.len() })
+            .map_err(|_| RollupIdError::WrongLength(bytes.len()))
+    }
+}
+
+impl AsRef<[u8]> for RollupId {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -55,5 +67,74 @@ impl fmt::Display for RollupId {
 impl fmt::Debug for RollupId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RollupId({self})")
+    }
+}
+
+impl FromStr for RollupId {
+    type Err = RollupIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(name) = s.strip_prefix("name:") {
+            return Ok(Self::from_name(name));
+        }
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(s, &mut bytes)
+            .map_err(|_| RollupIdError::Unparseable(s.to_owned()))?;
+        Ok(Self(bytes))
+    }
+}
+
+impl serde::Serialize for RollupId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RollupId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_is_sha256_of_the_name() {
+        let id = RollupId::from_name("alpha");
+        assert_eq!(
+            id.to_string(),
+            "8ed3f6ad685b959ead7022518e1af76cd816f8e8ec7ccdda1ed4018e8f2223f8"
+        );
+        assert_eq!("name:alpha".parse::<RollupId>().unwrap(), id);
+        assert_eq!(id.to_string().parse::<RollupId>().unwrap(), id);
+    }
+
+    #[test]
+    fn rejects_bad_text_and_lengths() {
+        assert!(matches!(
+            "abc".parse::<RollupId>(),
+            Err(RollupIdError::Unparseable(_))
+        ));
+        assert!(matches!(
+            "zz".repeat(32).parse::<RollupId>(),
+            Err(RollupIdError::Unparseable(_))
+        ));
+        assert_eq!(
+            RollupId::try_from_slice(&[0; 31]),
+            Err(RollupIdError::WrongLength(31))
+        );
+        assert!(RollupId::try_from_slice(&[7; 32]).is_ok());
+    }
+
+    #[test]
+    fn serde_uses_the_text_form() {
+        let id = RollupId::from_name("beta");
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<RollupId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<RollupId>("\"nope\"").is_err());
     }
 }

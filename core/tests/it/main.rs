@@ -1,5 +1,7 @@
 //! Integration tests of `tandem-core`.
 
 mod merkle;
+mod tx;
+mod tx_fuzz;
 mod verify;
 mod verify_fuzz;

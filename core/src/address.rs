@@ -1,0 +1,189 @@
+//! Account addresses: 20 bytes, bech32 with prefix `tandem`.
+
+use std::{fmt, str::FromStr};
+
+use ripemd::Ripemd160;
+use sha2::{Digest as _, Sha256};
+
+use crate::keys::PublicKey;
+
+/// The bech32 human-readable prefix of Tandem account addresses.
+pub const ADDRESS_PREFIX: &str = "tandem";
+
+/// A Tandem account address.
+///
+/// Derived from a public key as the Cosmos SDK does: `ripemd160(sha256(compressed key))` for
+/// secp256k1 and `sha256(key)[..20]` for ed25519. Written as bech32 with prefix `tandem`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Address([u8; 20]);
+
+/// Why a string or bytes are not a Tandem [`Address`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AddressError {
+    /// Not valid bech32 (bad characters, mixed case or checksum).
+    #[error("`{input}` is not a valid bech32 address: {reason}")]
+    Bech32 {
+        /// The rejected input.
+        input: String,
+        /// What the bech32 decoder said.
+        reason: String,
+    },
+    /// Valid bech32, but for another chain.
+    #[error("address `{input}` has prefix `{prefix}`, expected `{ADDRESS_PREFIX}`")]
+    WrongPrefix {
+        /// The rejected input.
+        input: String,
+        /// Its prefix.
+        prefix: String,
+    },
+    /// The payload is not 20 bytes.
+    #[error("address must be 20 bytes, got {0}")]
+    WrongLength(usize),
+}
+
+impl Address {
+    /// Wraps 20 raw bytes.
+    #[must_use]
+    pub const fn new(bytes: [u8; 20]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw bytes.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; 20] {
+        &self.0
+    }
+
+    /// Parses 20 raw bytes.
+    pub fn try_from_slice(bytes: &[u8]) -> Result<Self, AddressError> {
+        <[u8; 20]>::try_from(bytes)
+            .map(Self)
+            .map_err(|_| AddressError::WrongLength(bytes.len()))
+    }
+
+    /// The address of a public key.
+    #[must_use]
+    pub fn from_public_key(key: &PublicKey) -> Self {
+        match key {
+            PublicKey::Secp256k1(compressed) => Self::from_secp256k1_bytes(compressed),
+            PublicKey::Ed25519(bytes) => Self::from_ed25519_bytes(bytes),
+        }
+    }
+
+    /// `ripemd160(sha256(compressed_key))`.
+    #[must_use]
+    pub fn from_secp256k1_bytes(compressed: &[u8; 33]) -> Self {
+        Self(Ripemd160::digest(Sha256::digest(compressed)).into())
+    }
+
+    /// `sha256(key)[..20]`.
+    #[must_use]
+    pub fn from_ed25519_bytes(key: &[u8; 32]) -> Self {
+        let digest = Sha256::digest(key);
+        let mut bytes = [0u8; 20];
+        bytes.copy_from_slice(&digest[..20]);
+        Self(bytes)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let encoded = subtle_encoding::bech32::encode(ADDRESS_PREFIX, self.0);
+        f.write_str(&encoded)
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Address({self})")
+    }
+}
+
+impl FromStr for Address {
+    type Err = AddressError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (prefix, bytes) =
+            subtle_encoding::bech32::decode(s).map_err(|e| AddressError::Bech32 {
+                input: s.to_owned(),
+                reason: e.to_string(),
+            })?;
+        if prefix != ADDRESS_PREFIX {
+            return Err(AddressError::WrongPrefix {
+                input: s.to_owned(),
+                prefix,
+            });
+        }
+        Self::try_from_slice(&bytes)
+    }
+}
+
+impl serde::Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Address {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bech32_round_trip() {
+        let address = Address::new([0xab; 20]);
+        let text = address.to_string();
+        assert!(text.starts_with("tandem1"), "{text}");
+        assert_eq!(text.parse::<Address>().unwrap(), address);
+    }
+
+    #[test]
+    fn secp256k1_derivation_matches_cosmos_sdk() {
+        // cosmrs derives account ids independently, as the Cosmos SDK does.
+        let key = crate::keys::SigningKey::secp256k1_from_seed(b"vector");
+        let cosmrs_id = key
+            .public_key()
+            .to_cosmrs()
+            .account_id(ADDRESS_PREFIX)
+            .unwrap();
+        assert_eq!(key.address().to_string(), cosmrs_id.to_string());
+    }
+
+    #[test]
+    fn ed25519_derivation_matches_cosmos_sdk() {
+        // CometBFT derives ed25519 addresses as `sha256(key)[..20]`; tendermint-rs agrees.
+        let key = crate::keys::SigningKey::ed25519_from_seed(b"vector");
+        let crate::keys::PublicKey::Ed25519(bytes) = key.public_key() else {
+            unreachable!("an ed25519 key")
+        };
+        let tm_key = tendermint::PublicKey::from_raw_ed25519(&bytes).unwrap();
+        let tm_id = tendermint::account::Id::from(tm_key.ed25519().unwrap());
+        assert_eq!(key.address().as_bytes(), tm_id.as_bytes());
+    }
+
+    #[test]
+    fn rejects_other_prefix_bad_checksum_and_length() {
+        let other = subtle_encoding::bech32::encode("cosmos", [1u8; 20]);
+        assert!(matches!(
+            other.parse::<Address>(),
+            Err(AddressError::WrongPrefix { .. })
+        ));
+
+        let mut text = Address::new([1; 20]).to_string();
+        let last = text.pop().unwrap();
+        text.push(if last == 'q' { 'p' } else { 'q' });
+        assert!(matches!(
+            text.parse::<Address>(),
+            Err(AddressError::Bech32 { .. })
+        ));
+
+        let short = subtle_encoding::bech32::encode(ADDRESS_PREFIX, [1u8; 19]);
+        assert_eq!(short.parse::<Address>(), Err(AddressError::WrongLength(19)));
+    }
+}
