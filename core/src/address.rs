@@ -18,7 +18,7 @@ pub const ADDRESS_PREFIX: &str = "tandem";
 pub struct Address([u8; 20]);
 
 /// Why a string or bytes are not a Tandem [`Address`].
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum AddressError {
     /// Not valid bech32 (bad characters, mixed case or checksum).
     #[error("`{input}` is not a valid bech32 address: {reason}")]

@@ -25,7 +25,7 @@ pub const MAX_COINS_PER_SEND: usize = 16;
 pub const MAX_DENOM_LENGTH: usize = 128;
 
 /// Why a message is invalid.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum MessageError {
     /// The `Any` carries a type this chain does not know.
     #[error("unknown message type `{type_url}`")]
@@ -171,7 +171,7 @@ impl Default for Params {
 }
 
 /// Why parameters are invalid.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ParamsError {
     /// `max_tx_bytes` is zero or above the hard limit.
     #[error("max_tx_bytes must be between 1 and {max}, got {got}")]

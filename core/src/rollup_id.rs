@@ -12,7 +12,7 @@ use sha2::{Digest as _, Sha256};
 pub struct RollupId([u8; 32]);
 
 /// Why bytes or a string are not a [`RollupId`].
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RollupIdError {
     /// The byte slice is not 32 bytes long.
     #[error("rollup id must be 32 bytes, got {0}")]

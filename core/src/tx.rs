@@ -30,7 +30,7 @@ use crate::{
 pub const MAX_MEMO_CHARS: usize = 256;
 
 /// Why a transaction is rejected. [`TxError::code`] gives each reason a stable ABCI code.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum TxError {
     /// The encoded transaction exceeds the size limit.
     #[error("tx is {size} bytes, above the limit of {max} bytes")]
