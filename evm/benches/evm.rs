@@ -24,7 +24,7 @@ use revm::{
     Context, ExecuteCommitEvm as _, MainBuilder as _, MainContext as _,
 };
 use tandem_evm::{genesis::dev_genesis, Chain, OpPayloadAttributes};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 
 const TOKEN: Address = address!("00000000000000000000000000000000000070ce");
 const TRANSFER_TOPIC: B256 =
@@ -332,18 +332,35 @@ fn bench_blocks(c: &mut Criterion) {
     }
 }
 
-async fn post(addr: std::net::SocketAddr, token: &str, body: String) -> serde_json::Value {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+/// One JSON-RPC call over a kept-alive HTTP/1.1 connection, as a real client would use.
+async fn post(
+    conn: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+    addr: std::net::SocketAddr,
+    token: &str,
+    body: String,
+) -> serde_json::Value {
     let request = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let response = String::from_utf8(response).unwrap();
-    let (_, body) = response.split_once("\r\n\r\n").unwrap();
-    let value: serde_json::Value = serde_json::from_str(body).unwrap();
+    conn.get_mut().write_all(request.as_bytes()).await.unwrap();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        conn.read_line(&mut line).await.unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body).await.unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
     value["result"].clone()
 }
 
@@ -369,23 +386,27 @@ fn bench_engine_cycle(c: &mut Criterion) {
     let addr = handle.engine_addr();
     let head = std::sync::Mutex::new(handle.genesis_hash());
     let timestamp = AtomicU64::new(1_700_000_000);
+    let conn = tokio::sync::Mutex::new(runtime.block_on(async {
+        tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap())
+    }));
     let mut group = c.benchmark_group("engine_api");
     group.sample_size(20);
     group.bench_function("empty_block_cycle", |b| {
         b.iter(|| {
             runtime.block_on(async {
                 let token = secret.encode(&Claims::with_current_timestamp()).unwrap();
+                let conn = &mut *conn.lock().await;
                 let parent = *head.lock().unwrap();
                 let fcs = serde_json::json!({"headBlockHash": parent, "safeBlockHash": parent, "finalizedBlockHash": parent});
                 let attrs = attributes(&[], timestamp.fetch_add(1, Ordering::Relaxed));
-                let updated = post(addr, &token, call("engine_forkchoiceUpdatedV3", serde_json::json!([fcs, attrs]))).await;
-                let envelope = post(addr, &token, call("engine_getPayloadV3", serde_json::json!([updated["payloadId"]]))).await;
+                let updated = post(conn, addr, &token, call("engine_forkchoiceUpdatedV3", serde_json::json!([fcs, attrs]))).await;
+                let envelope = post(conn, addr, &token, call("engine_getPayloadV3", serde_json::json!([updated["payloadId"]]))).await;
                 let payload = &envelope["executionPayload"];
-                let status = post(addr, &token, call("engine_newPayloadV3", serde_json::json!([payload, [], BEACON_ROOT]))).await;
+                let status = post(conn, addr, &token, call("engine_newPayloadV3", serde_json::json!([payload, [], BEACON_ROOT]))).await;
                 assert_eq!(status["status"], "VALID");
                 let new_head: B256 = serde_json::from_value(payload["blockHash"].clone()).unwrap();
                 let fcs = serde_json::json!({"headBlockHash": new_head, "safeBlockHash": new_head, "finalizedBlockHash": new_head});
-                post(addr, &token, call("engine_forkchoiceUpdatedV3", serde_json::json!([fcs, null]))).await;
+                post(conn, addr, &token, call("engine_forkchoiceUpdatedV3", serde_json::json!([fcs, null]))).await;
                 *head.lock().unwrap() = new_head;
             })
         })

@@ -359,10 +359,19 @@ impl Chain {
             gas_limit,
         };
         let payload_id = payload_id(parent_hash, attrs);
-        let mut candidates = Vec::new();
+        let mut decoded = Vec::new();
         for (index, raw) in attrs.transactions.iter().flatten().enumerate() {
-            match self.decode_forced(raw) {
-                Ok(candidate) => candidates.push(candidate),
+            match TxEnvelope::decode_2718_exact(raw.as_ref()) {
+                Ok(tx) => decoded.push((index, tx)),
+                Err(err) => tracing::warn!(index, %err, "skipping undecodable forced transaction"),
+            }
+        }
+        let txs: Vec<&TxEnvelope> = decoded.iter().map(|(_, tx)| tx).collect();
+        let senders = self.recover_all(&txs);
+        let mut candidates = Vec::with_capacity(decoded.len());
+        for ((index, tx), sender) in decoded.into_iter().zip(senders) {
+            match sender {
+                Ok(sender) => candidates.push(Candidate { tx, sender }),
                 Err(reason) => tracing::warn!(index, %reason, "skipping forced transaction"),
             }
         }
@@ -399,11 +408,48 @@ impl Chain {
         Ok(payload_id)
     }
 
-    fn decode_forced(&mut self, raw: &Bytes) -> Result<Candidate, String> {
-        let tx = TxEnvelope::decode_2718_exact(raw.as_ref())
-            .map_err(|err| format!("undecodable: {err}"))?;
-        let sender = self.recover(&tx)?;
-        Ok(Candidate { tx, sender })
+    /// Recovers the senders of `txs`, in order, from the cache or in parallel over the
+    /// available cores (the result does not depend on how the work is split).
+    fn recover_all(&mut self, txs: &[&TxEnvelope]) -> Vec<Result<Address, String>> {
+        let mut results: Vec<Option<Result<Address, String>>> = txs
+            .iter()
+            .map(|tx| self.senders.get(tx.tx_hash()).map(|s| Ok(*s)))
+            .collect();
+        let missing: Vec<usize> = (0..txs.len()).filter(|i| results[*i].is_none()).collect();
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let recover = |i: &usize| {
+            txs[*i]
+                .recover_signer()
+                .map_err(|err| format!("invalid signature: {err}"))
+        };
+        let recovered: Vec<Result<Address, String>> = if missing.len() < 64 || threads < 2 {
+            missing.iter().map(recover).collect()
+        } else {
+            let chunk = missing.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = missing
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(move || part.iter().map(recover).collect::<Vec<_>>()))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("signature recovery does not panic"))
+                    .collect()
+            })
+        };
+        if self.senders.len() + missing.len() > MAX_SENDER_CACHE {
+            self.senders.clear();
+        }
+        for (i, result) in missing.into_iter().zip(recovered) {
+            if let Ok(sender) = &result {
+                self.senders.insert(*txs[i].tx_hash(), *sender);
+            }
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every transaction was resolved"))
+            .collect()
     }
 
     /// `engine_getPayloadV3`.
@@ -455,27 +501,26 @@ impl Chain {
         if self.blocks.contains_key(&claimed_hash) {
             return PayloadStatus::new(PayloadStatusEnum::Valid, Some(claimed_hash));
         }
-        let Some(parent) = self.blocks.get(&parent_hash) else {
+        if !self.blocks.contains_key(&parent_hash) {
             return PayloadStatus::from_status(PayloadStatusEnum::Syncing);
-        };
-        let mut senders = Vec::with_capacity(block.body.transactions.len());
-        for (index, tx) in block.body.transactions.iter().enumerate() {
-            let hash = *tx.tx_hash();
-            let sender = match self.senders.get(&hash) {
-                Some(sender) => *sender,
-                None => match tx.recover_signer() {
-                    Ok(sender) => sender,
-                    Err(err) => {
-                        return invalid(
-                            Some(parent_hash),
-                            format!("transaction {index} ({hash}): {err}"),
-                        )
-                    }
-                },
+        }
+        let txs: Vec<&TxEnvelope> = block.body.transactions.iter().collect();
+        let recovered = self.recover_all(&txs);
+        let mut senders = Vec::with_capacity(recovered.len());
+        for (index, sender) in recovered.into_iter().enumerate() {
+            let sender = match sender {
+                Ok(sender) => sender,
+                Err(err) => {
+                    let hash = block.body.transactions[index].tx_hash();
+                    return invalid(
+                        Some(parent_hash),
+                        format!("transaction {index} ({hash}): {err}"),
+                    );
+                }
             };
             senders.push(sender);
         }
-        let parent = &self.blocks[&parent.hash];
+        let parent = &self.blocks[&parent_hash];
         let hashes = self.block_hashes(parent);
         match executor::validate_block(self.chain_id, parent, &hashes, block, senders, claimed_hash)
         {
@@ -644,18 +689,16 @@ impl Chain {
 
     fn replay_block(&mut self, block: Block<TxEnvelope>) -> Result<(), String> {
         let hash = block.header.hash_slow();
-        let parent = self.blocks.get(&block.header.parent_hash).ok_or_else(|| {
-            format!(
-                "parent {} of block {hash} is unknown",
-                block.header.parent_hash
-            )
-        })?;
-        let senders = block
-            .body
-            .transactions
-            .iter()
-            .map(|tx| tx.recover_signer().map_err(|e| e.to_string()))
+        let parent_hash = block.header.parent_hash;
+        if !self.blocks.contains_key(&parent_hash) {
+            return Err(format!("parent {parent_hash} of block {hash} is unknown"));
+        }
+        let txs: Vec<&TxEnvelope> = block.body.transactions.iter().collect();
+        let senders = self
+            .recover_all(&txs)
+            .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
+        let parent = &self.blocks[&parent_hash];
         let hashes = self.block_hashes(parent);
         let executed =
             executor::validate_block(self.chain_id, parent, &hashes, block, senders, hash)
@@ -787,6 +830,56 @@ mod tests {
             block.state.storage(beacon, U256::from(12 + 8191)),
             U256::from_be_bytes([3u8; 32])
         );
+    }
+
+    #[test]
+    fn large_blocks_take_the_parallel_paths_and_validate() {
+        use alloy_consensus::{SignableTransaction as _, TxEip1559};
+        use alloy_eips::eip2718::Encodable2718 as _;
+        use alloy_signer::SignerSync as _;
+
+        let key: alloy_signer_local::PrivateKeySigner =
+            "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+                .parse()
+                .unwrap();
+        let raw: Vec<Bytes> = (0..80u64)
+            .map(|nonce| {
+                let tx = TxEip1559 {
+                    chain_id: genesis::DEV_CHAIN_ID,
+                    nonce,
+                    gas_limit: 21_000,
+                    max_fee_per_gas: 20_000_000_000,
+                    max_priority_fee_per_gas: 1,
+                    to: alloy_primitives::TxKind::Call(Address::with_last_byte(0x80)),
+                    value: U256::from(nonce),
+                    access_list: alloy_eips::eip2930::AccessList::default(),
+                    input: Bytes::new(),
+                };
+                let signature = key.sign_hash_sync(&tx.signature_hash()).unwrap();
+                TxEnvelope::from(tx.into_signed(signature))
+                    .encoded_2718()
+                    .into()
+            })
+            .collect();
+        let mut a = attrs(12);
+        a.transactions = Some(raw);
+        let mut builder = Chain::open(&genesis::dev_genesis(), None).unwrap();
+        let genesis = builder.genesis_hash();
+        let fcs = ForkchoiceState {
+            head_block_hash: genesis,
+            ..Default::default()
+        };
+        let id = builder
+            .forkchoice_updated(fcs, Some(a))
+            .unwrap()
+            .payload_id
+            .unwrap();
+        let payload = builder.get_payload(id).unwrap().execution_payload;
+        assert_eq!(payload.payload_inner.payload_inner.transactions.len(), 80);
+        // A fresh chain recovers every sender itself (no cache) and must agree on every root.
+        let mut validator = Chain::open(&genesis::dev_genesis(), None).unwrap();
+        let status = validator.new_payload(payload, &[], B256::repeat_byte(3));
+        assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
     }
 
     #[test]

@@ -365,10 +365,33 @@ enum Mode {
 }
 
 /// Turns a header template and an execution outcome into a sealed block.
+///
+/// The state root is computed on a second thread while this one computes the transactions and
+/// receipts roots; the three are independent, so the result does not depend on the split.
 fn seal(mut header: Header, outcome: Outcome, withdrawals: Vec<Withdrawal>) -> ExecutedBlock {
-    header.state_root = outcome.state.state_root();
-    header.transactions_root = calculate_transaction_root(&outcome.transactions);
-    header.receipts_root = calculate_receipt_root(&outcome.receipts);
+    let roots = || {
+        (
+            calculate_transaction_root(&outcome.transactions),
+            calculate_receipt_root(&outcome.receipts),
+        )
+    };
+    let (state_root, (transactions_root, receipts_root)) = if outcome.transactions.len() < 64 {
+        (outcome.state.state_root(), roots())
+    } else {
+        std::thread::scope(|scope| {
+            let state_root = scope.spawn(|| outcome.state.state_root());
+            let others = roots();
+            (
+                state_root
+                    .join()
+                    .expect("state root computation does not panic"),
+                others,
+            )
+        })
+    };
+    header.state_root = state_root;
+    header.transactions_root = transactions_root;
+    header.receipts_root = receipts_root;
     header.logs_bloom = outcome
         .receipts
         .iter()
