@@ -7,5 +7,6 @@
 //! the `config.toml` schema of the `tandemd` binary.
 
 pub mod config;
+pub mod grpc;
 pub mod metrics;
 pub mod server;

@@ -1,4 +1,5 @@
 //! Integration tests of `tandem-app` (one binary, one module per area).
 
 mod abci_server;
+mod grpc_api;
 mod support;
