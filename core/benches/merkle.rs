@@ -39,6 +39,11 @@ fn merkle(c: &mut Criterion) {
         });
     });
 
+    // The same without the proofs, to show what the proofs cost.
+    group.bench_function("root_only", |b| {
+        b.iter(|| black_box(MerkleTree::from_leaves(black_box(&leaves)).root()));
+    });
+
     // Ceiling 1: one SHA-256 per leaf, as many hash calls as the leaf level.
     group.bench_function("ceiling_sha256_per_leaf", |b| {
         b.iter(|| {

@@ -49,7 +49,22 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 
 /// The RFC 6962 root (`MTH`) of `leaves`.
 pub fn root<T: AsRef<[u8]>>(leaves: &[T]) -> Hash {
-    root_of_leaf_hashes(leaves.iter().map(|leaf| leaf_hash(leaf.as_ref())).collect())
+    root_of_leaf_hashes(leaf_hashes(leaves))
+}
+
+/// [`leaf_hash`] of every leaf. The `0x00 ‖ leaf` message is copied into one
+/// reused buffer so each leaf is a single hasher update.
+fn leaf_hashes<T: AsRef<[u8]>>(leaves: &[T]) -> Vec<Hash> {
+    let mut message = Vec::new();
+    leaves
+        .iter()
+        .map(|leaf| {
+            message.clear();
+            message.push(0x00);
+            message.extend_from_slice(leaf.as_ref());
+            Sha256::digest(&message).into()
+        })
+        .collect()
 }
 
 /// CometBFT v0.38 header `data_hash` of a block's txs: the RFC 6962 root over
@@ -95,7 +110,7 @@ pub struct MerkleTree {
 impl MerkleTree {
     /// Builds the tree over `leaves` (raw leaf data, hashed as leaves here).
     pub fn from_leaves<T: AsRef<[u8]>>(leaves: &[T]) -> Self {
-        Self::from_leaf_hashes(leaves.iter().map(|leaf| leaf_hash(leaf.as_ref())).collect())
+        Self::from_leaf_hashes(leaf_hashes(leaves))
     }
 
     /// Builds the tree whose `data_hash`-style leaves are `sha256(tx)`; its
