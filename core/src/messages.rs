@@ -107,7 +107,7 @@ impl Coin {
                 raw.denom
             )));
         }
-        let amount = raw.amount.parse::<u128>().map_err(|_| {
+        let amount = parse_amount(&raw.amount).ok_or_else(|| {
             invalid(format!(
                 "amount `{}` is not an unsigned integer",
                 raw.amount
@@ -125,6 +125,15 @@ impl Coin {
             amount: self.amount.to_string(),
         }
     }
+}
+
+/// Parses a Cosmos `Int` amount that must be plain decimal digits (no sign, no spaces) and
+/// fit `u128`. Rust's `u128::from_str` alone would also take a leading `+`.
+pub(crate) fn parse_amount(s: &str) -> Option<u128> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 mod u128_as_string {
@@ -278,6 +287,172 @@ pub struct UpdateValidator {
     pub power: u64,
 }
 
+impl Send {
+    /// Validates a raw `MsgSend` (cosmrs' protobuf type): both addresses are Tandem
+    /// addresses; 1 to [`MAX_COINS_PER_SEND`] coins with valid denoms, distinct denoms and
+    /// positive amounts.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "every message's try_from_raw takes its raw type by value"
+    )]
+    pub fn try_from_raw(raw: bank::MsgSend) -> Result<Self, MessageError> {
+        let t = MSG_SEND_TYPE_URL;
+        let invalid = |reason: &str| MessageError::Invalid {
+            type_url: t,
+            reason: reason.to_owned(),
+        };
+        if raw.amount.is_empty() {
+            return Err(invalid("amount must not be empty"));
+        }
+        if raw.amount.len() > MAX_COINS_PER_SEND {
+            return Err(invalid("too many coins in one transfer"));
+        }
+        let amount = raw
+            .amount
+            .iter()
+            .map(|c| Coin::try_from_raw(c, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        if amount.iter().any(|c| c.amount == 0) {
+            return Err(invalid("every coin amount must be positive"));
+        }
+        let mut denoms: Vec<&str> = amount.iter().map(|c| c.denom.as_str()).collect();
+        denoms.sort_unstable();
+        if denoms.windows(2).any(|w| w[0] == w[1]) {
+            return Err(invalid("duplicate denom in amount"));
+        }
+        Ok(Self {
+            from: address(&raw.from_address, t, "from_address")?,
+            to: address(&raw.to_address, t, "to_address")?,
+            amount,
+        })
+    }
+
+    /// The raw `MsgSend`.
+    #[must_use]
+    pub fn to_raw(&self) -> bank::MsgSend {
+        bank::MsgSend {
+            from_address: self.from.to_string(),
+            to_address: self.to.to_string(),
+            amount: self.amount.iter().map(Coin::to_raw).collect(),
+        }
+    }
+}
+
+impl SubmitRollupData {
+    /// Validates a raw `MsgSubmitRollupData`: signer address, 32-byte rollup id, non-empty
+    /// data.
+    pub fn try_from_raw(raw: raw::MsgSubmitRollupData) -> Result<Self, MessageError> {
+        let t = raw::MSG_SUBMIT_ROLLUP_DATA_TYPE_URL;
+        let rollup_id =
+            RollupId::try_from_slice(&raw.rollup_id).map_err(|source| MessageError::RollupId {
+                type_url: t,
+                source,
+            })?;
+        if raw.data.is_empty() {
+            return Err(MessageError::Invalid {
+                type_url: t,
+                reason: "data must not be empty".to_owned(),
+            });
+        }
+        Ok(Self {
+            signer: address(&raw.signer, t, "signer")?,
+            rollup_id,
+            data: raw.data,
+        })
+    }
+
+    /// The raw `MsgSubmitRollupData`.
+    #[must_use]
+    pub fn to_raw(&self) -> raw::MsgSubmitRollupData {
+        raw::MsgSubmitRollupData {
+            signer: self.signer.to_string(),
+            rollup_id: self.rollup_id.as_bytes().to_vec(),
+            data: self.data.clone(),
+        }
+    }
+}
+
+impl UpdateParams {
+    /// Validates a raw `MsgUpdateParams`: authority address, params present and in bounds.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "every message's try_from_raw takes its raw type by value"
+    )]
+    pub fn try_from_raw(raw: raw::MsgUpdateParams) -> Result<Self, MessageError> {
+        let t = raw::MSG_UPDATE_PARAMS_TYPE_URL;
+        let params = raw.params.as_ref().ok_or_else(|| MessageError::Invalid {
+            type_url: t,
+            reason: "params must be set".to_owned(),
+        })?;
+        let params = Params::try_from_raw(params).map_err(|e| MessageError::Invalid {
+            type_url: t,
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            authority: address(&raw.authority, t, "authority")?,
+            params,
+        })
+    }
+
+    /// The raw `MsgUpdateParams`.
+    #[must_use]
+    pub fn to_raw(&self) -> raw::MsgUpdateParams {
+        raw::MsgUpdateParams {
+            authority: self.authority.to_string(),
+            params: Some(self.params.to_raw()),
+        }
+    }
+}
+
+impl UpdateValidator {
+    /// Validates a raw `MsgUpdateValidator`: authority address; `pub_key` a 32-byte ed25519
+    /// point (CometBFT would halt on a validator update it cannot parse); `power` in
+    /// `0..=MAX_VALIDATOR_POWER` (a negative raw power is rejected).
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "every message's try_from_raw takes its raw type by value"
+    )]
+    pub fn try_from_raw(raw: raw::MsgUpdateValidator) -> Result<Self, MessageError> {
+        let t = raw::MSG_UPDATE_VALIDATOR_TYPE_URL;
+        let invalid = |reason: String| MessageError::Invalid {
+            type_url: t,
+            reason,
+        };
+        let pub_key: [u8; 32] = raw.pub_key.as_slice().try_into().map_err(|_| {
+            invalid(format!(
+                "pub_key must be a 32-byte ed25519 key, got {} bytes",
+                raw.pub_key.len()
+            ))
+        })?;
+        ed25519_consensus::VerificationKey::try_from(pub_key)
+            .map_err(|_| invalid("pub_key is not a valid ed25519 point".to_owned()))?;
+        let power = u64::try_from(raw.power)
+            .ok()
+            .filter(|p| *p <= MAX_VALIDATOR_POWER)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "power must be between 0 and {MAX_VALIDATOR_POWER}, got {}",
+                    raw.power
+                ))
+            })?;
+        Ok(Self {
+            authority: address(&raw.authority, t, "authority")?,
+            pub_key,
+            power,
+        })
+    }
+
+    /// The raw `MsgUpdateValidator`.
+    #[must_use]
+    pub fn to_raw(&self) -> raw::MsgUpdateValidator {
+        raw::MsgUpdateValidator {
+            authority: self.authority.to_string(),
+            pub_key: self.pub_key.to_vec(),
+            power: i64::try_from(self.power).expect("power is bounded by MAX_VALIDATOR_POWER"),
+        }
+    }
+}
+
 /// A validated transaction message.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Message {
@@ -339,110 +514,28 @@ impl Message {
         }
     }
 
-    fn send_from_bytes(value: &[u8]) -> Result<Self, MessageError> {
-        let t = MSG_SEND_TYPE_URL;
-        let m: bank::MsgSend = decode(value, t)?;
-        let invalid = |reason: &str| MessageError::Invalid {
-            type_url: t,
-            reason: reason.to_owned(),
-        };
-        if m.amount.is_empty() {
-            return Err(invalid("amount must not be empty"));
-        }
-        if m.amount.len() > MAX_COINS_PER_SEND {
-            return Err(invalid("too many coins in one transfer"));
-        }
-        let amount = m
-            .amount
-            .iter()
-            .map(|c| Coin::try_from_raw(c, t))
-            .collect::<Result<Vec<_>, _>>()?;
-        if amount.iter().any(|c| c.amount == 0) {
-            return Err(invalid("every coin amount must be positive"));
-        }
-        let mut denoms: Vec<&str> = amount.iter().map(|c| c.denom.as_str()).collect();
-        denoms.sort_unstable();
-        if denoms.windows(2).any(|w| w[0] == w[1]) {
-            return Err(invalid("duplicate denom in amount"));
-        }
-        Ok(Self::Send(Send {
-            from: address(&m.from_address, t, "from_address")?,
-            to: address(&m.to_address, t, "to_address")?,
-            amount,
-        }))
-    }
-
     /// Decodes and validates a message from an `Any`.
     pub fn try_from_any(any: &cosmrs::Any) -> Result<Self, MessageError> {
         match any.type_url.as_str() {
-            MSG_SEND_TYPE_URL => Self::send_from_bytes(&any.value),
-            raw::MSG_SUBMIT_ROLLUP_DATA_TYPE_URL => {
-                let t = raw::MSG_SUBMIT_ROLLUP_DATA_TYPE_URL;
-                let m: raw::MsgSubmitRollupData = decode(&any.value, t)?;
-                let rollup_id = RollupId::try_from_slice(&m.rollup_id).map_err(|source| {
-                    MessageError::RollupId {
-                        type_url: t,
-                        source,
-                    }
-                })?;
-                if m.data.is_empty() {
-                    return Err(MessageError::Invalid {
-                        type_url: t,
-                        reason: "data must not be empty".to_owned(),
-                    });
-                }
-                Ok(Self::SubmitRollupData(SubmitRollupData {
-                    signer: address(&m.signer, t, "signer")?,
-                    rollup_id,
-                    data: m.data,
-                }))
+            MSG_SEND_TYPE_URL => {
+                Send::try_from_raw(decode(&any.value, MSG_SEND_TYPE_URL)?).map(Self::Send)
             }
+            raw::MSG_SUBMIT_ROLLUP_DATA_TYPE_URL => SubmitRollupData::try_from_raw(decode(
+                &any.value,
+                raw::MSG_SUBMIT_ROLLUP_DATA_TYPE_URL,
+            )?)
+            .map(Self::SubmitRollupData),
             raw::MSG_UPDATE_PARAMS_TYPE_URL => {
-                let t = raw::MSG_UPDATE_PARAMS_TYPE_URL;
-                let m: raw::MsgUpdateParams = decode(&any.value, t)?;
-                let params = m.params.as_ref().ok_or_else(|| MessageError::Invalid {
-                    type_url: t,
-                    reason: "params must be set".to_owned(),
-                })?;
-                let params = Params::try_from_raw(params).map_err(|e| MessageError::Invalid {
-                    type_url: t,
-                    reason: e.to_string(),
-                })?;
-                Ok(Self::UpdateParams(UpdateParams {
-                    authority: address(&m.authority, t, "authority")?,
-                    params,
-                }))
+                UpdateParams::try_from_raw(decode(&any.value, raw::MSG_UPDATE_PARAMS_TYPE_URL)?)
+                    .map(Self::UpdateParams)
             }
-            raw::MSG_UPDATE_VALIDATOR_TYPE_URL => {
-                let t = raw::MSG_UPDATE_VALIDATOR_TYPE_URL;
-                let m: raw::MsgUpdateValidator = decode(&any.value, t)?;
-                let invalid = |reason: String| MessageError::Invalid {
-                    type_url: t,
-                    reason,
-                };
-                let pub_key: [u8; 32] = m.pub_key.as_slice().try_into().map_err(|_| {
-                    invalid(format!(
-                        "pub_key must be a 32-byte ed25519 key, got {} bytes",
-                        m.pub_key.len()
-                    ))
-                })?;
-                let power = u64::try_from(m.power)
-                    .ok()
-                    .filter(|p| *p <= MAX_VALIDATOR_POWER)
-                    .ok_or_else(|| {
-                        invalid(format!(
-                            "power must be between 0 and {MAX_VALIDATOR_POWER}, got {}",
-                            m.power
-                        ))
-                    })?;
-                Ok(Self::UpdateValidator(UpdateValidator {
-                    authority: address(&m.authority, t, "authority")?,
-                    pub_key,
-                    power,
-                }))
-            }
+            raw::MSG_UPDATE_VALIDATOR_TYPE_URL => UpdateValidator::try_from_raw(decode(
+                &any.value,
+                raw::MSG_UPDATE_VALIDATOR_TYPE_URL,
+            )?)
+            .map(Self::UpdateValidator),
             other => Err(MessageError::UnknownType {
-                type_url: other.to_owned(),
+                type_url: other.chars().take(256).collect(),
             }),
         }
     }
@@ -451,29 +544,10 @@ impl Message {
     #[must_use]
     pub fn to_any(&self) -> cosmrs::Any {
         let value = match self {
-            Self::Send(m) => bank::MsgSend {
-                from_address: m.from.to_string(),
-                to_address: m.to.to_string(),
-                amount: m.amount.iter().map(Coin::to_raw).collect(),
-            }
-            .encode_to_vec(),
-            Self::SubmitRollupData(m) => raw::MsgSubmitRollupData {
-                signer: m.signer.to_string(),
-                rollup_id: m.rollup_id.as_bytes().to_vec(),
-                data: m.data.clone(),
-            }
-            .encode_to_vec(),
-            Self::UpdateParams(m) => raw::MsgUpdateParams {
-                authority: m.authority.to_string(),
-                params: Some(m.params.to_raw()),
-            }
-            .encode_to_vec(),
-            Self::UpdateValidator(m) => raw::MsgUpdateValidator {
-                authority: m.authority.to_string(),
-                pub_key: m.pub_key.to_vec(),
-                power: i64::try_from(m.power).expect("power is bounded by MAX_VALIDATOR_POWER"),
-            }
-            .encode_to_vec(),
+            Self::Send(m) => m.to_raw().encode_to_vec(),
+            Self::SubmitRollupData(m) => m.to_raw().encode_to_vec(),
+            Self::UpdateParams(m) => m.to_raw().encode_to_vec(),
+            Self::UpdateValidator(m) => m.to_raw().encode_to_vec(),
         };
         cosmrs::Any {
             type_url: self.type_url().to_owned(),
@@ -528,7 +602,9 @@ mod tests {
         }));
         round_trip(&Message::UpdateValidator(UpdateValidator {
             authority: alice(),
-            pub_key: [9; 32],
+            pub_key: ed25519_consensus::SigningKey::from([9; 32])
+                .verification_key()
+                .to_bytes(),
             power: 0,
         }));
     }
@@ -537,6 +613,57 @@ mod tests {
         cosmrs::Any {
             type_url: type_url.to_owned(),
             value: value.encode_to_vec(),
+        }
+    }
+
+    #[test]
+    fn validator_keys_must_be_ed25519_points() {
+        // About half of all 32-byte strings are not the encoding of a curve point.
+        let not_a_point = (0u8..=255)
+            .map(|y| {
+                let mut bytes = [0u8; 32];
+                bytes[0] = y;
+                bytes
+            })
+            .find(|bytes| ed25519_consensus::VerificationKey::try_from(*bytes).is_err())
+            .expect("some small y is not on the curve");
+        let raw = raw::MsgUpdateValidator {
+            authority: alice().to_string(),
+            pub_key: not_a_point.to_vec(),
+            power: 1,
+        };
+        assert!(matches!(
+            UpdateValidator::try_from_raw(raw.clone()),
+            Err(MessageError::Invalid { reason, .. }) if reason.contains("ed25519 point")
+        ));
+        let valid = ed25519_consensus::SigningKey::from([2; 32])
+            .verification_key()
+            .to_bytes();
+        let update = UpdateValidator::try_from_raw(raw::MsgUpdateValidator {
+            pub_key: valid.to_vec(),
+            ..raw
+        })
+        .unwrap();
+        assert_eq!(
+            UpdateValidator::try_from_raw(update.to_raw()).unwrap(),
+            update
+        );
+    }
+
+    #[test]
+    fn amounts_are_plain_digits() {
+        assert_eq!(parse_amount("42"), Some(42));
+        assert_eq!(parse_amount("0"), Some(0));
+        for bad in [
+            "",
+            "+5",
+            "-5",
+            " 5",
+            "5 ",
+            "1e3",
+            "340282366920938463463374607431768211456",
+        ] {
+            assert_eq!(parse_amount(bad), None, "{bad:?}");
         }
     }
 
@@ -619,13 +746,16 @@ mod tests {
             raw::MSG_UPDATE_VALIDATOR_TYPE_URL,
             &raw::MsgUpdateValidator {
                 authority: alice().to_string(),
-                pub_key: vec![1; 32],
+                pub_key: ed25519_consensus::SigningKey::from([1; 32])
+                    .verification_key()
+                    .to_bytes()
+                    .to_vec(),
                 power: -1,
             },
         );
         assert!(matches!(
             Message::try_from_any(&negative_power),
-            Err(MessageError::Invalid { .. })
+            Err(MessageError::Invalid { reason, .. }) if reason.contains("power")
         ));
 
         let no_params = any(

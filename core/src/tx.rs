@@ -14,7 +14,7 @@ use cosmrs::proto::cosmos::{
     base::v1beta1 as base,
     tx::{
         signing::v1beta1::SignMode,
-        v1beta1::{mode_info, AuthInfo, Fee, ModeInfo, SignDoc, SignerInfo, TxBody, TxRaw},
+        v1beta1::{mode_info, AuthInfo, Fee, ModeInfo, SignerInfo, TxBody, TxRaw},
     },
 };
 use prost::Message as _;
@@ -23,7 +23,7 @@ use sha2::{Digest as _, Sha256};
 use crate::{
     address::Address,
     keys::{PublicKey, SigningKey},
-    messages::{Message, MessageError, NATIVE_DENOM},
+    messages::{parse_amount, Message, MessageError, NATIVE_DENOM},
 };
 
 /// Longest memo accepted, as the Cosmos SDK's default `max_memo_characters`.
@@ -287,32 +287,66 @@ pub fn sign_doc_bytes(
     chain_id: &str,
     account_number: u64,
 ) -> Vec<u8> {
-    // Encoded by hand: the fields are borrowed, and this runs once per verified tx.
     let mut out =
         Vec::with_capacity(body_bytes.len() + auth_info_bytes.len() + chain_id.len() + 24);
+    for_each_sign_doc_part(
+        body_bytes,
+        auth_info_bytes,
+        chain_id,
+        account_number,
+        |part| out.extend_from_slice(part),
+    );
+    out
+}
+
+/// Feeds the encoding of `SignDoc { body_bytes = 1, auth_info_bytes = 2, chain_id = 3,
+/// account_number = 4 }` to `sink` piece by piece, as prost (and cosmjs) encode it: fields in
+/// order, empty or zero fields omitted. The fields are borrowed, so nothing is copied.
+fn for_each_sign_doc_part(
+    body_bytes: &[u8],
+    auth_info_bytes: &[u8],
+    chain_id: &str,
+    account_number: u64,
+    mut sink: impl FnMut(&[u8]),
+) {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    // A key (at most 1 byte for tags 1..=4) and a varint (at most 10 bytes).
+    let mut header = Vec::with_capacity(11);
     for (tag, bytes) in [
         (1u32, body_bytes),
         (2, auth_info_bytes),
         (3, chain_id.as_bytes()),
     ] {
         if !bytes.is_empty() {
-            prost::encoding::bytes::encode(tag, &bytes.to_vec(), &mut out);
+            header.clear();
+            encode_key(tag, WireType::LengthDelimited, &mut header);
+            encode_varint(bytes.len() as u64, &mut header);
+            sink(&header);
+            sink(bytes);
         }
     }
     if account_number != 0 {
-        prost::encoding::uint64::encode(4, &account_number, &mut out);
+        header.clear();
+        encode_key(4, WireType::Varint, &mut header);
+        encode_varint(account_number, &mut header);
+        sink(&header);
     }
-    debug_assert_eq!(
-        out,
-        SignDoc {
-            body_bytes: body_bytes.to_vec(),
-            auth_info_bytes: auth_info_bytes.to_vec(),
-            chain_id: chain_id.to_owned(),
-            account_number,
-        }
-        .encode_to_vec()
-    );
-    out
+}
+
+/// Decodes `bytes` as `T` and rejects unknown fields and non-minimal encodings (re-encoding
+/// must give the same length), as the Cosmos SDK rejects unknown fields in a tx.
+fn decode_known_fields<T: prost::Message + Default>(
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, TxError> {
+    let value = T::decode(bytes).map_err(|e| TxError::Malformed(format!("{what}: {e}")))?;
+    if value.encoded_len() == bytes.len() {
+        Ok(value)
+    } else {
+        Err(TxError::Malformed(format!(
+            "{what} has unknown fields or a non-canonical encoding"
+        )))
+    }
 }
 
 /// A structurally valid transaction whose signature is not yet checked.
@@ -346,8 +380,17 @@ impl ParsedTx {
             });
         }
         let raw = TxRaw::decode(bytes).map_err(|e| TxError::Malformed(format!("TxRaw: {e}")))?;
-        let auth_info = AuthInfo::decode(raw.auth_info_bytes.as_slice())
-            .map_err(|e| TxError::Malformed(format!("auth_info: {e}")))?;
+        // The signature covers body and auth info, not the TxRaw framing: without this check
+        // anyone could append an unknown field or reorder fields and so change the tx hash of
+        // someone else's signed tx (the Cosmos SDK rejects such txs too, ADR-027).
+        if raw.encoded_len() != bytes.len() || raw.encode_to_vec() != bytes {
+            return Err(TxError::Malformed(
+                "TxRaw is not canonically encoded (unknown fields, fields out of order or \
+                 non-minimal encodings)"
+                    .to_owned(),
+            ));
+        }
+        let auth_info: AuthInfo = decode_known_fields("auth_info", &raw.auth_info_bytes)?;
         let (signer_info, signature) = match (&auth_info.signer_infos[..], &raw.signatures[..]) {
             ([info], [signature]) => (info, signature),
             ([], _) | (_, []) => return Err(TxError::NoSigner),
@@ -380,8 +423,7 @@ impl ParsedTx {
         })?;
         let (fee, gas_limit) = decode_fee(auth_info.fee.as_ref())?;
 
-        let body = TxBody::decode(raw.body_bytes.as_slice())
-            .map_err(|e| TxError::Malformed(format!("body: {e}")))?;
+        let body: TxBody = decode_known_fields("body", &raw.body_bytes)?;
         if body.timeout_height != 0 {
             return Err(TxError::UnsupportedField("timeout_height"));
         }
@@ -434,8 +476,32 @@ impl ParsedTx {
 
     /// Checks the signature over `SignDoc{body, auth_info, chain_id, account_number}`.
     pub fn verify(self, chain_id: &str, account_number: u64) -> Result<VerifiedTx, TxError> {
-        let sign_doc = self.sign_doc_bytes(chain_id, account_number);
-        verify_signature(&self.public_key, &sign_doc, &self.signature)?;
+        match &self.public_key {
+            PublicKey::Secp256k1(bytes) => {
+                // Hash the sign doc straight from the tx's own buffers: no second copy of the
+                // body, one SHA-256 pass, then ECDSA on the prehash.
+                use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
+                let key = k256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
+                    .map_err(|_| TxError::InvalidPublicKey)?;
+                let signature = k256::ecdsa::Signature::from_slice(&self.signature)
+                    .map_err(|_| TxError::InvalidSignature)?;
+                let mut hasher = Sha256::new();
+                for_each_sign_doc_part(
+                    &self.body_bytes,
+                    &self.auth_info_bytes,
+                    chain_id,
+                    account_number,
+                    |part| hasher.update(part),
+                );
+                // k256 rejects high-S signatures, as the Cosmos SDK does.
+                key.verify_prehash(&hasher.finalize(), &signature)
+                    .map_err(|_| TxError::InvalidSignature)?;
+            }
+            PublicKey::Ed25519(_) => {
+                let sign_doc = self.sign_doc_bytes(chain_id, account_number);
+                verify_signature(&self.public_key, &sign_doc, &self.signature)?;
+            }
+        }
         Ok(VerifiedTx(self))
     }
 
@@ -617,7 +683,7 @@ fn decode_fee(fee: Option<&Fee>) -> Result<(u128, u64), TxError> {
     }
     let amount = match fee.amount.as_slice() {
         [] => 0,
-        [coin] if coin.denom == NATIVE_DENOM => coin.amount.parse::<u128>().map_err(|_| {
+        [coin] if coin.denom == NATIVE_DENOM => parse_amount(&coin.amount).ok_or_else(|| {
             TxError::InvalidFee(format!(
                 "amount `{}` is not an unsigned integer",
                 coin.amount

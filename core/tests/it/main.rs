@@ -3,5 +3,6 @@
 mod merkle;
 mod tx;
 mod tx_fuzz;
+mod tx_wire;
 mod verify;
 mod verify_fuzz;

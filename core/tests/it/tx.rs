@@ -52,7 +52,9 @@ fn every_message_round_trips_for_both_key_types() {
             }),
             Message::UpdateValidator(UpdateValidator {
                 authority: key.address(),
-                pub_key: [4; 32],
+                pub_key: ed25519_consensus::SigningKey::from([4; 32])
+                    .verification_key()
+                    .to_bytes(),
                 power: 10,
             }),
         ];

@@ -37,13 +37,11 @@ proptest! {
             bytes[i] ^= mask;
         }
         if let Ok(tx) = ParsedTx::decode(&bytes, 4096) {
-            // A mutated tx that still decodes must not verify unless its signed content is
-            // unchanged (e.g. a flip landed in an unknown-but-skipped field).
-            if let Ok(verified) = tx.verify("fuzz", 1) {
-                let reference = ParsedTx::decode(&original, 4096).unwrap();
-                prop_assert_eq!(verified.messages(), reference.messages());
-                prop_assert_eq!(verified.sequence(), reference.sequence());
-                prop_assert_eq!(verified.fee(), reference.fee());
+            // Only canonical encodings decode and the signature covers everything else, so
+            // a mutated tx verifies only if the flips cancelled out: no second hash for the
+            // same signed tx.
+            if tx.verify("fuzz", 1).is_ok() {
+                prop_assert_eq!(&bytes, &original);
             }
         }
     }
