@@ -411,6 +411,33 @@ fn bench_engine_cycle(c: &mut Criterion) {
             })
         })
     });
+    let mut chain = Chain::open(&dev_genesis(), None).unwrap();
+    let mut in_process_head = chain.genesis_hash();
+    group.bench_function("empty_block_cycle_in_process", |b| {
+        b.iter(|| {
+            let state = ForkchoiceState {
+                head_block_hash: in_process_head,
+                safe_block_hash: in_process_head,
+                finalized_block_hash: in_process_head,
+            };
+            let attrs = attributes(&[], timestamp.fetch_add(1, Ordering::Relaxed));
+            let id = chain
+                .forkchoice_updated(state, Some(attrs))
+                .unwrap()
+                .payload_id
+                .unwrap();
+            let payload = chain.get_payload(id).unwrap().execution_payload;
+            let hash = payload.payload_inner.payload_inner.block_hash;
+            assert!(chain.new_payload(payload, &[], BEACON_ROOT).is_valid());
+            let state = ForkchoiceState {
+                head_block_hash: hash,
+                safe_block_hash: hash,
+                finalized_block_hash: hash,
+            };
+            chain.forkchoice_updated(state, None).unwrap();
+            in_process_head = hash;
+        })
+    });
     group.finish();
     runtime.block_on(handle.shutdown());
 }

@@ -416,7 +416,11 @@ impl Chain {
             .map(|tx| self.senders.get(tx.tx_hash()).map(|s| Ok(*s)))
             .collect();
         let missing: Vec<usize> = (0..txs.len()).filter(|i| results[*i].is_none()).collect();
-        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let threads = if missing.len() < 64 {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        };
         let recover = |i: &usize| {
             txs[*i]
                 .recover_signer()

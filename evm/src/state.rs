@@ -31,6 +31,9 @@ pub(crate) struct Account {
     /// Storage keyed by `keccak256(slot)`, holding `(slot, value)`; zero values are never stored.
     pub(crate) storage: OrdMap<B256, (U256, U256)>,
     pub(crate) storage_root: B256,
+    /// Cached hashes of the 16 subtries under the root branch of the storage trie (by the first
+    /// nibble of the hashed slot); `None` when empty or changed since the last computation.
+    shard_hashes: [Option<B256>; 16],
 }
 
 impl Account {
@@ -42,6 +45,7 @@ impl Account {
             code_hash: KECCAK_EMPTY,
             storage: OrdMap::new(),
             storage_root: EMPTY_ROOT_HASH,
+            shard_hashes: [None; 16],
         }
     }
 
@@ -54,20 +58,101 @@ impl Account {
         TrieAccount::new(self.nonce, self.balance, self.storage_root, self.code_hash)
     }
 
+    /// Marks the storage subtrie holding `hashed_slot` as changed.
+    fn touch_slot(&mut self, hashed_slot: &B256) {
+        self.shard_hashes[usize::from(hashed_slot[0] >> 4)] = None;
+    }
+
+    /// Recomputes the storage root, rehashing only the subtries whose slots changed.
+    ///
+    /// When slots fall under at least two first nibbles, the trie root is a branch node whose
+    /// children are the subtries by first nibble; each child is a node of more than 32 bytes
+    /// (a storage leaf alone carries a 31-byte path and a value), so it is referenced by hash.
+    /// Otherwise the whole trie is built at once.
     fn recompute_storage_root(&mut self) {
-        self.storage_root = if self.storage.is_empty() {
-            EMPTY_ROOT_HASH
-        } else {
+        let mut occupied = [false; 16];
+        for nibble in 0..16u8 {
+            let low = first_key(nibble);
+            occupied[usize::from(nibble)] = self
+                .storage
+                .range(low..)
+                .next()
+                .is_some_and(|(k, _)| k[0] >> 4 == nibble);
+        }
+        if occupied.iter().filter(|o| **o).count() < 2 {
+            self.shard_hashes = [None; 16];
+            self.storage_root = full_storage_root(self.storage.iter());
+            return;
+        }
+        for nibble in 0..16u8 {
+            let index = usize::from(nibble);
+            if !occupied[index] {
+                self.shard_hashes[index] = None;
+                continue;
+            }
+            if self.shard_hashes[index].is_some() {
+                continue;
+            }
+            let low = first_key(nibble);
             let mut builder = HashBuilder::default();
             let mut buf = Vec::with_capacity(40);
-            for (hashed_slot, (_, value)) in &self.storage {
+            for (hashed_slot, (_, value)) in self
+                .storage
+                .range(low..)
+                .take_while(|(k, _)| k[0] >> 4 == nibble)
+            {
                 buf.clear();
                 value.encode(&mut buf);
-                builder.add_leaf(Nibbles::unpack(hashed_slot), &buf);
+                builder.add_leaf(Nibbles::unpack(hashed_slot).slice(1..), &buf);
             }
-            builder.root()
-        };
+            self.shard_hashes[index] = Some(builder.root());
+        }
+        let payload_length: usize = self
+            .shard_hashes
+            .iter()
+            .map(|h| if h.is_some() { 33 } else { 1 })
+            .sum::<usize>()
+            + 1;
+        let mut node = Vec::with_capacity(payload_length + 3);
+        alloy_rlp::Header {
+            list: true,
+            payload_length,
+        }
+        .encode(&mut node);
+        for hash in &self.shard_hashes {
+            match hash {
+                Some(hash) => hash.encode(&mut node),
+                None => node.push(alloy_rlp::EMPTY_STRING_CODE),
+            }
+        }
+        node.push(alloy_rlp::EMPTY_STRING_CODE);
+        self.storage_root = keccak256(&node);
     }
+}
+
+/// The storage root over `(hashed slot, (slot, value))` entries in key order, in one pass.
+fn full_storage_root<'a>(entries: impl Iterator<Item = (&'a B256, &'a (U256, U256))>) -> B256 {
+    let mut builder = HashBuilder::default();
+    let mut buf = Vec::with_capacity(40);
+    let mut any = false;
+    for (hashed_slot, (_, value)) in entries {
+        any = true;
+        buf.clear();
+        value.encode(&mut buf);
+        builder.add_leaf(Nibbles::unpack(hashed_slot), &buf);
+    }
+    if any {
+        builder.root()
+    } else {
+        EMPTY_ROOT_HASH
+    }
+}
+
+/// The smallest hashed key whose first nibble is `nibble`.
+fn first_key(nibble: u8) -> B256 {
+    let mut key = B256::ZERO;
+    key[0] = nibble << 4;
+    key
 }
 
 /// The full world state after some block.
@@ -183,9 +268,13 @@ impl WorldState {
             for (slot, value) in db_account.storage {
                 let hashed_slot = keccak256(slot.to_be_bytes::<32>());
                 if value.is_zero() {
-                    storage_changed |= account.storage.remove(&hashed_slot).is_some();
+                    if account.storage.remove(&hashed_slot).is_some() {
+                        account.touch_slot(&hashed_slot);
+                        storage_changed = true;
+                    }
                 } else if account.storage.get(&hashed_slot).map(|(_, v)| *v) != Some(value) {
                     account.storage.insert(hashed_slot, (slot, value));
+                    account.touch_slot(&hashed_slot);
                     storage_changed = true;
                 }
             }
@@ -326,6 +415,39 @@ mod tests {
             state.storage(Address::repeat_byte(2), U256::from(2)),
             U256::ZERO
         );
+    }
+
+    #[test]
+    fn cached_storage_root_matches_alloy_through_changes() {
+        let reference = |account: &Account| {
+            alloy_trie::root::storage_root_unhashed(
+                account
+                    .storage
+                    .values()
+                    .map(|(slot, value)| (B256::from(*slot), *value)),
+            )
+        };
+        let mut account = Account::empty(Address::repeat_byte(1));
+        // One slot (single subtrie), then many, then changes and removals touching few subtries.
+        for step in 0..300u64 {
+            let slot = U256::from(step % 97);
+            let hashed = keccak256(slot.to_be_bytes::<32>());
+            if step % 5 == 4 {
+                account.storage.remove(&hashed);
+            } else {
+                account.storage.insert(hashed, (slot, U256::from(step + 1)));
+            }
+            account.touch_slot(&hashed);
+            account.recompute_storage_root();
+            assert_eq!(account.storage_root, reference(&account), "step {step}");
+        }
+        while let Some((hashed, _)) = account.storage.get_min().map(|(k, v)| (*k, *v)) {
+            account.storage.remove(&hashed);
+            account.touch_slot(&hashed);
+            account.recompute_storage_root();
+            assert_eq!(account.storage_root, reference(&account));
+        }
+        assert_eq!(account.storage_root, EMPTY_ROOT_HASH);
     }
 
     #[test]
