@@ -419,6 +419,9 @@ impl SequencerBlock {
 
     /// Validates a raw block and re-checks it: the commitment item is proven
     /// under `data_hash`, the entries are sorted and each proves its data.
+    /// The block hash and the header fields other than `data_hash` cannot be
+    /// checked without the full CometBFT header; `verify_filtered_block` binds
+    /// them.
     pub fn try_from_raw(raw: raw::SequencerBlock) -> Result<Self, BlockError> {
         let block_hash = hash_field("block_hash", &raw.block_hash)?;
         let header = SequencerBlockHeader::try_from_raw(

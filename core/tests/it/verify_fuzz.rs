@@ -4,7 +4,9 @@
 
 use proptest::prelude::*;
 use prost::Message as _;
-use tandem_core::{verify_filtered_block, FilteredSequencerBlock, MerkleProof, RollupId};
+use tandem_core::{
+    verify_filtered_block, FilteredSequencerBlock, MerkleProof, RollupId, SequencerBlock,
+};
 use tandem_proto::sequencerblock::v1 as raw;
 
 use crate::verify::{rollup, Fixture};
@@ -78,6 +80,34 @@ proptest! {
         }
         if let Some(verified) = decode_and_verify(&fx, &bytes) {
             prop_assert_eq!(verified, expected);
+        }
+    }
+
+    #[test]
+    fn mutated_whole_blocks_never_panic_and_keep_their_data(
+        mutations in prop::collection::vec(mutation(), 1..4),
+    ) {
+        let fx = Fixture::standard();
+        let mut bytes = fx.block.to_raw().encode_to_vec();
+        for m in &mutations {
+            apply(&mut bytes, m);
+        }
+        if let Ok(raw) = raw::SequencerBlock::decode(bytes.as_slice()) {
+            if let Ok(block) = SequencerBlock::try_from_raw(raw) {
+                // Whatever survives the re-check commits to the same data.
+                // (Header fields other than data_hash, and the block hash,
+                // are bound only by `verify_filtered_block` against a full
+                // CometBFT header.)
+                prop_assert_eq!(block.commitments(), fx.block.commitments());
+                prop_assert_eq!(block.header().data_hash, fx.block.header().data_hash);
+                let txs = |b: &SequencerBlock| -> Vec<(RollupId, Vec<Vec<u8>>)> {
+                    b.rollup_transactions()
+                        .iter()
+                        .map(|r| (*r.rollup_id(), r.transactions().to_vec()))
+                        .collect()
+                };
+                prop_assert_eq!(txs(&block), txs(&fx.block));
+            }
         }
     }
 
