@@ -1,7 +1,10 @@
 //! Block building and validation (5,000 ETH transfers, 2,000 ERC-20 transfers) against the
 //! ceiling of raw revm execution of the same transactions, and one Engine API cycle on an empty
 //! block through the real authenticated HTTP server.
-#![allow(missing_docs, clippy::pedantic)]
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates undocumented public items"
+)]
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
@@ -85,7 +88,7 @@ fn sign(
         max_priority_fee_per_gas: 1_000_000_000,
         to: TxKind::Call(to),
         value,
-        access_list: Default::default(),
+        access_list: alloy_eips::eip2930::AccessList::default(),
         input,
     };
     let signature = signer.sign_hash_sync(&tx.signature_hash()).unwrap();
@@ -250,7 +253,7 @@ fn bench_blocks(c: &mut Criterion) {
                 || raw_db(&work),
                 |db| raw_revm(&work, db),
                 BatchSize::LargeInput,
-            )
+            );
         });
 
         let payload = {
@@ -280,7 +283,7 @@ fn bench_blocks(c: &mut Criterion) {
                         .unwrap()
                 },
                 BatchSize::LargeInput,
-            )
+            );
         });
         group.bench_function("build_warm_senders", |b| {
             b.iter_batched(
@@ -300,7 +303,7 @@ fn bench_blocks(c: &mut Criterion) {
                         .unwrap()
                 },
                 BatchSize::LargeInput,
-            )
+            );
         });
         group.bench_function("validate_cold_senders", |b| {
             b.iter_batched(
@@ -310,7 +313,7 @@ fn bench_blocks(c: &mut Criterion) {
                     assert!(status.is_valid(), "{status:?}");
                 },
                 BatchSize::LargeInput,
-            )
+            );
         });
         group.bench_function("validate_warm_senders", |b| {
             b.iter_batched(
@@ -326,7 +329,7 @@ fn bench_blocks(c: &mut Criterion) {
                     assert!(status.is_valid(), "{status:?}");
                 },
                 BatchSize::LargeInput,
-            )
+            );
         });
         group.finish();
     }
@@ -364,7 +367,7 @@ async fn post(
     value["result"].clone()
 }
 
-fn call(method: &str, params: serde_json::Value) -> String {
+fn call(method: &str, params: &serde_json::Value) -> String {
     serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string()
 }
 
@@ -399,17 +402,17 @@ fn bench_engine_cycle(c: &mut Criterion) {
                 let parent = *head.lock().unwrap();
                 let fcs = serde_json::json!({"headBlockHash": parent, "safeBlockHash": parent, "finalizedBlockHash": parent});
                 let attrs = attributes(&[], timestamp.fetch_add(1, Ordering::Relaxed));
-                let updated = post(conn, addr, &token, call("engine_forkchoiceUpdatedV3", serde_json::json!([fcs, attrs]))).await;
-                let envelope = post(conn, addr, &token, call("engine_getPayloadV3", serde_json::json!([updated["payloadId"]]))).await;
+                let updated = post(conn, addr, &token, call("engine_forkchoiceUpdatedV3", &serde_json::json!([fcs, attrs]))).await;
+                let envelope = post(conn, addr, &token, call("engine_getPayloadV3", &serde_json::json!([updated["payloadId"]]))).await;
                 let payload = &envelope["executionPayload"];
-                let status = post(conn, addr, &token, call("engine_newPayloadV3", serde_json::json!([payload, [], BEACON_ROOT]))).await;
+                let status = post(conn, addr, &token, call("engine_newPayloadV3", &serde_json::json!([payload, [], BEACON_ROOT]))).await;
                 assert_eq!(status["status"], "VALID");
                 let new_head: B256 = serde_json::from_value(payload["blockHash"].clone()).unwrap();
                 let fcs = serde_json::json!({"headBlockHash": new_head, "safeBlockHash": new_head, "finalizedBlockHash": new_head});
-                post(conn, addr, &token, call("engine_forkchoiceUpdatedV3", serde_json::json!([fcs, null]))).await;
+                post(conn, addr, &token, call("engine_forkchoiceUpdatedV3", &serde_json::json!([fcs, null]))).await;
                 *head.lock().unwrap() = new_head;
-            })
-        })
+            });
+        });
     });
     let mut chain = Chain::open(&dev_genesis(), None).unwrap();
     let mut in_process_head = chain.genesis_hash();
@@ -436,7 +439,7 @@ fn bench_engine_cycle(c: &mut Criterion) {
             };
             chain.forkchoice_updated(state, None).unwrap();
             in_process_head = hash;
-        })
+        });
     });
     group.finish();
     runtime.block_on(handle.shutdown());
