@@ -1,0 +1,889 @@
+//! [`App`]: the ABCI 2.0 state machine of `tandemd`.
+//!
+//! Consensus calls (InitChain, PrepareProposal, ProcessProposal, FinalizeBlock, Commit) are
+//! serialized by one lock; CheckTx uses the mempool's own lock and Query and the read APIs use
+//! committed snapshots, so none of them waits for a block being finalized.
+//!
+//! Caching rules: a PrepareProposal result is reused by ProcessProposal only for the same
+//! height and byte-identical txs; a ProcessProposal result is reused by FinalizeBlock only for
+//! the same block hash (and height and txs). Anything else is re-executed. FinalizeBlock stages
+//! the block's writes and computes the app hash without persisting; Commit writes them in one
+//! RocksDB batch, then publishes the sequencer block to subscribers.
+
+mod query;
+
+pub use query::codes as query_codes;
+
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
+
+use bytes::Bytes;
+use cnidarium::{StagedWriteBatch, StateDelta, Storage};
+use sha2::{Digest as _, Sha256};
+use tandem_core::{Address, SequencerBlock, SequencerBlockHeader};
+use tendermint::{
+    abci::{types::ExecTxResult, Code, Event},
+    v0_38::abci::{request, response},
+    validator, vote, AppHash, PublicKey,
+};
+use tokio::sync::{broadcast, Mutex};
+
+use crate::{
+    blocks::{StateReadExt as _, StateWriteExt as _, StoredTxResult},
+    exec::{execute_block, BlockCtx, BlockError, ExecutedBlock, Mode, SigCache},
+    genesis::{GenesisAppState, GenesisError},
+    mempool::Mempool,
+    metrics::Metrics,
+    state::StateError,
+    validators,
+};
+
+/// Version string reported by Info.
+const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Protocol version of the state machine, reported by Info as `app_version`.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// How to open an [`App`].
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    /// Directory holding the state (`<data_dir>/state`, a RocksDB database).
+    pub data_dir: PathBuf,
+    /// Entries kept in the verified-signature cache (0 disables it).
+    pub sig_cache_capacity: usize,
+    /// Capacity of the committed-block broadcast channel.
+    pub block_channel_capacity: usize,
+    /// Where to record metrics (none: not recorded).
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+impl AppConfig {
+    /// Defaults for everything but the data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("."),
+            sig_cache_capacity: 200_000,
+            block_channel_capacity: 64,
+            metrics: None,
+        }
+    }
+}
+
+/// A failure the node cannot answer around: the caller must log it and stop.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The storage could not be opened or written.
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// Stored state is unreadable.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The genesis `app_state` was refused.
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+    /// InitChain came for an already initialized chain with a different genesis.
+    #[error("InitChain: {0}")]
+    InitChain(String),
+    /// A consensus call arrived before InitChain.
+    #[error("chain not initialized: InitChain has not run")]
+    NotInitialized,
+    /// A consensus call arrived out of order (e.g. Commit without FinalizeBlock).
+    #[error("consensus calls out of order: {0}")]
+    OutOfOrder(String),
+    /// A decided block cannot be executed as CometBFT decided it (this node diverges).
+    #[error("decided block at height {height} is invalid for this node: {reason}")]
+    InvalidBlock {
+        /// The block height.
+        height: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An address has no account.
+    #[error("account {0} does not exist")]
+    UnknownAccount(Address),
+}
+
+/// The status of a tx, by hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxStatus {
+    /// Never seen (or evicted from the mempool).
+    Unknown,
+    /// Admitted by CheckTx since the last Commit, not yet in a block.
+    Pending,
+    /// In a committed block.
+    Committed {
+        /// Block height.
+        height: u64,
+        /// Index in the block's txs (the commitment item is index 0).
+        index: u32,
+        /// Result code (0 = success).
+        code: u32,
+        /// Result log.
+        log: String,
+    },
+}
+
+/// The Tandem state machine. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    storage: Storage,
+    consensus: Mutex<Consensus>,
+    mempool: Mutex<Mempool>,
+    sig_cache: Arc<SigCache>,
+    blocks: broadcast::Sender<Arc<SequencerBlock>>,
+    latest_height: AtomicU64,
+    metrics: Option<Arc<Metrics>>,
+}
+
+#[derive(Default)]
+struct Consensus {
+    prepared: Option<Proposal>,
+    processed: Option<Proposal>,
+    finalized: Option<Finalized>,
+}
+
+/// An executed proposal and the exact txs (commitment item first) it was executed for.
+struct Proposal {
+    block_hash: Option<[u8; 32]>,
+    txs: Vec<Bytes>,
+    block: ExecutedBlock,
+}
+
+struct Finalized {
+    height: u64,
+    batch: StagedWriteBatch,
+    block: Arc<SequencerBlock>,
+    tx_hashes: Vec<[u8; 32]>,
+    txs: u64,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("latest_height", &self.latest_block_height())
+            .finish_non_exhaustive()
+    }
+}
+
+fn storage_err(context: &str, e: &dyn std::fmt::Display) -> AppError {
+    AppError::Storage(format!("{context}: {e:#}"))
+}
+
+impl App {
+    /// Opens (or creates) the state under `config.data_dir/state`.
+    pub async fn open(config: AppConfig) -> Result<Self, AppError> {
+        let path = config.data_dir.join("state");
+        std::fs::create_dir_all(&path)
+            .map_err(|e| storage_err(&format!("failed to create {}", path.display()), &e))?;
+        let storage = Storage::load(path.clone(), vec![])
+            .await
+            .map_err(|e| storage_err(&format!("failed to open {}", path.display()), &e))?;
+        let snapshot = storage.latest_snapshot();
+        let height = snapshot.block_height().await?;
+        let mempool = Mempool::new(snapshot).await?;
+        let (blocks, _) = broadcast::channel(config.block_channel_capacity.max(1));
+        if let Some(metrics) = &config.metrics {
+            metrics.set_height(height);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                storage,
+                consensus: Mutex::new(Consensus::default()),
+                mempool: Mutex::new(mempool),
+                sig_cache: Arc::new(SigCache::new(config.sig_cache_capacity)),
+                blocks,
+                latest_height: AtomicU64::new(height),
+                metrics: config.metrics.clone(),
+            }),
+        })
+    }
+
+    fn initialized(&self) -> bool {
+        self.inner.storage.latest_version() != u64::MAX
+    }
+
+    /// Info: the last committed height and app hash.
+    pub async fn info(&self, _request: request::Info) -> Result<response::Info, AppError> {
+        let (height, app_hash) = if self.initialized() {
+            let snapshot = self.inner.storage.latest_snapshot();
+            let root = snapshot
+                .root_hash()
+                .await
+                .map_err(|e| storage_err("failed to read the app hash", &e))?;
+            (snapshot.block_height().await?, root.0.to_vec())
+        } else {
+            (0, Vec::new())
+        };
+        Ok(response::Info {
+            data: "tandemd".to_string(),
+            version: APP_VERSION.to_string(),
+            app_version: PROTOCOL_VERSION,
+            last_block_height: height_of(height)?,
+            last_block_app_hash: app_hash_of(app_hash)?,
+        })
+    }
+
+    /// InitChain: applies the genesis `app_state` and commits it as the state before the
+    /// first block. A repeated InitChain with the same genesis (after a crash before block 1)
+    /// returns the stored app hash.
+    pub async fn init_chain(
+        &self,
+        request: request::InitChain,
+    ) -> Result<response::InitChain, AppError> {
+        let _consensus = self.inner.consensus.lock().await;
+        let genesis_hash: [u8; 32] = Sha256::digest(&request.app_state_bytes).into();
+        let storage = &self.inner.storage;
+        if self.initialized() {
+            let snapshot = storage.latest_snapshot();
+            if snapshot.block_height().await? + 1 != request.initial_height.value()
+                || snapshot.genesis_hash().await?.as_deref() != Some(genesis_hash.as_slice())
+            {
+                return Err(AppError::InitChain(
+                    "the chain is already initialized with a different genesis; \
+                     remove the data directory to start over"
+                        .to_string(),
+                ));
+            }
+            let root = snapshot
+                .root_hash()
+                .await
+                .map_err(|e| storage_err("failed to read the app hash", &e))?;
+            return Ok(response::InitChain {
+                consensus_params: None,
+                validators: vec![],
+                app_hash: app_hash_of(root.0.to_vec())?,
+            });
+        }
+
+        let genesis = GenesisAppState::from_json(&request.app_state_bytes)?;
+        let mut state = StateDelta::new(storage.latest_snapshot());
+        state.put_chain_id(&request.chain_id);
+        state.put_block_height(request.initial_height.value().saturating_sub(1));
+        genesis.apply(&mut state).await?;
+        for update in &request.validators {
+            let PublicKey::Ed25519(key) = update.pub_key else {
+                return Err(AppError::InitChain(format!(
+                    "genesis validator {update:?} is not ed25519; only ed25519 validators are supported"
+                )));
+            };
+            let key: [u8; 32] = key.as_bytes().try_into().map_err(|_| {
+                AppError::InitChain("ed25519 validator key is not 32 bytes".to_string())
+            })?;
+            validators::set_power(&mut state, &key, update.power.value())
+                .await
+                .map_err(|e| AppError::InitChain(format!("genesis validator: {e}")))?;
+        }
+        state.put_genesis_hash(&genesis_hash);
+        let root = storage
+            .commit(state)
+            .await
+            .map_err(|e| storage_err("failed to commit genesis", &e))?;
+        self.inner.latest_height.store(
+            request.initial_height.value().saturating_sub(1),
+            Ordering::SeqCst,
+        );
+        self.inner
+            .mempool
+            .lock()
+            .await
+            .reset(storage.latest_snapshot())
+            .await?;
+        tracing::info!(chain_id = %request.chain_id, app_hash = %hex::encode(root.0), "genesis committed");
+        Ok(response::InitChain {
+            consensus_params: None,
+            validators: vec![],
+            app_hash: app_hash_of(root.0.to_vec())?,
+        })
+    }
+
+    /// CheckTx (New and Recheck): decode, size, signature, sequence == pending sequence, fee
+    /// and balance; an accepted tx advances the pending state.
+    pub async fn check_tx(&self, request: request::CheckTx) -> response::CheckTx {
+        let mut mempool = self.inner.mempool.lock().await;
+        let result = mempool.check(&request.tx, &self.inner.sig_cache).await;
+        if let Some(metrics) = &self.inner.metrics {
+            match &result {
+                Ok(_) => metrics.record_check_tx(true, "ok"),
+                Err(e) => metrics.record_check_tx(false, e.reason()),
+            }
+        }
+        match result {
+            Ok(_) => response::CheckTx::default(),
+            Err(e) => {
+                tracing::debug!(code = e.code(), reason = e.reason(), error = %e, kind = ?request.kind, "CheckTx rejected");
+                response::CheckTx {
+                    code: Code::from(e.code()),
+                    log: e.to_string(),
+                    codespace: "tandem".to_string(),
+                    ..response::CheckTx::default()
+                }
+            }
+        }
+    }
+
+    async fn ctx(&self) -> Result<BlockCtx, AppError> {
+        BlockCtx::load(&self.inner.storage.latest_snapshot())
+            .await?
+            .ok_or(AppError::NotInitialized)
+    }
+
+    fn check_height(&self, height: u64, call: &str) -> Result<(), AppError> {
+        let expected = self.latest_block_height().saturating_add(1);
+        if height == expected {
+            Ok(())
+        } else {
+            Err(AppError::OutOfOrder(format!(
+                "{call} for height {height}, but the next height is {expected}"
+            )))
+        }
+    }
+
+    /// PrepareProposal: executes CometBFT's candidates against a fork of committed state,
+    /// drops those that fail or do not fit, and puts the commitment item first.
+    pub async fn prepare_proposal(
+        &self,
+        request: request::PrepareProposal,
+    ) -> Result<response::PrepareProposal, AppError> {
+        let mut consensus = self.inner.consensus.lock().await;
+        let start = Instant::now();
+        let height = request.height.value();
+        self.check_height(height, "PrepareProposal")?;
+        let ctx = self.ctx().await?;
+        let max_tx_bytes = u64::try_from(request.max_tx_bytes).unwrap_or(0);
+        let block = execute_block(
+            self.inner.storage.latest_snapshot(),
+            height,
+            &request.txs,
+            Mode::Prepare { max_tx_bytes },
+            &ctx,
+            &self.inner.sig_cache,
+        )
+        .await
+        .map_err(|e| block_error(height, e))?;
+        let mut txs = Vec::with_capacity(block.txs.len() + 1);
+        txs.push(Bytes::from(block.commitment_item.clone()));
+        txs.extend(block.txs.iter().cloned());
+        tracing::debug!(
+            height,
+            candidates = request.txs.len(),
+            included = block.txs.len(),
+            "prepared proposal"
+        );
+        consensus.prepared = Some(Proposal {
+            block_hash: None,
+            txs: txs.clone(),
+            block,
+        });
+        observe(self.inner.metrics.as_ref(), "prepare_proposal", start);
+        Ok(response::PrepareProposal { txs })
+    }
+
+    /// ProcessProposal: re-executes the proposal and rejects it when the commitment item is
+    /// missing or wrong, a tx is malformed, fails or breaks a size limit.
+    pub async fn process_proposal(
+        &self,
+        request: request::ProcessProposal,
+    ) -> Result<response::ProcessProposal, AppError> {
+        let start = Instant::now();
+        let verdict = self.process_proposal_inner(request).await;
+        observe(self.inner.metrics.as_ref(), "process_proposal", start);
+        verdict
+    }
+
+    async fn process_proposal_inner(
+        &self,
+        request: request::ProcessProposal,
+    ) -> Result<response::ProcessProposal, AppError> {
+        let mut consensus = self.inner.consensus.lock().await;
+        let height = request.height.value();
+        self.check_height(height, "ProcessProposal")?;
+        let hash = hash_bytes(&request.hash);
+        if let Some(p) = &consensus.processed {
+            if p.block.height == height && p.block_hash == Some(hash) && p.txs == request.txs {
+                return Ok(response::ProcessProposal::Accept);
+            }
+        }
+        if let Some(p) = consensus.prepared.take() {
+            if p.block.height == height && p.txs == request.txs {
+                consensus.processed = Some(Proposal {
+                    block_hash: Some(hash),
+                    ..p
+                });
+                return Ok(response::ProcessProposal::Accept);
+            }
+            consensus.prepared = Some(p);
+        }
+        match self
+            .execute_proposal(height, &request.txs, Mode::Process)
+            .await
+        {
+            Ok(block) => {
+                consensus.processed = Some(Proposal {
+                    block_hash: Some(hash),
+                    txs: request.txs,
+                    block,
+                });
+                Ok(response::ProcessProposal::Accept)
+            }
+            Err(BlockError::Invalid(reason)) => {
+                tracing::warn!(height, block_hash = %hex::encode_upper(hash), %reason, "rejecting proposal");
+                Ok(response::ProcessProposal::Reject)
+            }
+            Err(BlockError::State(e)) => Err(e.into()),
+        }
+    }
+
+    /// Executes a full block (commitment item first) and checks the item against the result.
+    async fn execute_proposal(
+        &self,
+        height: u64,
+        txs: &[Bytes],
+        mode: Mode,
+    ) -> Result<ExecutedBlock, BlockError> {
+        let ctx = BlockCtx::load(&self.inner.storage.latest_snapshot())
+            .await?
+            .ok_or_else(|| BlockError::Invalid("chain not initialized".to_string()))?;
+        let Some((item, user_txs)) = txs.split_first() else {
+            return Err(BlockError::Invalid(
+                "the block has no commitment item (it is empty)".to_string(),
+            ));
+        };
+        if let Err(e) = tandem_core::decode_commitment_item(item) {
+            return Err(BlockError::Invalid(format!(
+                "txs[0] is not a valid commitment item: {e}"
+            )));
+        }
+        let block = execute_block(
+            self.inner.storage.latest_snapshot(),
+            height,
+            user_txs,
+            mode,
+            &ctx,
+            &self.inner.sig_cache,
+        )
+        .await?;
+        if block.commitment_item.as_slice() != item.as_ref() {
+            return Err(BlockError::Invalid(
+                "the commitment item does not match the block's rollup data \
+                 (tampered, reordered or missing data)"
+                    .to_string(),
+            ));
+        }
+        Ok(block)
+    }
+
+    /// FinalizeBlock: executes the decided block (or reuses the ProcessProposal result for the
+    /// same block hash), stages its writes and returns one result per tx, the validator
+    /// updates and the app hash. Nothing is persisted until Commit.
+    pub async fn finalize_block(
+        &self,
+        request: request::FinalizeBlock,
+    ) -> Result<response::FinalizeBlock, AppError> {
+        let mut consensus = self.inner.consensus.lock().await;
+        let start = Instant::now();
+        let height = request.height.value();
+        self.check_height(height, "FinalizeBlock")?;
+        let hash = hash_bytes(&request.hash);
+        let cached = consensus.processed.take().filter(|p| {
+            p.block.height == height && p.block_hash == Some(hash) && p.txs == request.txs
+        });
+        consensus.prepared = None;
+        let block = match cached {
+            Some(p) => p.block,
+            None => self
+                .execute_proposal(height, &request.txs, Mode::Finalize)
+                .await
+                .map_err(|e| block_error(height, e))?,
+        };
+        let ctx = self.ctx().await?;
+
+        let all_txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
+        let header = SequencerBlockHeader {
+            chain_id: ctx.chain_id.clone(),
+            height,
+            time: request.time,
+            data_hash: tandem_core::data_hash(&all_txs),
+            proposer_address: request
+                .proposer_address
+                .as_bytes()
+                .try_into()
+                .map_err(|_| AppError::InvalidBlock {
+                    height,
+                    reason: "proposer address is not 20 bytes".to_string(),
+                })?,
+        };
+        let rollup_data = tandem_core::RollupData::from_items(block.rollup_items.iter().cloned());
+        let sequencer_block =
+            SequencerBlock::new(header, hash, &all_txs, rollup_data).map_err(|e| {
+                AppError::InvalidBlock {
+                    height,
+                    reason: e.to_string(),
+                }
+            })?;
+
+        let ExecutedBlock {
+            mut state,
+            results,
+            validator_updates,
+            ..
+        } = block;
+        state.put_sequencer_block(&sequencer_block);
+        let (tx_results, tx_hashes) = record_results(&mut state, height, results);
+        let updates = validator_updates_of(height, validator_updates)?;
+
+        let batch = self
+            .inner
+            .storage
+            .prepare_commit(state)
+            .await
+            .map_err(|e| storage_err("failed to stage the block's writes", &e))?;
+        let app_hash = batch.root_hash().0.to_vec();
+        consensus.finalized = Some(Finalized {
+            height,
+            batch,
+            block: Arc::new(sequencer_block),
+            tx_hashes,
+            txs: u64::try_from(request.txs.len()).unwrap_or(u64::MAX),
+        });
+        observe(self.inner.metrics.as_ref(), "finalize_block", start);
+        Ok(response::FinalizeBlock {
+            events: vec![Event::new("block", [("height", height.to_string())])],
+            tx_results,
+            validator_updates: updates,
+            consensus_param_updates: None,
+            app_hash: app_hash_of(app_hash)?,
+        })
+    }
+
+    /// Commit: persists the finalized block atomically, resets the mempool's pending state to
+    /// the new committed state and publishes the sequencer block.
+    pub async fn commit(&self) -> Result<response::Commit, AppError> {
+        let mut consensus = self.inner.consensus.lock().await;
+        let start = Instant::now();
+        let finalized = consensus
+            .finalized
+            .take()
+            .ok_or_else(|| AppError::OutOfOrder("Commit without FinalizeBlock".to_string()))?;
+        consensus.prepared = None;
+        consensus.processed = None;
+        let storage = self.inner.storage.clone();
+        let batch = finalized.batch;
+        tokio::task::spawn_blocking(move || storage.commit_batch(batch))
+            .await
+            .map_err(|e| storage_err("commit task failed", &e))?
+            .map_err(|e| storage_err("failed to commit the block", &e))?;
+        self.inner
+            .latest_height
+            .store(finalized.height, Ordering::SeqCst);
+        self.inner
+            .mempool
+            .lock()
+            .await
+            .reset(self.inner.storage.latest_snapshot())
+            .await?;
+        self.inner.sig_cache.remove_all(&finalized.tx_hashes);
+        if let Some(metrics) = &self.inner.metrics {
+            let bytes: Vec<(tandem_core::RollupId, u64)> = finalized
+                .block
+                .rollup_transactions()
+                .iter()
+                .map(|r| {
+                    let len: usize = r.transactions().iter().map(Vec::len).sum();
+                    (*r.rollup_id(), u64::try_from(len).unwrap_or(u64::MAX))
+                })
+                .collect();
+            metrics.record_block(finalized.height, finalized.txs, &bytes);
+            observe(Some(metrics), "commit", start);
+        }
+        // No subscriber is not an error.
+        let _ = self.inner.blocks.send(finalized.block);
+        Ok(response::Commit {
+            data: Bytes::new(),
+            retain_height: 0u32.into(),
+        })
+    }
+
+    /// Query: Cosmos SDK and Tandem paths, optionally with ICS23 proofs (see the README).
+    pub async fn query(&self, request: request::Query) -> response::Query {
+        query::query(self, request).await
+    }
+
+    /// The sequencer block committed at `height`.
+    pub async fn sequencer_block(&self, height: u64) -> Result<Option<SequencerBlock>, AppError> {
+        Ok(self
+            .inner
+            .storage
+            .latest_snapshot()
+            .sequencer_block(height)
+            .await?)
+    }
+
+    /// The last committed height (0 before the first block).
+    pub fn latest_block_height(&self) -> u64 {
+        self.inner.latest_height.load(Ordering::SeqCst)
+    }
+
+    /// Committed sequencer blocks, sent right after each Commit persists.
+    pub fn subscribe_blocks(&self) -> broadcast::Receiver<Arc<SequencerBlock>> {
+        self.inner.blocks.subscribe()
+    }
+
+    /// `(next sequence, account number)` of `address` including txs pending in the mempool.
+    pub async fn pending_sequence(&self, address: &Address) -> Result<(u64, u64), AppError> {
+        let mempool = self.inner.mempool.lock().await;
+        let (sequence, number) = mempool.pending_sequence(address).await?;
+        let number = number.ok_or(AppError::UnknownAccount(*address))?;
+        Ok((sequence, number))
+    }
+
+    /// Where a tx stands, by hash.
+    pub async fn tx_status(&self, hash: &[u8; 32]) -> Result<TxStatus, AppError> {
+        let snapshot = self.inner.storage.latest_snapshot();
+        if let Some(r) = snapshot.tx_result(hash).await? {
+            return Ok(TxStatus::Committed {
+                height: r.height,
+                index: r.index,
+                code: r.code,
+                log: r.log,
+            });
+        }
+        if self.inner.mempool.lock().await.is_pending(hash) {
+            return Ok(TxStatus::Pending);
+        }
+        Ok(TxStatus::Unknown)
+    }
+
+    /// Closes the storage, waiting until RocksDB is released, so the same data directory can
+    /// be reopened in this process. Anything finalized but not committed is dropped, exactly
+    /// as in a crash. When other clones of this `App` are alive, they keep the storage open
+    /// and this only drops this handle.
+    pub async fn shutdown(self) {
+        let Ok(inner) = Arc::try_unwrap(self.inner) else {
+            return;
+        };
+        let Inner {
+            storage,
+            consensus,
+            mempool,
+            ..
+        } = inner;
+        drop(consensus);
+        drop(mempool);
+        storage.release().await;
+    }
+
+    fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+}
+
+/// Stores each tx result (non-verifiable) and builds the `ExecTxResult`s, item first.
+fn record_results(
+    state: &mut StateDelta<cnidarium::Snapshot>,
+    height: u64,
+    results: Vec<crate::exec::TxResult>,
+) -> (Vec<ExecTxResult>, Vec<[u8; 32]>) {
+    let mut tx_results = Vec::with_capacity(results.len() + 1);
+    tx_results.push(ExecTxResult {
+        log: "block commitments".to_string(),
+        ..ExecTxResult::default()
+    });
+    let mut tx_hashes = Vec::with_capacity(results.len());
+    for (index, result) in (1u32..).zip(results) {
+        state.put_tx_result(
+            &result.hash,
+            &StoredTxResult {
+                height,
+                index,
+                code: result.code,
+                log: result.log.clone(),
+            },
+        );
+        tx_hashes.push(result.hash);
+        tx_results.push(ExecTxResult {
+            code: Code::from(result.code),
+            log: result.log,
+            events: result.events,
+            codespace: if result.code == 0 {
+                String::new()
+            } else {
+                "tandem".to_string()
+            },
+            ..ExecTxResult::default()
+        });
+    }
+    (tx_results, tx_hashes)
+}
+
+/// The block's validator updates as CometBFT types, sorted by key.
+fn validator_updates_of(
+    height: u64,
+    updates: std::collections::BTreeMap<[u8; 32], u64>,
+) -> Result<Vec<validator::Update>, AppError> {
+    updates
+        .into_iter()
+        .map(|(key, power)| {
+            Ok(validator::Update {
+                pub_key: PublicKey::from_raw_ed25519(&key).ok_or_else(|| {
+                    AppError::InvalidBlock {
+                        height,
+                        reason: format!("validator key {} is not ed25519", hex::encode(key)),
+                    }
+                })?,
+                power: vote::Power::try_from(power).map_err(|e| AppError::InvalidBlock {
+                    height,
+                    reason: format!("validator power {power}: {e}"),
+                })?,
+            })
+        })
+        .collect()
+}
+
+/// Records how long a block phase took (metrics only; never feeds state).
+fn observe(metrics: Option<&Arc<Metrics>>, phase: &str, start: Instant) {
+    if let Some(metrics) = metrics {
+        metrics.observe_phase(phase, start.elapsed().as_secs_f64());
+    }
+}
+
+fn block_error(height: u64, e: BlockError) -> AppError {
+    match e {
+        BlockError::State(e) => AppError::State(e),
+        BlockError::Invalid(reason) => AppError::InvalidBlock { height, reason },
+    }
+}
+
+fn hash_bytes(hash: &tendermint::Hash) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let bytes = hash.as_bytes();
+    if bytes.len() == 32 {
+        out.copy_from_slice(bytes);
+    }
+    out
+}
+
+fn height_of(height: u64) -> Result<tendermint::block::Height, AppError> {
+    tendermint::block::Height::try_from(height)
+        .map_err(|e| AppError::Storage(format!("stored height {height} is invalid: {e}")))
+}
+
+fn app_hash_of(bytes: Vec<u8>) -> Result<AppHash, AppError> {
+    AppHash::try_from(bytes).map_err(|e| AppError::Storage(format!("invalid app hash: {e}")))
+}
+
+impl crate::server::Application for App {
+    type Error = AppError;
+
+    async fn info(&self, request: request::Info) -> Result<response::Info, AppError> {
+        App::info(self, request).await
+    }
+
+    async fn query(&self, request: request::Query) -> response::Query {
+        App::query(self, request).await
+    }
+
+    async fn check_tx(&self, request: request::CheckTx) -> response::CheckTx {
+        App::check_tx(self, request).await
+    }
+
+    async fn init_chain(
+        &self,
+        request: request::InitChain,
+    ) -> Result<response::InitChain, AppError> {
+        App::init_chain(self, request).await
+    }
+
+    async fn prepare_proposal(
+        &self,
+        request: request::PrepareProposal,
+    ) -> Result<response::PrepareProposal, AppError> {
+        App::prepare_proposal(self, request).await
+    }
+
+    async fn process_proposal(
+        &self,
+        request: request::ProcessProposal,
+    ) -> Result<response::ProcessProposal, AppError> {
+        App::process_proposal(self, request).await
+    }
+
+    async fn finalize_block(
+        &self,
+        request: request::FinalizeBlock,
+    ) -> Result<response::FinalizeBlock, AppError> {
+        App::finalize_block(self, request).await
+    }
+
+    async fn commit(&self) -> Result<response::Commit, AppError> {
+        App::commit(self).await
+    }
+}
+
+impl crate::grpc::BlockSource for App {
+    type Address = Address;
+
+    async fn sequencer_block(
+        &self,
+        height: u64,
+    ) -> Result<Option<Arc<SequencerBlock>>, crate::grpc::SourceError> {
+        Ok(App::sequencer_block(self, height).await?.map(Arc::new))
+    }
+
+    fn latest_block_height(&self) -> u64 {
+        App::latest_block_height(self)
+    }
+
+    fn subscribe_blocks(&self) -> broadcast::Receiver<Arc<SequencerBlock>> {
+        App::subscribe_blocks(self)
+    }
+
+    async fn pending_sequence(
+        &self,
+        address: &Address,
+    ) -> Result<Option<(u64, u64)>, crate::grpc::SourceError> {
+        match App::pending_sequence(self, address).await {
+            Ok(found) => Ok(Some(found)),
+            Err(AppError::UnknownAccount(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn tx_status(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<crate::grpc::TxLocation, crate::grpc::SourceError> {
+        Ok(match App::tx_status(self, hash).await? {
+            TxStatus::Unknown => crate::grpc::TxLocation::Unknown,
+            TxStatus::Pending => crate::grpc::TxLocation::Pending,
+            TxStatus::Committed {
+                height,
+                index,
+                code,
+                log,
+            } => crate::grpc::TxLocation::Committed {
+                height,
+                index,
+                code,
+                log,
+            },
+        })
+    }
+}

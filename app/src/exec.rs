@@ -1,0 +1,576 @@
+//! Transaction and block execution: pure functions of (state, input) → (state writes, output).
+//!
+//! A block runs in a cnidarium [`StateDelta`] forked from the last committed snapshot; each tx
+//! runs in a nested delta that is applied only when the whole tx succeeds, which is what makes
+//! bundles atomic. Signatures are checked before execution: txs whose hash is in the
+//! [`SigCache`] (admitted by CheckTx for the same account number) skip verification, the rest
+//! are decoded and verified in parallel across cores with results kept in block order.
+//!
+//! The same [`execute_block`] serves PrepareProposal (drop what fails or does not fit),
+//! ProcessProposal (reject on anything wrong) and FinalizeBlock (record a failure code).
+
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    sync::{Arc, Mutex},
+};
+
+use bytes::Bytes;
+use cnidarium::{Snapshot, StateDelta, StateRead, StateWrite};
+use sha2::{Digest as _, Sha256};
+use tandem_core::{Address, Message, Params, ParsedTx, PublicKey, RollupId, VerifiedTx};
+use tendermint::abci::Event;
+
+use crate::{
+    accounts::{self, StateReadExt as _, StateWriteExt as _},
+    blocks::{StateReadExt as _, StateWriteExt as _},
+    error::ExecError,
+    fees::{self, StateReadExt as _},
+    params::{self, StateReadExt as _},
+    rollups,
+    state::StateError,
+    validators,
+};
+
+/// Constants of one block (or of the mempool between two commits). Params changed by a
+/// `MsgUpdateParams` take effect from the next block.
+#[derive(Clone, Debug)]
+pub(crate) struct BlockCtx {
+    pub(crate) chain_id: String,
+    pub(crate) params: Params,
+    pub(crate) authority: Address,
+    pub(crate) fee_collector: Address,
+}
+
+impl BlockCtx {
+    /// Loads the constants from `state`; `None` before InitChain.
+    pub(crate) async fn load<S: StateRead>(state: &S) -> Result<Option<Self>, StateError> {
+        let Some(chain_id) = state.chain_id().await? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            chain_id,
+            params: state.params().await?,
+            authority: state.authority().await?,
+            fee_collector: state.fee_collector().await?,
+        }))
+    }
+}
+
+/// What one successful tx produced.
+#[derive(Debug, Default)]
+pub(crate) struct TxOutcome {
+    pub(crate) rollup_items: Vec<(RollupId, Vec<u8>)>,
+    pub(crate) validator_updates: Vec<([u8; 32], u64)>,
+    pub(crate) events: Vec<Event>,
+}
+
+/// Executes one verified tx against `state`. On error the caller must discard `state`'s
+/// writes (run it in a nested [`StateDelta`]).
+pub(crate) async fn execute_tx<S: StateWrite>(
+    state: &mut S,
+    tx: &VerifiedTx,
+    ctx: &BlockCtx,
+) -> Result<TxOutcome, ExecError> {
+    let signer = tx.signer();
+    let expected = state.account_sequence(&signer).await?;
+    let got = tx.sequence();
+    if got < expected {
+        return Err(ExecError::SequenceTooLow {
+            address: signer,
+            expected,
+            got,
+        });
+    }
+    if got > expected {
+        return Err(ExecError::SequenceTooHigh {
+            address: signer,
+            expected,
+            got,
+        });
+    }
+    let rollup_bytes = tx.rollup_data_bytes();
+    if rollup_bytes > ctx.params.max_rollup_bytes_per_block {
+        return Err(ExecError::RollupDataTooLarge {
+            bytes: rollup_bytes,
+            max: ctx.params.max_rollup_bytes_per_block,
+        });
+    }
+    fees::check_sufficient(&ctx.params, rollup_bytes, tx.fee())?;
+
+    let mut outcome = TxOutcome::default();
+    if let Some(event) = fees::charge(state, &signer, &ctx.fee_collector, tx.fee()).await? {
+        outcome.events.push(event);
+    }
+    state.put_account_sequence(&signer, expected.saturating_add(1));
+
+    for message in tx.messages() {
+        match message {
+            Message::Send(msg) => {
+                outcome
+                    .events
+                    .push(accounts::execute_send(state, msg).await?);
+            }
+            Message::SubmitRollupData(msg) => {
+                let (item, event) = rollups::execute_submit(state, msg).await?;
+                outcome.rollup_items.push(item);
+                outcome.events.push(event);
+            }
+            Message::UpdateParams(msg) => {
+                outcome
+                    .events
+                    .push(params::execute_update_params(state, &ctx.authority, msg)?);
+            }
+            Message::UpdateValidator(msg) => {
+                let (update, event) =
+                    validators::execute_update_validator(state, &ctx.authority, msg).await?;
+                outcome.validator_updates.push(update);
+                outcome.events.push(event);
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// A tx whose signature was verified for `account_number` on this chain.
+#[derive(Clone)]
+pub(crate) struct CachedTx {
+    pub(crate) tx: Arc<VerifiedTx>,
+    pub(crate) account_number: u64,
+}
+
+/// Verified-signature cache keyed by tx hash (sha256 of the tx bytes). Filled by CheckTx,
+/// read by block execution, bounded (oldest entries are evicted first). Only lookups are
+/// made, never iteration, so its hash map cannot influence block contents.
+pub(crate) struct SigCache {
+    capacity: usize,
+    inner: Mutex<SigCacheInner>,
+}
+
+#[derive(Default)]
+struct SigCacheInner {
+    map: HashMap<[u8; 32], CachedTx>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl SigCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            inner: Mutex::new(SigCacheInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SigCacheInner> {
+        // A poisoned lock only means another thread panicked mid-insert; the map is still a
+        // valid cache (at worst missing an entry), so keep using it.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, hash: &[u8; 32]) -> Option<CachedTx> {
+        self.lock().map.get(hash).cloned()
+    }
+
+    pub(crate) fn insert(&self, hash: [u8; 32], entry: CachedTx) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.map.insert(hash, entry).is_none() {
+            inner.order.push_back(hash);
+        }
+        while inner.map.len() > self.capacity {
+            let Some(oldest) = inner.order.pop_front() else {
+                break;
+            };
+            inner.map.remove(&oldest);
+        }
+    }
+
+    pub(crate) fn remove_all<'a>(&self, hashes: impl IntoIterator<Item = &'a [u8; 32]>) {
+        let mut inner = self.lock();
+        for hash in hashes {
+            inner.map.remove(hash);
+        }
+        if inner.order.len() > inner.map.len().saturating_mul(2).max(1024) {
+            let SigCacheInner { map, order } = &mut *inner;
+            order.retain(|h| map.contains_key(h));
+        }
+    }
+}
+
+/// sha256 of the tx bytes: CometBFT's tx hash.
+pub(crate) fn tx_hash(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Maps `f` over `items` on all cores, keeping the input order in the output.
+pub(crate) fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if workers <= 1 || items.len() < 32 {
+        return items.into_iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(workers);
+    let mut chunks: Vec<Vec<T>> = Vec::with_capacity(workers);
+    let mut items = items.into_iter();
+    loop {
+        let part: Vec<T> = items.by_ref().take(chunk).collect();
+        if part.is_empty() {
+            break;
+        }
+        chunks.push(part);
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|part| scope.spawn(move || part.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(out) => out,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
+/// A block tx after signature checking.
+pub(crate) enum Checked {
+    /// Verified (or found in the cache for the right account number).
+    Ready(Arc<VerifiedTx>),
+    /// Decoded, but its signer has no account in the block's base state: it can only be
+    /// verified once earlier txs of the block have run.
+    Deferred(ParsedTx),
+    /// Refused before execution.
+    Failed(ExecError),
+}
+
+enum Stage1 {
+    Cached(CachedTx),
+    Parsed(ParsedTx),
+    Failed(ExecError),
+}
+
+/// Decodes and verifies `txs` against the account numbers of `state`, in parallel.
+pub(crate) async fn check_signatures<S: StateRead>(
+    state: &S,
+    txs: &[Bytes],
+    ctx: &BlockCtx,
+    cache: &Arc<SigCache>,
+) -> Result<(Vec<[u8; 32]>, Vec<Checked>), ExecError> {
+    let max = usize::try_from(ctx.params.max_tx_bytes).unwrap_or(usize::MAX);
+    let owned: Vec<Bytes> = txs.to_vec();
+    let stage1_cache = Arc::clone(cache);
+    let stage1: Vec<([u8; 32], Stage1)> = run_blocking(move || {
+        par_map(owned, |bytes| {
+            let hash = tx_hash(&bytes);
+            if bytes.len() <= max {
+                if let Some(hit) = stage1_cache.get(&hash) {
+                    return (hash, Stage1::Cached(hit));
+                }
+            }
+            match ParsedTx::decode(&bytes, max) {
+                Ok(parsed) => (hash, Stage1::Parsed(parsed)),
+                Err(e) => (hash, Stage1::Failed(e.into())),
+            }
+        })
+    })
+    .await?;
+
+    let mut numbers: BTreeMap<Address, Option<u64>> = BTreeMap::new();
+    for (_, item) in &stage1 {
+        let signer = match item {
+            Stage1::Cached(c) => c.tx.signer(),
+            Stage1::Parsed(p) => p.signer(),
+            Stage1::Failed(_) => continue,
+        };
+        if let std::collections::btree_map::Entry::Vacant(slot) = numbers.entry(signer) {
+            slot.insert(state.account_number(&signer).await?);
+        }
+    }
+
+    let chain_id = ctx.chain_id.clone();
+    let txs_for_reverify: Vec<Bytes> = txs.to_vec();
+    let mut hashes = Vec::with_capacity(stage1.len());
+    let mut jobs: Vec<(usize, Stage1, Option<u64>)> = Vec::with_capacity(stage1.len());
+    for (i, (hash, stage)) in stage1.into_iter().enumerate() {
+        let signer = match &stage {
+            Stage1::Cached(c) => Some(c.tx.signer()),
+            Stage1::Parsed(p) => Some(p.signer()),
+            Stage1::Failed(_) => None,
+        };
+        let number = signer.and_then(|a| numbers.get(&a).copied().flatten());
+        hashes.push(hash);
+        jobs.push((i, stage, number));
+    }
+    let checked = run_blocking(move || {
+        par_map(jobs, |(i, stage, number)| match (stage, number) {
+            (Stage1::Failed(e), _) => Checked::Failed(e),
+            (Stage1::Cached(c), Some(n)) if c.account_number == n => Checked::Ready(c.tx),
+            (Stage1::Cached(_), number) => match ParsedTx::decode(&txs_for_reverify[i], max) {
+                Ok(parsed) => verify_with(parsed, &chain_id, number),
+                Err(e) => Checked::Failed(e.into()),
+            },
+            (Stage1::Parsed(parsed), number) => verify_with(parsed, &chain_id, number),
+        })
+    })
+    .await?;
+    Ok((hashes, checked))
+}
+
+fn verify_with(parsed: ParsedTx, chain_id: &str, number: Option<u64>) -> Checked {
+    match number {
+        Some(n) => match verify(parsed, chain_id, n) {
+            Ok(v) => Checked::Ready(Arc::new(v)),
+            Err(e) => Checked::Failed(e),
+        },
+        None => Checked::Deferred(parsed),
+    }
+}
+
+/// Verifies `parsed` for `chain_id` and `account_number`, telling a signature that is not
+/// even a valid encoding apart from one that does not verify.
+pub(crate) fn verify(
+    parsed: ParsedTx,
+    chain_id: &str,
+    account_number: u64,
+) -> Result<VerifiedTx, ExecError> {
+    if let PublicKey::Secp256k1(_) = parsed.public_key() {
+        if k256::ecdsa::Signature::from_slice(parsed.signature()).is_err() {
+            return Err(ExecError::MalformedSignature);
+        }
+    }
+    Ok(parsed.verify(chain_id, account_number)?)
+}
+
+async fn run_blocking<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, ExecError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ExecError::State(StateError::Storage {
+            key: String::new(),
+            message: format!("signature verification task failed: {e}"),
+        })
+    })
+}
+
+/// Resolves a [`Checked`] tx into a verified one, verifying a deferred tx against the current
+/// (mid-block) account number.
+pub(crate) async fn resolve<S: StateRead>(
+    state: &S,
+    checked: Checked,
+    ctx: &BlockCtx,
+) -> Result<Arc<VerifiedTx>, ExecError> {
+    match checked {
+        Checked::Ready(tx) => Ok(tx),
+        Checked::Failed(e) => Err(e),
+        Checked::Deferred(parsed) => {
+            let signer = parsed.signer();
+            let number = state
+                .account_number(&signer)
+                .await?
+                .ok_or(ExecError::UnknownAccount { address: signer })?;
+            Ok(Arc::new(verify(parsed, &ctx.chain_id, number)?))
+        }
+    }
+}
+
+/// How [`execute_block`] treats a tx that fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// PrepareProposal: drop failing txs and whatever exceeds the budgets.
+    Prepare {
+        /// CometBFT's byte budget for all txs, including the commitment item.
+        max_tx_bytes: u64,
+    },
+    /// ProcessProposal: any failure rejects the whole proposal.
+    Process,
+    /// FinalizeBlock: a failure is recorded as the tx's result code.
+    Finalize,
+}
+
+/// The result of one user tx of a block.
+#[derive(Clone, Debug)]
+pub(crate) struct TxResult {
+    pub(crate) hash: [u8; 32],
+    pub(crate) code: u32,
+    pub(crate) log: String,
+    pub(crate) events: Vec<Event>,
+}
+
+/// A block executed against a fork of committed state, not yet persisted.
+pub(crate) struct ExecutedBlock {
+    pub(crate) height: u64,
+    pub(crate) state: StateDelta<Snapshot>,
+    /// User txs of the block (excluding the commitment item), in order.
+    pub(crate) txs: Vec<Bytes>,
+    /// One result per entry of `txs`.
+    pub(crate) results: Vec<TxResult>,
+    /// `(rollup, data)` of every successful `MsgSubmitRollupData`, in block order.
+    pub(crate) rollup_items: Vec<(RollupId, Vec<u8>)>,
+    /// The last update of each validator key in the block.
+    pub(crate) validator_updates: BTreeMap<[u8; 32], u64>,
+    /// The commitment item computed from the executed block.
+    pub(crate) commitment_item: Vec<u8>,
+}
+
+/// Why a block could not be executed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BlockError {
+    /// The proposal is invalid (ProcessProposal rejects it).
+    #[error("{0}")]
+    Invalid(String),
+    /// Reading state failed; the node cannot go on.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Protobuf overhead CometBFT counts per tx in a block's `Data` (tag + length varint).
+fn proto_tx_size(len: usize) -> u64 {
+    let mut varint = 1u64;
+    let mut v = len >> 7;
+    while v > 0 {
+        varint += 1;
+        v >>= 7;
+    }
+    1 + varint + u64::try_from(len).unwrap_or(u64::MAX)
+}
+
+/// Executes the user txs of a block at `height` over `snapshot`.
+pub(crate) async fn execute_block(
+    snapshot: Snapshot,
+    height: u64,
+    user_txs: &[Bytes],
+    mode: Mode,
+    ctx: &BlockCtx,
+    cache: &Arc<SigCache>,
+) -> Result<ExecutedBlock, BlockError> {
+    let mut state = StateDelta::new(snapshot);
+    state.put_block_height(height);
+
+    let (hashes, checked) = match check_signatures(&state, user_txs, ctx, cache).await {
+        Ok(v) => v,
+        Err(ExecError::State(e)) => return Err(BlockError::State(e)),
+        Err(e) => return Err(BlockError::Invalid(e.to_string())),
+    };
+
+    let item_len = tandem_core::commitment_item_bytes(&tandem_core::BlockCommitments {
+        rollup_transactions_root: [0; 32],
+        rollup_ids_root: [0; 32],
+    })
+    .len();
+    let mut bytes_left = match mode {
+        Mode::Prepare { max_tx_bytes } => max_tx_bytes.saturating_sub(proto_tx_size(item_len)),
+        Mode::Process | Mode::Finalize => u64::MAX,
+    };
+    let mut rollup_bytes_left = ctx.params.max_rollup_bytes_per_block;
+
+    let mut out = ExecutedBlock {
+        height,
+        state,
+        txs: Vec::with_capacity(user_txs.len()),
+        results: Vec::with_capacity(user_txs.len()),
+        rollup_items: Vec::new(),
+        validator_updates: BTreeMap::new(),
+        commitment_item: Vec::new(),
+    };
+
+    for ((bytes, hash), checked) in user_txs.iter().zip(hashes).zip(checked) {
+        let size = proto_tx_size(bytes.len());
+        if let Mode::Prepare { .. } = mode {
+            if size > bytes_left {
+                continue;
+            }
+        }
+        let result = run_one(&mut out.state, checked, ctx, &mut rollup_bytes_left).await;
+        match result {
+            Ok(outcome) => {
+                bytes_left = bytes_left.saturating_sub(size);
+                out.rollup_items.extend(outcome.rollup_items);
+                for (key, power) in outcome.validator_updates {
+                    out.validator_updates.insert(key, power);
+                }
+                out.txs.push(bytes.clone());
+                out.results.push(TxResult {
+                    hash,
+                    code: 0,
+                    log: String::new(),
+                    events: outcome.events,
+                });
+            }
+            Err(ExecError::State(e)) => return Err(BlockError::State(e)),
+            Err(e) => match mode {
+                Mode::Prepare { .. } => {
+                    tracing::debug!(tx = %hex::encode(hash), reason = %e, "dropping tx from proposal");
+                }
+                Mode::Process => {
+                    return Err(BlockError::Invalid(format!(
+                        "tx {} at index {} fails: {e}",
+                        hex::encode_upper(hash),
+                        out.txs.len() + 1
+                    )));
+                }
+                Mode::Finalize => {
+                    out.txs.push(bytes.clone());
+                    out.results.push(TxResult {
+                        hash,
+                        code: e.code(),
+                        log: e.to_string(),
+                        events: Vec::new(),
+                    });
+                }
+            },
+        }
+    }
+
+    let rollup_data = tandem_core::RollupData::from_items(out.rollup_items.iter().cloned());
+    out.commitment_item = tandem_core::commitment_item_bytes(&rollup_data.commitments());
+    Ok(out)
+}
+
+/// Checks the block rollup budget, then executes one tx in a nested fork that is applied
+/// only on success.
+async fn run_one(
+    state: &mut StateDelta<Snapshot>,
+    checked: Checked,
+    ctx: &BlockCtx,
+    rollup_bytes_left: &mut u64,
+) -> Result<TxOutcome, ExecError> {
+    let tx = resolve(&*state, checked, ctx).await?;
+    let rollup_bytes = tx.rollup_data_bytes();
+    if rollup_bytes > *rollup_bytes_left {
+        return Err(ExecError::RollupDataTooLarge {
+            bytes: rollup_bytes,
+            max: ctx.params.max_rollup_bytes_per_block,
+        });
+    }
+    let mut fork = StateDelta::new(&mut *state);
+    let outcome = execute_tx(&mut fork, &tx, ctx).await?;
+    fork.apply();
+    *rollup_bytes_left -= rollup_bytes;
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn par_map_keeps_order() {
+        let input: Vec<u32> = (0..1000).collect();
+        let out = par_map(input.clone(), |x| x * 2);
+        assert_eq!(out, input.iter().map(|x| x * 2).collect::<Vec<_>>());
+        assert!(par_map(Vec::<u32>::new(), |x| x).is_empty());
+    }
+
+    #[test]
+    fn proto_tx_size_counts_tag_and_varint() {
+        assert_eq!(proto_tx_size(0), 2);
+        assert_eq!(proto_tx_size(127), 129);
+        assert_eq!(proto_tx_size(128), 131);
+        assert_eq!(proto_tx_size(16_384), 16_388);
+    }
+}

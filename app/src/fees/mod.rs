@@ -1,0 +1,50 @@
+//! Fees: every tx pays `auth_info.fee` (in utnd) to the fee collector, and that fee must cover
+//! `params.base_fee + params.fee_per_byte × rollup data bytes`. The whole offered fee is
+//! charged, as the Cosmos SDK does; there is no gas metering.
+
+pub(crate) mod keys;
+pub(crate) mod state_ext;
+
+use cnidarium::StateWrite;
+use tandem_core::{Address, Params, NATIVE_DENOM};
+use tendermint::abci::Event;
+
+pub(crate) use state_ext::{StateReadExt, StateWriteExt};
+
+use crate::{accounts::StateWriteExt as _, error::ExecError};
+
+/// Checks that `offered` covers the fee `params` require for `rollup_bytes`.
+pub(crate) fn check_sufficient(
+    params: &Params,
+    rollup_bytes: u64,
+    offered: u128,
+) -> Result<(), ExecError> {
+    let required = params.required_fee(rollup_bytes);
+    if offered < required {
+        return Err(ExecError::InsufficientFee { required, offered });
+    }
+    Ok(())
+}
+
+/// Moves `fee` utnd from `payer` to `collector`.
+pub(crate) async fn charge<S: StateWrite>(
+    state: &mut S,
+    payer: &Address,
+    collector: &Address,
+    fee: u128,
+) -> Result<Option<Event>, ExecError> {
+    if fee == 0 {
+        return Ok(None);
+    }
+    state.debit(payer, NATIVE_DENOM, fee).await?;
+    state.credit(collector, NATIVE_DENOM, fee).await?;
+    let total = state.collected_fees_total().await?.saturating_add(fee);
+    state.put_collected_fees_total(total);
+    Ok(Some(Event::new(
+        "fee",
+        [
+            ("payer", payer.to_string()),
+            ("amount", format!("{fee}{NATIVE_DENOM}")),
+        ],
+    )))
+}

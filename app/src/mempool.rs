@@ -1,0 +1,104 @@
+//! The mempool's pending state: CheckTx executes every tx it admits against a fork of the last
+//! committed state, so the pending sequence of an account advances with each accepted tx (as
+//! the Cosmos SDK's check state does) and balances already promised to pending txs cannot be
+//! spent twice. After every Commit the fork is rebuilt from the new committed state, and
+//! CometBFT's Recheck re-admits the txs still in its mempool, in order.
+
+use std::{collections::HashSet, sync::Arc};
+
+use cnidarium::{Snapshot, StateDelta};
+use tandem_core::{Address, ParsedTx};
+
+use crate::{
+    accounts::StateReadExt as _,
+    error::ExecError,
+    exec::{execute_tx, tx_hash, verify, BlockCtx, CachedTx, SigCache},
+    state::StateError,
+};
+
+/// Pending state over the last committed snapshot.
+pub(crate) struct Mempool {
+    state: StateDelta<Snapshot>,
+    ctx: Option<BlockCtx>,
+    pending: HashSet<[u8; 32]>,
+}
+
+impl Mempool {
+    /// A mempool over `snapshot` with no pending txs.
+    pub(crate) async fn new(snapshot: Snapshot) -> Result<Self, StateError> {
+        let ctx = BlockCtx::load(&snapshot).await?;
+        Ok(Self {
+            state: StateDelta::new(snapshot),
+            ctx,
+            pending: HashSet::new(),
+        })
+    }
+
+    /// Drops all pending state and starts over from `snapshot` (after a Commit).
+    pub(crate) async fn reset(&mut self, snapshot: Snapshot) -> Result<(), StateError> {
+        *self = Self::new(snapshot).await?;
+        Ok(())
+    }
+
+    /// Whether a tx with `hash` was admitted since the last Commit.
+    pub(crate) fn is_pending(&self, hash: &[u8; 32]) -> bool {
+        self.pending.contains(hash)
+    }
+
+    /// `(pending sequence, account number)` of `address`.
+    pub(crate) async fn pending_sequence(
+        &self,
+        address: &Address,
+    ) -> Result<(u64, Option<u64>), StateError> {
+        let sequence = self.state.account_sequence(address).await?;
+        let number = self.state.account_number(address).await?;
+        Ok((sequence, number))
+    }
+
+    /// Checks `bytes` and, when it would execute, admits it into the pending state.
+    pub(crate) async fn check(
+        &mut self,
+        bytes: &[u8],
+        cache: &Arc<SigCache>,
+    ) -> Result<[u8; 32], ExecError> {
+        let ctx = self.ctx.as_ref().ok_or(ExecError::NotInitialized)?;
+        let max = ctx.params.max_tx_bytes;
+        let max_usize = usize::try_from(max).unwrap_or(usize::MAX);
+        let hash = tx_hash(bytes);
+
+        let cached = if bytes.len() <= max_usize {
+            cache.get(&hash)
+        } else {
+            None
+        };
+        let entry = match cached {
+            Some(hit)
+                if self.state.account_number(&hit.tx.signer()).await?
+                    == Some(hit.account_number) =>
+            {
+                hit
+            }
+            _ => {
+                let parsed = ParsedTx::decode(bytes, max_usize)?;
+                let signer = parsed.signer();
+                let number = self
+                    .state
+                    .account_number(&signer)
+                    .await?
+                    .ok_or(ExecError::UnknownAccount { address: signer })?;
+                let verified = verify(parsed, &ctx.chain_id, number)?;
+                CachedTx {
+                    tx: Arc::new(verified),
+                    account_number: number,
+                }
+            }
+        };
+
+        let mut fork = StateDelta::new(&mut self.state);
+        execute_tx(&mut fork, &entry.tx, ctx).await?;
+        fork.apply();
+        cache.insert(hash, entry);
+        self.pending.insert(hash);
+        Ok(hash)
+    }
+}

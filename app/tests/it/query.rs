@@ -1,0 +1,242 @@
+//! Query paths, ICS23 proofs against the app hash, and the read APIs used by gRPC.
+
+use cosmrs::proto::cosmos::{
+    auth::v1beta1::{BaseAccount, QueryAccountRequest, QueryAccountResponse},
+    bank::v1beta1::{QueryAllBalancesRequest, QueryAllBalancesResponse},
+};
+use prost::Message as _;
+use tandem_app::{query_codes, TxStatus};
+use tendermint::{block::Height, v0_38::abci::request};
+
+use crate::harness::{key, rollup, send, submit, utnd, Chain};
+
+fn query(path: &str, data: Vec<u8>, height: u64, prove: bool) -> request::Query {
+    request::Query {
+        data: data.into(),
+        path: path.to_string(),
+        height: Height::try_from(height).unwrap(),
+        prove,
+    }
+}
+
+#[tokio::test]
+async fn cosmos_paths_answer_with_sdk_types_and_proofs_verify() {
+    let mut chain = Chain::new().await;
+    let (alice, bob) = (key("alice"), key("bob"));
+    let tx = chain
+        .tx(&alice, vec![send(&alice, bob.address(), utnd(5))])
+        .await;
+    let block = chain.block(vec![tx]).await;
+
+    let request = QueryAccountRequest {
+        address: alice.address().to_string(),
+    };
+    let response = chain
+        .app
+        .query(query(
+            "/cosmos.auth.v1beta1.Query/Account",
+            request.encode_to_vec(),
+            0,
+            true,
+        ))
+        .await;
+    assert!(response.code.is_ok(), "{}", response.log);
+    assert_eq!(response.height.value(), 1);
+    let account = QueryAccountResponse::decode(response.value.as_ref())
+        .unwrap()
+        .account
+        .unwrap();
+    assert_eq!(account.type_url, "/cosmos.auth.v1beta1.BaseAccount");
+    let account = BaseAccount::decode(account.value.as_slice()).unwrap();
+    assert_eq!((account.account_number, account.sequence), (0, 1));
+    assert_eq!(account.address, alice.address().to_string());
+
+    // Each proof op is an ICS23 existence proof of a raw key against the block's app hash.
+    let ops = response.proof.expect("prove=true returns proofs").ops;
+    assert_eq!(ops.len(), 2);
+    let root = block.finalize.app_hash.as_bytes().to_vec();
+    let expected_values = [0u64.to_be_bytes(), 1u64.to_be_bytes()];
+    for (op, value) in ops.iter().zip(expected_values) {
+        let proof = ics23::CommitmentProof::decode(op.data.as_slice()).unwrap();
+        assert!(ics23::verify_membership::<ics23::HostFunctionsManager>(
+            &proof,
+            &cnidarium::ics23_spec(),
+            &root,
+            &op.key,
+            &value,
+        ));
+        // And the proof does not verify a different value.
+        assert!(!ics23::verify_membership::<ics23::HostFunctionsManager>(
+            &proof,
+            &cnidarium::ics23_spec(),
+            &root,
+            &op.key,
+            &7u64.to_be_bytes(),
+        ));
+    }
+
+    let request = QueryAllBalancesRequest {
+        address: bob.address().to_string(),
+        pagination: None,
+        resolve_denom: false,
+    };
+    let response = chain
+        .app
+        .query(query(
+            "/cosmos.bank.v1beta1.Query/AllBalances",
+            request.encode_to_vec(),
+            0,
+            false,
+        ))
+        .await;
+    let balances = QueryAllBalancesResponse::decode(response.value.as_ref())
+        .unwrap()
+        .balances;
+    let pairs: Vec<(String, String)> = balances.into_iter().map(|c| (c.denom, c.amount)).collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ("uatom".to_string(), "500".to_string()),
+            ("utnd".to_string(), "1000000000005".to_string())
+        ]
+    );
+    assert_eq!(
+        chain.balance(&bob.address(), "utnd").await,
+        1_000_000_000_005
+    );
+
+    // Unknown account: the NotFound wording cosmjs looks for.
+    let request = QueryAccountRequest {
+        address: key("nobody").address().to_string(),
+    };
+    let response = chain
+        .app
+        .query(query(
+            "/cosmos.auth.v1beta1.Query/Account",
+            request.encode_to_vec(),
+            0,
+            false,
+        ))
+        .await;
+    assert_eq!(response.code.value(), query_codes::NOT_FOUND);
+    assert!(
+        response.log.contains("rpc error: code = NotFound"),
+        "{}",
+        response.log
+    );
+}
+
+#[tokio::test]
+async fn tandem_paths_heights_and_bad_queries() {
+    let mut chain = Chain::new().await;
+    let alice = key("alice");
+    let tx = chain
+        .tx(&alice, vec![submit(&alice, rollup("r"), b"1")])
+        .await;
+    chain.block(vec![tx]).await;
+    let tx = chain
+        .tx(&alice, vec![submit(&alice, rollup("r"), b"2")])
+        .await;
+    assert!(chain.check(&tx).await.code.is_ok());
+
+    let params = chain
+        .app
+        .query(query("/tandem/params", vec![], 0, true))
+        .await;
+    let json: serde_json::Value = serde_json::from_slice(&params.value).unwrap();
+    assert_eq!(json["base_fee"], 1_000);
+    assert_eq!(params.proof.unwrap().ops.len(), 1);
+
+    let path = format!("/tandem/account/{}", alice.address());
+    let account: serde_json::Value =
+        serde_json::from_slice(&chain.app.query(query(&path, vec![], 0, false)).await.value)
+            .unwrap();
+    assert_eq!(account["sequence"], 1);
+    assert_eq!(account["account_number"], 0);
+
+    let path = format!("/tandem/sequence/{}", alice.address());
+    let sequence: serde_json::Value =
+        serde_json::from_slice(&chain.app.query(query(&path, vec![], 0, false)).await.value)
+            .unwrap();
+    assert_eq!(
+        sequence,
+        serde_json::json!({"sequence": 1, "pending_sequence": 2})
+    );
+
+    // Height 0 (genesis state) is still cached: alice had sequence 0 there.
+    let path = format!("/tandem/account/{}", alice.address());
+    let old = chain.app.query(query(&path, vec![], 0, false)).await;
+    assert!(old.code.is_ok());
+    let at_genesis = chain.app.query(query(&path, vec![], 1, false)).await;
+    assert_eq!(at_genesis.height.value(), 1);
+    let unavailable = chain.app.query(query(&path, vec![], 99, false)).await;
+    assert_eq!(unavailable.code.value(), query_codes::HEIGHT_UNAVAILABLE);
+
+    for (path, data, code) in [
+        ("/nope", vec![], query_codes::UNKNOWN_PATH),
+        (
+            "/tandem/account/cosmos1xyz",
+            vec![],
+            query_codes::BAD_REQUEST,
+        ),
+        (
+            "/cosmos.auth.v1beta1.Query/Account",
+            vec![0xff, 0xff],
+            query_codes::BAD_REQUEST,
+        ),
+        (
+            "/cosmos.bank.v1beta1.Query/Balance",
+            vec![0; 10_000],
+            query_codes::BAD_REQUEST,
+        ),
+    ] {
+        let response = chain.app.query(query(path, data, 0, false)).await;
+        assert_eq!(response.code.value(), code, "{path}: {}", response.log);
+        assert!(!response.log.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn read_apis_follow_commits() {
+    let mut chain = Chain::new().await;
+    let alice = key("alice");
+    let mut blocks = chain.app.subscribe_blocks();
+    let tx = chain
+        .tx(&alice, vec![submit(&alice, rollup("r"), b"data")])
+        .await;
+    let hash: [u8; 32] =
+        sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), &tx)).into();
+    assert_eq!(chain.app.tx_status(&hash).await.unwrap(), TxStatus::Unknown);
+    assert!(chain.check(&tx).await.code.is_ok());
+    assert_eq!(chain.app.tx_status(&hash).await.unwrap(), TxStatus::Pending);
+    assert_eq!(
+        chain.app.pending_sequence(&alice.address()).await.unwrap(),
+        (1, 0)
+    );
+    assert!(chain
+        .app
+        .pending_sequence(&key("nobody").address())
+        .await
+        .is_err());
+
+    chain.block(vec![tx]).await;
+    assert_eq!(
+        chain.app.tx_status(&hash).await.unwrap(),
+        TxStatus::Committed {
+            height: 1,
+            index: 1,
+            code: 0,
+            log: String::new()
+        }
+    );
+    assert_eq!(chain.app.latest_block_height(), 1);
+    let published = blocks.recv().await.unwrap();
+    assert_eq!(published.height(), 1);
+    let stored = chain.app.sequencer_block(1).await.unwrap().unwrap();
+    assert_eq!(*published, stored);
+    assert_eq!(
+        stored.rollup_transactions()[0].transactions(),
+        &[b"data".to_vec()]
+    );
+    assert!(chain.app.sequencer_block(2).await.unwrap().is_none());
+}
