@@ -185,3 +185,53 @@ impl GrpcServer {
             .wrap_err("gRPC server failed")
     }
 }
+
+impl BlockSource for crate::App {
+    type Address = tandem_core::Address;
+
+    async fn sequencer_block(
+        &self,
+        height: u64,
+    ) -> Result<Option<Arc<SequencerBlock>>, SourceError> {
+        Ok(crate::App::sequencer_block(self, height)
+            .await?
+            .map(Arc::new))
+    }
+
+    fn latest_block_height(&self) -> u64 {
+        crate::App::latest_block_height(self)
+    }
+
+    fn subscribe_blocks(&self) -> broadcast::Receiver<Arc<SequencerBlock>> {
+        crate::App::subscribe_blocks(self)
+    }
+
+    async fn pending_sequence(
+        &self,
+        address: &tandem_core::Address,
+    ) -> Result<Option<(u64, u64)>, SourceError> {
+        match crate::App::pending_sequence(self, address).await {
+            Ok(pending) => Ok(Some(pending)),
+            Err(crate::AppError::UnknownAccount(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn tx_status(&self, hash: &[u8; 32]) -> Result<TxLocation, SourceError> {
+        Ok(match crate::App::tx_status(self, hash).await? {
+            crate::TxStatus::Unknown => TxLocation::Unknown,
+            crate::TxStatus::Pending => TxLocation::Pending,
+            crate::TxStatus::Committed {
+                height,
+                index,
+                code,
+                log,
+            } => TxLocation::Committed {
+                height,
+                index,
+                code,
+                log,
+            },
+        })
+    }
+}

@@ -1,0 +1,174 @@
+//! Operating `tandemd`: `init`, `/metrics`, `SIGTERM` and exit codes, on the real binary.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    process::Command,
+    time::Duration,
+};
+
+use tandem_app::GenesisAppState;
+use tendermint_proto::v0_38::abci::{self as pb, request as raw_request};
+
+use crate::node::{key, rollup, signed_tx, submit, Driver, Node};
+
+fn tandemd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tandemd"))
+}
+
+fn get_metrics(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response
+}
+
+#[test]
+fn init_writes_a_config_and_a_genesis_template() {
+    let home = tempfile::tempdir().unwrap();
+    let home_arg = home.path().join("node");
+    let output = tandemd()
+        .args(["init", "--home", home_arg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let config = std::fs::read_to_string(home_arg.join("config.toml")).unwrap();
+    assert_eq!(
+        tandem_app::config::Config::from_toml(&config).unwrap(),
+        tandem_app::config::Config::default()
+    );
+    let genesis = std::fs::read(home_arg.join("genesis_app_state.json")).unwrap();
+    let parsed: GenesisAppState = serde_json::from_slice(&genesis).unwrap();
+    assert_eq!(parsed, GenesisAppState::example());
+
+    // A second init refuses to overwrite; --force does.
+    let again = tandemd()
+        .args(["init", "--home", home_arg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    let forced = tandemd()
+        .args(["init", "--force"])
+        .env("TANDEM_TANDEMD_HOME", &home_arg)
+        .output()
+        .unwrap();
+    assert!(forced.status.success(), "{forced:?}");
+
+    // Usage errors exit 2 (clap), bad configuration exits 1.
+    let usage = tandemd()
+        .args(["start", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    let bad = tandemd()
+        .args([
+            "start",
+            "--home",
+            home_arg.to_str().unwrap(),
+            "--cometbft-rpc",
+            "ftp://x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("ftp://x"));
+}
+
+#[test]
+fn metrics_endpoint_shows_the_named_series_after_some_blocks() {
+    let home = tempfile::tempdir().unwrap();
+    let node = Node::start(home.path(), "http://127.0.0.1:9");
+    let mut driver = Driver::connect(&node);
+    driver.init_chain();
+    let alice = key("alice");
+    let mut mempool = node.client();
+    let accepted = mempool
+        .check_tx(pb::RequestCheckTx {
+            tx: signed_tx(&alice, 0, 0, vec![submit(&alice, rollup("m"), b"x")]).into(),
+            r#type: 0,
+        })
+        .unwrap();
+    assert_eq!(accepted.code, 0, "{}", accepted.log);
+    let rejected = mempool
+        .check_tx(pb::RequestCheckTx {
+            tx: b"junk".to_vec().into(),
+            r#type: 0,
+        })
+        .unwrap();
+    assert_ne!(rejected.code, 0);
+    for sequence in 0..3 {
+        driver.block(vec![signed_tx(
+            &alice,
+            0,
+            sequence,
+            vec![submit(&alice, rollup("m"), &[7; 100])],
+        )]);
+    }
+    let text = get_metrics(node.metrics);
+    let rollup_hex = rollup("m").to_string();
+    for expected in [
+        "tandem_height 3".to_owned(),
+        "tandem_block_txs 2".to_owned(),
+        "tandem_committed_txs_total 6".to_owned(),
+        format!("tandem_block_rollup_bytes_total{{rollup_id=\"{rollup_hex}\"}} 300"),
+        "tandem_check_tx_total{result=\"accepted\"".to_owned(),
+        "tandem_check_tx_total{result=\"rejected\"".to_owned(),
+        "tandem_block_phase_seconds_count{phase=\"finalize_block\"} 3".to_owned(),
+        "tandem_block_phase_seconds_count{phase=\"commit\"} 3".to_owned(),
+        "tandem_block_phase_seconds_bucket{".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "missing `{expected}` in:\n{text}");
+    }
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly_and_the_state_survives() {
+    let home = tempfile::tempdir().unwrap();
+    let mut node = Node::start(home.path(), "http://127.0.0.1:9");
+    let mut driver = Driver::connect(&node);
+    driver.init_chain();
+    let alice = key("alice");
+    let (_, finalized) = driver.block(vec![signed_tx(
+        &alice,
+        0,
+        0,
+        vec![submit(&alice, rollup("t"), b"x")],
+    )]);
+    let status = node.terminate();
+    assert_eq!(status.code(), Some(0), "{}", node.logs());
+    assert!(node.logs().contains("tandemd stopped"), "{}", node.logs());
+
+    let node = Node::start(home.path(), "http://127.0.0.1:9");
+    let info = Driver::connect(&node).info();
+    assert_eq!(info.last_block_height, 1);
+    assert_eq!(info.last_block_app_hash, finalized.app_hash);
+}
+
+#[test]
+fn an_application_error_on_a_consensus_call_exits_3_without_answering() {
+    let home = tempfile::tempdir().unwrap();
+    let mut node = Node::start(home.path(), "http://127.0.0.1:9");
+    let mut driver = Driver::connect(&node);
+    driver.init_chain();
+    // Commit without FinalizeBlock is out of order: the app refuses, the node stops.
+    driver
+        .consensus
+        .send(raw_request::Value::Commit(pb::RequestCommit {}));
+    assert_eq!(driver.consensus.receive(), None, "nothing may be answered");
+    let status = node.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(3), "{}", node.logs());
+    assert!(
+        node.logs().contains("application failed"),
+        "{}",
+        node.logs()
+    );
+}
