@@ -1,6 +1,6 @@
 //! Peer conformance: a real `tandemd` driven over its TCP socket by an independent ABCI
 //! client, `tendermint-abci` 0.40 (feature `client`). That client has no `PrepareProposal` or
-//! `ProcessProposal` method, so those two go as raw `tendermint-proto` v0_38 frames (the
+//! `ProcessProposal` method, so those two go as raw `tendermint-proto` `v0_38` frames (the
 //! block must carry the app's commitment item first, which only `PrepareProposal` makes).
 
 use cosmrs::proto::cosmos::{

@@ -150,11 +150,11 @@ async fn blocks_filtered_blocks_and_pending_sequences() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_backfills_then_goes_live_without_gaps_or_duplicates() {
+    const TOTAL: u64 = 24;
     let home = tempfile::tempdir().unwrap();
     let node = Node::start(home.path(), "http://127.0.0.1:9");
     let abci = node.abci;
     let alice = key("alice");
-    const TOTAL: u64 = 24;
     // Commit 4 blocks, then keep committing while the stream opens: the seam between
     // stored and live blocks falls somewhere in the middle of the producer's run.
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

@@ -36,7 +36,7 @@ pub(crate) fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMu
 }
 
 pub(crate) const CHAIN_ID: &str = "tandem-it";
-pub(crate) const STARTUP: Duration = Duration::from_secs(60);
+pub(crate) const STARTUP: Duration = Duration::from_mins(1);
 
 /// A free loopback port (bound, then released for the child to take).
 pub(crate) fn free_port() -> SocketAddr {
@@ -275,7 +275,7 @@ pub(crate) fn submit(signer: &SigningKey, rollup_id: RollupId, data: &[u8]) -> M
     Message::SubmitRollupData(tandem_core::SubmitRollupData {
         signer: signer.address(),
         rollup_id,
-        data: data.to_vec().into(),
+        data: data.to_vec(),
     })
 }
 
