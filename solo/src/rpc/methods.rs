@@ -1,0 +1,519 @@
+//! The JSON-RPC methods. Each parses its params with tendermint-rpc's request type and
+//! answers with its response type.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tendermint::{abci, block, Hash};
+use tendermint_proto::v0_38::abci::{RequestInfo, RequestQuery};
+use tendermint_rpc::{endpoint, ResponseError};
+
+use super::events::exec_tx_result;
+use crate::{
+    chain::ChainState,
+    mempool::MempoolError,
+    node::{Shared, ABCI_VERSION, COMETBFT_VERSION, P2P_PROTOCOL},
+    store::StoredBlock,
+};
+
+type RpcResult = Result<Value, ResponseError>;
+
+fn server_error(message: impl std::fmt::Display) -> ResponseError {
+    ResponseError::server_error(message.to_string())
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> RpcResult {
+    serde_json::to_value(value).map_err(server_error)
+}
+
+fn params<T: DeserializeOwned + Default>(params: Value) -> Result<T, ResponseError> {
+    match params {
+        Value::Null => Ok(T::default()),
+        Value::Array(a) if a.is_empty() => Ok(T::default()),
+        p => serde_json::from_value(p).map_err(|e| ResponseError::invalid_params(&e.to_string())),
+    }
+}
+
+fn required<T: DeserializeOwned>(params: Value) -> Result<T, ResponseError> {
+    serde_json::from_value(params).map_err(|e| ResponseError::invalid_params(&e.to_string()))
+}
+
+/// Dispatches one method call.
+pub(super) async fn call(shared: &Shared, method: &str, p: Value) -> RpcResult {
+    match method {
+        "health" => to_value(&endpoint::health::Response {}),
+        "status" => status(shared),
+        "genesis" => to_value(&endpoint::genesis::Response {
+            genesis: shared.config.genesis.clone(),
+        }),
+        "abci_info" => abci_info(shared).await,
+        "abci_query" => abci_query(shared, required(p)?).await,
+        "broadcast_tx_sync" => broadcast_sync(shared, required(p)?).await,
+        "broadcast_tx_async" => broadcast_async(shared, required(p)?),
+        "broadcast_tx_commit" => broadcast_commit(shared, required(p)?).await,
+        "block" => {
+            let r: endpoint::block::Request = params(p)?;
+            let stored = load_block(shared, r.height)?;
+            to_value(&endpoint::block::Response {
+                block_id: stored.block_id,
+                block: stored.block,
+            })
+        }
+        "block_results" => {
+            let r: endpoint::block_results::Request = params(p)?;
+            block_results(shared, r.height)
+        }
+        "commit" => {
+            let r: endpoint::commit::Request = params(p)?;
+            commit(shared, r.height)
+        }
+        "validators" => {
+            let r: endpoint::validators::Request = params(p)?;
+            validators(shared, &r)
+        }
+        "tx" => tx(shared, &required(p)?),
+        "num_unconfirmed_txs" => Ok(json!({
+            "n_txs": shared.mempool.len().to_string(),
+            "total": shared.mempool.len().to_string(),
+            "total_bytes": shared.mempool.total_bytes().to_string(),
+            "txs": null,
+        })),
+        "subscribe" | "unsubscribe" | "unsubscribe_all" => Err(ResponseError::new(
+            tendermint_rpc::Code::MethodNotFound,
+            Some(format!(
+                "{method} is only available over the WebSocket endpoint /websocket"
+            )),
+        )),
+        other => Err(ResponseError::method_not_found(other)),
+    }
+}
+
+fn state(shared: &Shared) -> Result<ChainState, ResponseError> {
+    shared
+        .state()
+        .ok_or_else(|| server_error("node is starting: handshake with the application in progress"))
+}
+
+fn latest_height(shared: &Shared) -> Result<u64, ResponseError> {
+    let s = state(shared)?;
+    if s.last_block_height == 0 {
+        return Err(server_error("no block committed yet"));
+    }
+    Ok(s.last_block_height)
+}
+
+/// Resolves an optional height to a committed one, with `CometBFT`'s error texts.
+fn resolve_height(shared: &Shared, height: Option<block::Height>) -> Result<u64, ResponseError> {
+    let latest = latest_height(shared)?;
+    let Some(h) = height.map(|h| h.value()).filter(|h| *h != 0) else {
+        return Ok(latest);
+    };
+    if h > latest {
+        return Err(ResponseError::invalid_params(&format!(
+            "height {h} must be less than or equal to the current blockchain height {latest}"
+        )));
+    }
+    let base = shared.store.block_range().map_or(latest, |(b, _)| b);
+    if h < base {
+        return Err(ResponseError::invalid_params(&format!(
+            "height {h} is not available, lowest height is {base}"
+        )));
+    }
+    Ok(h)
+}
+
+fn load_block(
+    shared: &Shared,
+    height: Option<block::Height>,
+) -> Result<StoredBlock, ResponseError> {
+    let h = resolve_height(shared, height)?;
+    shared
+        .store
+        .block(h)
+        .map_err(server_error)?
+        .ok_or_else(|| server_error(format!("block {h} not found")))
+}
+
+fn status(shared: &Shared) -> RpcResult {
+    let s = state(shared)?;
+    let genesis = &shared.config.genesis;
+    let address = tendermint::account::Id::from(shared.validator_key);
+    let node_id = hex::encode(address.as_bytes());
+    let (latest, earliest) = match shared.store.block_range() {
+        Some((low, _)) if s.last_block_height > 0 => {
+            let latest = shared
+                .store
+                .block(s.last_block_height)
+                .map_err(server_error)?;
+            let earliest = shared.store.block(low).map_err(server_error)?;
+            (latest, earliest)
+        }
+        _ => (None, None),
+    };
+    let hash_of = |b: &Option<StoredBlock>| b.as_ref().map_or(Hash::None, |b| b.block_id.hash);
+    let time_of = |b: &Option<StoredBlock>| {
+        b.as_ref()
+            .map_or(genesis.genesis_time, |b| b.block.header.time)
+    };
+    let power = s
+        .validators
+        .validator(address)
+        .map_or(0, |v| v.power.value());
+    let node_info = json!({
+        "protocol_version": {
+            "p2p": P2P_PROTOCOL.to_string(),
+            "block": crate::chain::BLOCK_PROTOCOL.to_string(),
+            "app": s.app_version.to_string(),
+        },
+        "id": node_id,
+        "listen_addr": shared.config.rpc_laddr.to_string(),
+        "network": s.chain_id.to_string(),
+        "version": COMETBFT_VERSION,
+        "channels": "40202122233038606100",
+        "moniker": shared.config.moniker,
+        "other": { "tx_index": "on", "rpc_address": format!("tcp://{}", shared.config.rpc_laddr) },
+    });
+    let response = endpoint::status::Response {
+        node_info: serde_json::from_value(node_info).map_err(server_error)?,
+        sync_info: endpoint::status::SyncInfo {
+            earliest_block_hash: hash_of(&earliest),
+            earliest_app_hash: earliest
+                .as_ref()
+                .map(|b| b.block.header.app_hash.clone())
+                .unwrap_or_default(),
+            earliest_block_height: earliest
+                .as_ref()
+                .map_or(block::Height::default(), |b| b.block.header.height),
+            earliest_block_time: time_of(&earliest),
+            latest_block_hash: hash_of(&latest),
+            latest_app_hash: s.app_hash.clone(),
+            latest_block_height: block::Height::try_from(s.last_block_height)
+                .map_err(server_error)?,
+            latest_block_time: time_of(&latest),
+            catching_up: false,
+        },
+        validator_info: tendermint::validator::Info {
+            address,
+            pub_key: shared.validator_key,
+            power: tendermint::vote::Power::try_from(power).map_err(server_error)?,
+            name: None,
+            proposer_priority: tendermint::validator::ProposerPriority::default(),
+        },
+    };
+    to_value(&response)
+}
+
+fn conns(shared: &Shared) -> Result<crate::abci::AppConnections, ResponseError> {
+    shared
+        .conns()
+        .ok_or_else(|| server_error("the application connection is down; the node is reconnecting"))
+}
+
+async fn abci_info(shared: &Shared) -> RpcResult {
+    let info = conns(shared)?
+        .query
+        .info(RequestInfo {
+            version: COMETBFT_VERSION.to_owned(),
+            block_version: crate::chain::BLOCK_PROTOCOL,
+            p2p_version: P2P_PROTOCOL,
+            abci_version: ABCI_VERSION.to_owned(),
+        })
+        .await
+        .map_err(server_error)?;
+    let response = endpoint::abci_info::Response {
+        response: abci::response::Info::try_from(info).map_err(server_error)?,
+    };
+    to_value(&response)
+}
+
+async fn abci_query(shared: &Shared, r: endpoint::abci_query::Request) -> RpcResult {
+    let height = r
+        .height
+        .map_or(0, |h| i64::try_from(h.value()).unwrap_or(i64::MAX));
+    let q = conns(shared)?
+        .query
+        .query(RequestQuery {
+            data: r.data.into(),
+            path: r.path.unwrap_or_default(),
+            height,
+            prove: r.prove,
+        })
+        .await
+        .map_err(server_error)?;
+    let proof = q
+        .proof_ops
+        .map(tendermint::merkle::proof::ProofOps::try_from)
+        .transpose()
+        .map_err(server_error)?;
+    let response = endpoint::abci_query::Response {
+        response: endpoint::abci_query::AbciQuery {
+            code: q.code.into(),
+            log: q.log,
+            info: q.info,
+            index: q.index,
+            key: q.key.to_vec(),
+            value: q.value.to_vec(),
+            proof,
+            height: block::Height::try_from(q.height).map_err(server_error)?,
+            codespace: q.codespace,
+        },
+    };
+    to_value(&response)
+}
+
+fn tx_hash(tx: &[u8]) -> Hash {
+    Hash::Sha256(Sha256::digest(tx).into())
+}
+
+fn mempool_error(e: MempoolError) -> ResponseError {
+    server_error(e)
+}
+
+async fn broadcast_sync(shared: &Shared, r: endpoint::broadcast::tx_sync::Request) -> RpcResult {
+    let hash = tx_hash(&r.tx);
+    let conns = conns(shared)?;
+    let check = shared
+        .mempool
+        .check_tx(r.tx, &conns.mempool)
+        .await
+        .map_err(mempool_error)?;
+    to_value(&endpoint::broadcast::tx_sync::Response {
+        codespace: check.codespace,
+        code: check.code.into(),
+        data: check.data,
+        log: check.log,
+        hash,
+    })
+}
+
+fn broadcast_async(shared: &Shared, r: endpoint::broadcast::tx_async::Request) -> RpcResult {
+    let hash = tx_hash(&r.tx);
+    let conns = conns(shared)?;
+    let limits = *shared.mempool.limits();
+    if r.tx.len() > limits.max_tx_bytes {
+        return Err(mempool_error(MempoolError::TooLarge {
+            size: r.tx.len(),
+            max: limits.max_tx_bytes,
+        }));
+    }
+    let mempool = shared.mempool.clone();
+    tokio::spawn(async move {
+        if let Err(e) = mempool.check_tx(r.tx, &conns.mempool).await {
+            tracing::debug!(error = %e, "broadcast_tx_async: tx not admitted");
+        }
+    });
+    to_value(&endpoint::broadcast::tx_async::Response {
+        codespace: String::new(),
+        code: abci::Code::Ok,
+        data: bytes::Bytes::new(),
+        log: String::new(),
+        hash,
+    })
+}
+
+async fn broadcast_commit(
+    shared: &Shared,
+    r: endpoint::broadcast::tx_commit::Request,
+) -> RpcResult {
+    let hash = tx_hash(&r.tx);
+    let hash_bytes: [u8; 32] = Sha256::digest(&r.tx).into();
+    let conns = conns(shared)?;
+    let mut events = shared.events.subscribe();
+    let check = shared
+        .mempool
+        .check_tx(r.tx, &conns.mempool)
+        .await
+        .map_err(mempool_error)?;
+    let check_domain = abci::response::CheckTx::try_from(check.clone()).map_err(server_error)?;
+    if check.code != 0 {
+        return to_value(&endpoint::broadcast::tx_commit::Response {
+            check_tx: check_domain,
+            tx_result: abci::types::ExecTxResult::default(),
+            hash,
+            height: block::Height::default(),
+        });
+    }
+    let timeout = shared.config.timeout_broadcast_tx_commit;
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(index) = event
+                        .block
+                        .data
+                        .iter()
+                        .position(|tx| <[u8; 32]>::from(Sha256::digest(tx)) == hash_bytes)
+                    {
+                        let result = event
+                            .results
+                            .tx_results
+                            .get(index)
+                            .cloned()
+                            .unwrap_or_default();
+                        return Ok((event.block.header.height, result));
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if let Some((height, index)) = shared.store.tx_location(&hash_bytes) {
+                        let results = shared.store.results(height).map_err(server_error)?;
+                        let result = results
+                            .and_then(|r| r.results.tx_results.get(index as usize).cloned())
+                            .unwrap_or_default();
+                        return Ok((
+                            block::Height::try_from(height).map_err(server_error)?,
+                            result,
+                        ));
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    return Err(server_error("node is shutting down"))
+                }
+            }
+        }
+    };
+    let (height, result) = match tokio::time::timeout(timeout, wait).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(server_error(format!(
+                "timed out waiting for tx to be included in a block after {}",
+                humanize(timeout)
+            )))
+        }
+    };
+    to_value(&endpoint::broadcast::tx_commit::Response {
+        check_tx: check_domain,
+        tx_result: exec_tx_result(&result)?,
+        hash,
+        height,
+    })
+}
+
+fn humanize(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+fn block_results(shared: &Shared, height: Option<block::Height>) -> RpcResult {
+    let h = resolve_height(shared, height)?;
+    let stored = shared
+        .store
+        .results(h)
+        .map_err(server_error)?
+        .ok_or_else(|| server_error(format!("results for height {h} not found")))?;
+    let domain = abci::response::FinalizeBlock::try_from(stored.results).map_err(server_error)?;
+    let response = endpoint::block_results::Response {
+        height: block::Height::try_from(h).map_err(server_error)?,
+        txs_results: Some(domain.tx_results),
+        finalize_block_events: domain.events,
+        begin_block_events: None,
+        end_block_events: None,
+        validator_updates: domain.validator_updates,
+        consensus_param_updates: domain.consensus_param_updates,
+        app_hash: domain.app_hash,
+    };
+    to_value(&response)
+}
+
+fn commit(shared: &Shared, height: Option<block::Height>) -> RpcResult {
+    let stored = load_block(shared, height)?;
+    let latest = latest_height(shared)?;
+    let canonical = stored.block.header.height.value() < latest;
+    let response = endpoint::commit::Response {
+        signed_header: tendermint::block::signed_header::SignedHeader::new(
+            stored.block.header,
+            stored.commit,
+        )
+        .map_err(server_error)?,
+        canonical,
+    };
+    to_value(&response)
+}
+
+fn validators(shared: &Shared, r: &endpoint::validators::Request) -> RpcResult {
+    let s = state(shared)?;
+    // The set for the next height is known before its block exists.
+    let next = s.next_height();
+    let h = match r.height.map(|h| h.value()).filter(|h| *h != 0) {
+        Some(h) if h == next => h,
+        other => resolve_height(
+            shared,
+            other
+                .map(block::Height::try_from)
+                .transpose()
+                .map_err(server_error)?,
+        )?,
+    };
+    let set = if h == next {
+        s.validators.clone()
+    } else {
+        shared
+            .store
+            .block(h)
+            .map_err(server_error)?
+            .ok_or_else(|| server_error(format!("block {h} not found")))?
+            .validators
+    };
+    let all = set.validators().clone();
+    let per_page = r
+        .per_page
+        .and_then(|p| p.to_string().parse::<usize>().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let page = r
+        .page
+        .and_then(|p| p.to_string().parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let start = (page - 1).saturating_mul(per_page);
+    if start >= all.len() && !(all.is_empty() && page == 1) {
+        return Err(ResponseError::invalid_params(&format!(
+            "page should be within [1, {}] range, given {page}",
+            all.len().div_ceil(per_page).max(1)
+        )));
+    }
+    let validators = all.iter().skip(start).take(per_page).cloned().collect();
+    to_value(&endpoint::validators::Response::new(
+        block::Height::try_from(h).map_err(server_error)?,
+        validators,
+        i32::try_from(all.len()).map_err(server_error)?,
+    ))
+}
+
+fn tx(shared: &Shared, r: &endpoint::tx::Request) -> RpcResult {
+    let hash: [u8; 32] = r
+        .hash
+        .as_bytes()
+        .try_into()
+        .map_err(|_| ResponseError::invalid_params("tx hash must be 32 bytes"))?;
+    let (height, index) = shared
+        .store
+        .tx_location(&hash)
+        .ok_or_else(|| server_error(format!("tx ({}) not found", hex::encode_upper(hash))))?;
+    let stored = shared
+        .store
+        .block(height)
+        .map_err(server_error)?
+        .ok_or_else(|| server_error(format!("block {height} not found")))?;
+    let results = shared
+        .store
+        .results(height)
+        .map_err(server_error)?
+        .ok_or_else(|| server_error(format!("results for height {height} not found")))?;
+    let i = index as usize;
+    let tx = stored.block.data.get(i).cloned().unwrap_or_default();
+    let result = results
+        .results
+        .tx_results
+        .get(i)
+        .cloned()
+        .unwrap_or_default();
+    to_value(&endpoint::tx::Response {
+        hash: r.hash,
+        height: block::Height::try_from(height).map_err(server_error)?,
+        index,
+        tx_result: exec_tx_result(&result)?,
+        tx,
+        proof: None,
+    })
+}

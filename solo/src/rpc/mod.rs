@@ -1,0 +1,216 @@
+//! `CometBFT` JSON-RPC over HTTP (POST `/` or GET `/<method>?…`) and WebSocket (`/websocket`).
+//!
+//! Every result is a `tendermint_rpc::endpoint::*::Response` in a JSON-RPC 2.0 wrapper, so
+//! tendermint-rpc, cosmjs and other `CometBFT` clients parse it. Unknown methods get the
+//! JSON-RPC "method not found" error (-32601).
+
+mod events;
+mod methods;
+mod ws;
+
+use std::{convert::Infallible, sync::Arc};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{body::Incoming, header, Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tendermint_rpc::{response::Wrapper, Id, ResponseError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::node::Shared;
+
+/// Largest JSON-RPC request body accepted (`CometBFT`'s `max_body_bytes` default).
+pub(crate) const MAX_BODY_BYTES: usize = 1_000_000 + 64 * 1024 * 1024 / 3 * 4;
+
+/// Serves JSON-RPC on `listener` until `cancel` fires.
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "failed to accept an RPC connection");
+                    continue;
+                }
+            },
+            () = cancel.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                let cancel = cancel.clone();
+                async move { Ok::<_, Infallible>(handle(req, shared, cancel).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let _ = conn.await;
+        });
+    }
+    // Connections end on their own once the node stops; do not leave any running.
+    tasks.shutdown().await;
+}
+
+type Body = Full<Bytes>;
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static headers always build a response")
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) -> Response<Body> {
+    let path = req.uri().path().trim_start_matches('/').to_owned();
+    if path == "websocket" && req.method() == Method::GET {
+        return ws::upgrade(req, shared, cancel);
+    }
+    match *req.method() {
+        Method::POST => {
+            let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+                .collect()
+                .await
+            {
+                Ok(body) => body.to_bytes(),
+                Err(e) => {
+                    let err = ResponseError::invalid_params(&format!(
+                        "request body unreadable or larger than {MAX_BODY_BYTES} bytes: {e}"
+                    ));
+                    return json_response(StatusCode::OK, encode_error(Id::None, err));
+                }
+            };
+            json_response(StatusCode::OK, handle_body(&body, &shared).await)
+        }
+        Method::GET => {
+            let params = uri_params(req.uri().query().unwrap_or(""));
+            let id = Id::Num(-1);
+            let out = match methods::call(&shared, &path, params).await {
+                Ok(result) => encode_result(id, result),
+                Err(e) => encode_error(id, e),
+            };
+            json_response(StatusCode::OK, out)
+        }
+        _ => json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            b"{\"error\":\"use POST for JSON-RPC or GET for URI requests\"}".to_vec(),
+        ),
+    }
+}
+
+/// Handles a JSON-RPC request body (single request or batch).
+pub(crate) async fn handle_body(body: &[u8], shared: &Shared) -> Vec<u8> {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return encode_error(Id::None, ResponseError::parse_error(e)),
+    };
+    if let Value::Array(requests) = value {
+        let mut out = Vec::with_capacity(requests.len());
+        for request in requests {
+            out.push(handle_one(request, shared).await);
+        }
+        let joined: Vec<Value> = out
+            .into_iter()
+            .map(|bytes| serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+            .collect();
+        return serde_json::to_vec(&joined).unwrap_or_default();
+    }
+    handle_one(value, shared).await
+}
+
+/// A parsed JSON-RPC request.
+pub(crate) struct RpcRequest {
+    pub(crate) id: Id,
+    pub(crate) method: String,
+    pub(crate) params: Value,
+}
+
+pub(crate) fn parse_request(value: Value) -> Result<RpcRequest, (Id, ResponseError)> {
+    let Value::Object(mut map) = value else {
+        return Err((
+            Id::None,
+            ResponseError::invalid_params("request must be a JSON object"),
+        ));
+    };
+    let id: Id = map
+        .remove("id")
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or(Id::None);
+    let Some(Value::String(method)) = map.remove("method") else {
+        return Err((id, ResponseError::invalid_params("request has no method")));
+    };
+    let params = map.remove("params").unwrap_or(Value::Null);
+    Ok(RpcRequest { id, method, params })
+}
+
+async fn handle_one(value: Value, shared: &Shared) -> Vec<u8> {
+    match parse_request(value) {
+        Ok(request) => match methods::call(shared, &request.method, request.params).await {
+            Ok(result) => encode_result(request.id, result),
+            Err(e) => encode_error(request.id, e),
+        },
+        Err((id, e)) => encode_error(id, e),
+    }
+}
+
+pub(crate) fn encode_result(id: Id, result: Value) -> Vec<u8> {
+    serde_json::to_vec(&Wrapper::new_with_id(id, Some(result), None))
+        .expect("a JSON value always serializes")
+}
+
+pub(crate) fn encode_error(id: Id, error: ResponseError) -> Vec<u8> {
+    serde_json::to_vec(&Wrapper::<Value>::new_with_id(id, None, Some(error)))
+        .expect("a JSON-RPC error always serializes")
+}
+
+/// Turns `a=1&b="x"` into a JSON object of strings (`CometBFT` URI requests quote strings).
+fn uri_params(query: &str) -> Value {
+    let mut map = serde_json::Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value);
+        let value = value.trim_matches('"').to_owned();
+        map.insert(key.to_owned(), Value::String(value));
+    }
+    Value::Object(map)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_params_strip_quotes_and_decode() {
+        let v = uri_params("height=5&path=%22%2Fstore%22");
+        assert_eq!(v["height"], "5");
+        assert_eq!(v["path"], "/store");
+    }
+}

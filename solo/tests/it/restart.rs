@@ -1,0 +1,89 @@
+//! Call order, restarts of the host and of the application.
+
+use std::time::Duration;
+
+use tendermint::block::Height;
+use tendermint_rpc::{Client, HttpClient};
+
+use crate::{
+    support::{start_node, wait_height, write_home},
+    testapp::TestApp,
+};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+async fn app_hashes(client: &HttpClient, to: u64) -> Vec<tendermint::AppHash> {
+    let mut out = Vec::new();
+    for h in 1..=to {
+        let block = client.block(Height::try_from(h).unwrap()).await.unwrap();
+        assert_eq!(block.block.header.height.value(), h);
+        out.push(block.block.header.app_hash);
+    }
+    out
+}
+
+#[tokio::test]
+async fn abci_calls_follow_cometbft_order() {
+    let app = TestApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_home(dir.path(), app.addr, Duration::from_millis(10), true);
+    let (node, client) = start_node(dir.path(), |_| {}).await;
+    wait_height(&client, 3, DEADLINE).await;
+    node.shutdown().await.unwrap();
+    let calls = app.calls();
+    assert_eq!(calls[0], "InitChain");
+    let blocks: Vec<&[&str]> = calls[1..].chunks(4).collect();
+    for chunk in &blocks[..blocks.len() - 1] {
+        assert_eq!(
+            *chunk,
+            [
+                "PrepareProposal",
+                "ProcessProposal",
+                "FinalizeBlock",
+                "Commit"
+            ]
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn host_restart_resumes_and_app_restart_replays() {
+    let app = TestApp::start().await;
+    let app_addr = app.addr;
+    let dir = tempfile::tempdir().unwrap();
+    write_home(dir.path(), app.addr, Duration::from_millis(10), true);
+
+    let (node, client) = start_node(dir.path(), |_| {}).await;
+    client.broadcast_tx_commit(b"k=1".to_vec()).await.unwrap();
+    let h1 = wait_height(&client, 5, DEADLINE).await;
+    node.shutdown().await.unwrap();
+
+    // Host restart: the app keeps its state, the host resumes at the next height.
+    let (node, client) = start_node(dir.path(), |_| {}).await;
+    let h2 = wait_height(&client, h1 + 3, DEADLINE).await;
+    assert_eq!(
+        app.state.lock().unwrap().init_chains,
+        1,
+        "no InitChain when the app has state"
+    );
+    let hashes = app_hashes(&client, h2).await;
+
+    // App crash: a fresh app on the same address gets InitChain and a replay of every block,
+    // and must reach the same app hashes.
+    app.stop().await;
+    let app = TestApp::start_on(&app_addr.to_string()).await;
+    let h3 = wait_height(&client, h2 + 3, DEADLINE).await;
+    assert_eq!(app.state.lock().unwrap().init_chains, 1);
+    let replayed = app_hashes(&client, h2).await;
+    assert_eq!(hashes, replayed);
+    let query = client
+        .abci_query(None, b"k".to_vec(), None, false)
+        .await
+        .unwrap();
+    assert_eq!(query.value, b"1", "replayed state holds the tx");
+    assert!(app.committed_height() >= i64::try_from(h3).unwrap() - 1);
+
+    node.shutdown().await.unwrap();
+    app.stop().await;
+}

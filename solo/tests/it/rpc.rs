@@ -1,0 +1,184 @@
+//! tendermint-rpc's HTTP and WebSocket clients against a running node.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tendermint::block::Height;
+use tendermint_rpc::{
+    event::EventData, query::EventType, Client, SubscriptionClient, WebSocketClient,
+};
+
+use crate::{
+    support::{raw_rpc, start_node, wait_height, write_home, CHAIN_ID},
+    testapp::TestApp,
+};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn http_client_reads_chain_and_broadcasts() {
+    let app = TestApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_home(dir.path(), app.addr, Duration::from_millis(50), true);
+    let (node, client) = start_node(dir.path(), |_| {}).await;
+
+    let status = client.status().await.unwrap();
+    assert!(status.node_info.version.to_string().starts_with("0.38."));
+    assert_eq!(status.node_info.network.as_str(), CHAIN_ID);
+    assert!(client.health().await.is_ok());
+    let genesis: tendermint::Genesis<serde_json::Value> = client.genesis().await.unwrap();
+    assert_eq!(genesis.chain_id.as_str(), CHAIN_ID);
+
+    wait_height(&client, 3, DEADLINE).await;
+    let b2 = client.block(Height::from(2_u32)).await.unwrap();
+    let b3 = client.block(Height::from(3_u32)).await.unwrap();
+    assert_eq!(b2.block.header.height.value(), 2);
+    assert_eq!(b3.block.header.last_block_id, Some(b2.block_id));
+    assert_eq!(b2.block_id.hash, b2.block.header.hash());
+    let latest = client.latest_block().await.unwrap();
+    assert!(latest.block.header.height.value() >= 3);
+
+    let results = client.block_results(Height::from(2_u32)).await.unwrap();
+    assert_eq!(results.height.value(), 2);
+    assert_eq!(b3.block.header.app_hash, results.app_hash);
+
+    let commit = client.commit(Height::from(2_u32)).await.unwrap();
+    assert_eq!(commit.signed_header.commit.block_id, b2.block_id);
+    assert!(commit.canonical);
+
+    let vals = client
+        .validators(Height::from(2_u32), tendermint_rpc::Paging::All)
+        .await
+        .unwrap();
+    assert_eq!(vals.validators.len(), 1);
+    assert_eq!(vals.validators[0].power.value(), 10);
+
+    // broadcast_tx_commit, then the tx is visible through abci_query and /tx.
+    let committed = client
+        .broadcast_tx_commit(b"color=blue".to_vec())
+        .await
+        .unwrap();
+    assert!(committed.check_tx.code.is_ok());
+    assert!(committed.tx_result.code.is_ok());
+    assert!(committed.height.value() > 0);
+    let query = client
+        .abci_query(None, b"color".to_vec(), None, false)
+        .await
+        .unwrap();
+    assert_eq!(query.value, b"blue");
+    let tx = client.tx(committed.hash, false).await.unwrap();
+    assert_eq!(tx.height, committed.height);
+    assert_eq!(tx.tx, b"color=blue");
+
+    let sync = client
+        .broadcast_tx_sync(b"shape=round".to_vec())
+        .await
+        .unwrap();
+    assert!(sync.code.is_ok());
+    let bad = client
+        .broadcast_tx_sync(b"no-equals-sign".to_vec())
+        .await
+        .unwrap();
+    assert!(bad.code.is_err(), "malformed tx must fail CheckTx");
+    let asynced = client
+        .broadcast_tx_async(b"size=big".to_vec())
+        .await
+        .unwrap();
+    assert!(asynced.code.is_ok());
+    crate::support::eventually("async tx committed", DEADLINE, || async {
+        client
+            .abci_query(None, b"size".to_vec(), None, false)
+            .await
+            .ok()
+            .filter(|q| q.value == b"big")
+    })
+    .await;
+
+    let info = client.abci_info().await.unwrap();
+    assert_eq!(info.data, "solo-testapp");
+
+    // Unknown methods and malformed requests.
+    let unknown = raw_rpc(
+        node.rpc_addr(),
+        r#"{"jsonrpc":"2.0","id":7,"method":"no_such_method","params":{}}"#,
+    )
+    .await;
+    assert_eq!(unknown["error"]["code"], -32601);
+    assert_eq!(unknown["id"], 7);
+    let garbage = raw_rpc(node.rpc_addr(), "{not json").await;
+    assert_eq!(garbage["error"]["code"], -32700);
+    let too_high = raw_rpc(
+        node.rpc_addr(),
+        r#"{"jsonrpc":"2.0","id":1,"method":"block","params":{"height":"999999"}}"#,
+    )
+    .await;
+    assert!(too_high["error"]["data"]
+        .as_str()
+        .unwrap()
+        .contains("must be less than or equal"));
+
+    node.shutdown().await.unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn websocket_new_block_and_tx_subscriptions() {
+    let app = TestApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_home(dir.path(), app.addr, Duration::from_millis(50), true);
+    let (node, client) = start_node(dir.path(), |_| {}).await;
+    wait_height(&client, 1, DEADLINE).await;
+
+    let url = format!("ws://{}/websocket", node.rpc_addr());
+    let (ws, driver) = WebSocketClient::new(url.as_str()).await.unwrap();
+    let driver = tokio::spawn(driver.run());
+
+    let mut blocks = ws.subscribe(EventType::NewBlock.into()).await.unwrap();
+    let mut heights = Vec::new();
+    while heights.len() < 4 {
+        let event = tokio::time::timeout(DEADLINE, blocks.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match event.data {
+            EventData::NewBlock {
+                block,
+                result_finalize_block,
+                ..
+            } => {
+                heights.push(block.unwrap().header.height.value());
+                assert!(result_finalize_block.is_some());
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    for pair in heights.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "NewBlock heights must be consecutive: {heights:?}"
+        );
+    }
+
+    let mut txs = ws.subscribe(EventType::Tx.into()).await.unwrap();
+    let sent = client.broadcast_tx_sync(b"ws=ok".to_vec()).await.unwrap();
+    assert!(sent.code.is_ok());
+    let event = tokio::time::timeout(DEADLINE, txs.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match event.data {
+        EventData::Tx { tx_result } => assert_eq!(tx_result.tx, b"ws=ok"),
+        other => panic!("unexpected event {other:?}"),
+    }
+    // Calls work over the WebSocket too.
+    let status = ws.status().await.unwrap();
+    assert_eq!(status.node_info.network.as_str(), CHAIN_ID);
+
+    ws.close().unwrap();
+    let _ = tokio::time::timeout(DEADLINE, driver).await;
+    node.shutdown().await.unwrap();
+    app.stop().await;
+}

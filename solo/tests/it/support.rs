@@ -1,0 +1,106 @@
+//! Shared helpers: homes, nodes, polling with deadlines.
+
+use std::{future::Future, path::Path, time::Duration};
+
+use tandem_solo::{home, NodeConfig, NodeHandle};
+use tendermint::{PrivateKey, Time};
+use tendermint_rpc::{Client, HttpClient};
+
+pub(crate) const CHAIN_ID: &str = "solo-test";
+
+pub(crate) fn validator_key() -> PrivateKey {
+    home::ed25519_key([7; 32])
+}
+
+/// Writes a `CometBFT` home for one validator whose app listens on `app`.
+pub(crate) fn write_home(
+    dir: &Path,
+    app: std::net::SocketAddr,
+    timeout_commit: Duration,
+    empty_blocks: bool,
+) {
+    let key = validator_key();
+    home::write_validator_key(dir, &key).unwrap();
+    home::write_node_key(dir, &home::ed25519_key([9; 32])).unwrap();
+    let genesis_time = (Time::now() - Duration::from_secs(1)).unwrap();
+    let genesis = home::genesis(
+        CHAIN_ID,
+        genesis_time,
+        &[("solo".to_owned(), key.public_key(), 10)],
+        serde_json::json!({}),
+    )
+    .unwrap();
+    home::write_genesis(dir, &genesis).unwrap();
+    let mut config = home::ConfigToml::one_second_blocks("solo", &format!("tcp://{app}"));
+    "tcp://127.0.0.1:0".clone_into(&mut config.rpc_laddr);
+    config.timeout_commit = timeout_commit;
+    config.create_empty_blocks = empty_blocks;
+    config.write(dir).unwrap();
+}
+
+pub(crate) async fn start_node(
+    dir: &Path,
+    tweak: impl FnOnce(&mut NodeConfig),
+) -> (NodeHandle, HttpClient) {
+    // Logs are off unless RUST_LOG is set.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut config = NodeConfig::load(dir).expect("load home");
+    tweak(&mut config);
+    let node = tandem_solo::start(config).await.expect("start node");
+    let url = format!("http://{}", node.rpc_addr());
+    let client = HttpClient::new(url.as_str()).unwrap();
+    (node, client)
+}
+
+/// Polls `f` until it returns `Some`, failing after `deadline`.
+pub(crate) async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub(crate) async fn height(client: &HttpClient) -> Option<u64> {
+    client
+        .status()
+        .await
+        .ok()
+        .map(|s| s.sync_info.latest_block_height.value())
+}
+
+pub(crate) async fn wait_height(client: &HttpClient, h: u64, deadline: Duration) -> u64 {
+    eventually(&format!("height {h}"), deadline, || async {
+        height(client).await.filter(|x| *x >= h)
+    })
+    .await
+}
+
+/// Sends a raw JSON-RPC request over HTTP/1.1 and returns the parsed body.
+pub(crate) async fn raw_rpc(addr: std::net::SocketAddr, body: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8(response).unwrap();
+    let (_, body) = text.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(body).unwrap()
+}
