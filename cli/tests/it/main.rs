@@ -1,0 +1,4 @@
+//! Integration tests for the `tandem` CLI and the deploy/ files it feeds.
+
+mod deploy;
+mod testnet;
