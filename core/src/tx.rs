@@ -17,6 +17,8 @@ use cosmrs::proto::cosmos::{
         v1beta1::{mode_info, AuthInfo, Fee, ModeInfo, SignerInfo, TxBody, TxRaw},
     },
 };
+use std::collections::BTreeMap;
+
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 
@@ -333,6 +335,39 @@ fn for_each_sign_doc_part(
     }
 }
 
+/// How many parsed secp256k1 keys [`secp256k1_key`] keeps; about 100 bytes each.
+const KEY_CACHE_CAPACITY: usize = 4096;
+
+/// Parsed secp256k1 keys by their compressed encoding. Parsing decompresses the point (a field
+/// square root, about 10% of a signature check), and a sequencer sees the same few keys (rollup
+/// forwarders, frequent senders) sign tx after tx. Only the speed depends on this cache, never
+/// a result: parsing is a pure function of the 33 bytes.
+static SECP256K1_KEYS: std::sync::Mutex<BTreeMap<[u8; 33], k256::ecdsa::VerifyingKey>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// Parses a compressed secp256k1 key, through [`SECP256K1_KEYS`].
+fn secp256k1_key(bytes: &[u8; 33]) -> Result<k256::ecdsa::VerifyingKey, TxError> {
+    let cached = SECP256K1_KEYS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(bytes)
+        .copied();
+    if let Some(key) = cached {
+        return Ok(key);
+    }
+    let key =
+        k256::ecdsa::VerifyingKey::from_sec1_bytes(bytes).map_err(|_| TxError::InvalidPublicKey)?;
+    let mut cache = SECP256K1_KEYS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.len() >= KEY_CACHE_CAPACITY {
+        // Crude but bounded: start over rather than track recency.
+        cache.clear();
+    }
+    cache.insert(*bytes, key);
+    Ok(key)
+}
+
 /// Decodes `bytes` as `T` and rejects unknown fields and non-minimal encodings (re-encoding
 /// must give the same length), as the Cosmos SDK rejects unknown fields in a tx.
 fn decode_known_fields<T: prost::Message + Default>(
@@ -481,8 +516,7 @@ impl ParsedTx {
                 // Hash the sign doc straight from the tx's own buffers: no second copy of the
                 // body, one SHA-256 pass, then ECDSA on the prehash.
                 use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
-                let key = k256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
-                    .map_err(|_| TxError::InvalidPublicKey)?;
+                let key = secp256k1_key(bytes)?;
                 let signature = k256::ecdsa::Signature::from_slice(&self.signature)
                     .map_err(|_| TxError::InvalidSignature)?;
                 let mut hasher = Sha256::new();
@@ -717,6 +751,37 @@ pub fn verify_signature(
                 .map_err(|_| TxError::InvalidPublicKey)?;
             key.verify(&ed25519_consensus::Signature::from(*signature), message)
                 .map_err(|_| TxError::InvalidSignature)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_keys_equal_freshly_parsed_ones_and_bad_points_are_never_cached() {
+        let key = SigningKey::secp256k1_from_seed(b"cache");
+        let PublicKey::Secp256k1(bytes) = key.public_key() else {
+            unreachable!("a secp256k1 key")
+        };
+        let fresh = k256::ecdsa::VerifyingKey::from_sec1_bytes(&bytes).unwrap();
+        assert_eq!(secp256k1_key(&bytes).unwrap(), fresh);
+        assert_eq!(
+            secp256k1_key(&bytes).unwrap(),
+            fresh,
+            "second lookup hits the cache"
+        );
+        // x = 5 has no point on secp256k1 (5^3 + 7 = 132 is not a square mod p).
+        let mut not_a_point = [0u8; 33];
+        not_a_point[0] = 2;
+        not_a_point[32] = 5;
+        assert!(k256::ecdsa::VerifyingKey::from_sec1_bytes(&not_a_point).is_err());
+        for _ in 0..2 {
+            assert_eq!(
+                secp256k1_key(&not_a_point).unwrap_err(),
+                TxError::InvalidPublicKey
+            );
         }
     }
 }
