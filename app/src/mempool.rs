@@ -4,7 +4,10 @@
 //! spent twice. After every Commit the fork is rebuilt from the new committed state, and
 //! CometBFT's Recheck re-admits the txs still in its mempool, in order.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use cnidarium::{Snapshot, StateDelta};
 use tandem_core::{Address, ParsedTx};
@@ -16,28 +19,57 @@ use crate::{
     state::StateError,
 };
 
+/// Bound on the committed account-number cache.
+const MAX_CACHED_NUMBERS: usize = 1_000_000;
+
 /// Pending state over the last committed snapshot.
 pub(crate) struct Mempool {
     state: StateDelta<Snapshot>,
-    ctx: Option<BlockCtx>,
+    /// The committed snapshot under `state`.
+    base: Snapshot,
+    ctx: Option<Arc<BlockCtx>>,
     pending: HashSet<[u8; 32]>,
+    /// Account numbers read from committed state. An account number never changes once
+    /// committed, so entries stay valid across resets (lookups only, never iterated).
+    committed_numbers: HashMap<Address, u64>,
 }
 
 impl Mempool {
     /// A mempool over `snapshot` with no pending txs.
     pub(crate) async fn new(snapshot: Snapshot) -> Result<Self, StateError> {
-        let ctx = BlockCtx::load(&snapshot).await?;
+        let ctx = BlockCtx::load(&snapshot).await?.map(Arc::new);
         Ok(Self {
-            state: StateDelta::new(snapshot),
+            state: StateDelta::new(snapshot.clone()),
+            base: snapshot,
             ctx,
             pending: HashSet::new(),
+            committed_numbers: HashMap::new(),
         })
     }
 
     /// Drops all pending state and starts over from `snapshot` (after a Commit).
     pub(crate) async fn reset(&mut self, snapshot: Snapshot) -> Result<(), StateError> {
+        let numbers = std::mem::take(&mut self.committed_numbers);
         *self = Self::new(snapshot).await?;
+        self.committed_numbers = numbers;
         Ok(())
+    }
+
+    /// The account number of `address`: from the cache of committed numbers, else committed
+    /// state (then cached), else the pending state (an account created by a pending tx,
+    /// whose number may still change with block order, so it is not cached).
+    async fn account_number(&mut self, address: &Address) -> Result<Option<u64>, StateError> {
+        if let Some(number) = self.committed_numbers.get(address) {
+            return Ok(Some(*number));
+        }
+        if let Some(number) = self.base.account_number(address).await? {
+            if self.committed_numbers.len() >= MAX_CACHED_NUMBERS {
+                self.committed_numbers.clear();
+            }
+            self.committed_numbers.insert(*address, number);
+            return Ok(Some(number));
+        }
+        self.state.account_number(address).await
     }
 
     /// Whether a tx with `hash` was admitted since the last Commit.
@@ -61,7 +93,7 @@ impl Mempool {
         bytes: &[u8],
         cache: &Arc<SigCache>,
     ) -> Result<[u8; 32], ExecError> {
-        let ctx = self.ctx.as_ref().ok_or(ExecError::NotInitialized)?;
+        let ctx = self.ctx.clone().ok_or(ExecError::NotInitialized)?;
         let max = ctx.params.max_tx_bytes;
         let max_usize = usize::try_from(max).unwrap_or(usize::MAX);
         let hash = tx_hash(bytes);
@@ -73,8 +105,7 @@ impl Mempool {
         };
         let entry = match cached {
             Some(hit)
-                if self.state.account_number(&hit.tx.signer()).await?
-                    == Some(hit.account_number) =>
+                if self.account_number(&hit.tx.signer()).await? == Some(hit.account_number) =>
             {
                 hit
             }
@@ -82,7 +113,6 @@ impl Mempool {
                 let parsed = ParsedTx::decode(bytes, max_usize)?;
                 let signer = parsed.signer();
                 let number = self
-                    .state
                     .account_number(&signer)
                     .await?
                     .ok_or(ExecError::UnknownAccount { address: signer })?;
@@ -95,7 +125,7 @@ impl Mempool {
         };
 
         let mut fork = StateDelta::new(&mut self.state);
-        execute_tx(&mut fork, &entry.tx, ctx).await?;
+        execute_tx(&mut fork, &entry.tx, &ctx).await?;
         fork.apply();
         cache.insert(hash, entry);
         self.pending.insert(hash);
