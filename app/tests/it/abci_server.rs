@@ -13,7 +13,10 @@ use std::{
 };
 
 use bytes::Bytes;
-use tandem_app::server::{AbciServer, Application, ListenAddr, ServerConfig, ServerError};
+use tandem_app::{
+    metrics::Metrics,
+    server::{AbciServer, Application, ListenAddr, ServerConfig, ServerError},
+};
 use tendermint::v0_38::abci::{request, response};
 use tendermint_abci::ClientBuilder;
 use tendermint_proto::v0_38::abci::{self as pb, request as raw_request, response as raw_response};
@@ -161,12 +164,16 @@ impl Application for GatedApp {
     }
 }
 
-async fn start(app: GatedApp) -> (AbciServer, std::net::SocketAddr, CancellationToken) {
+async fn start(app: GatedApp) -> (AbciServer, std::net::SocketAddr, Arc<Metrics>) {
     let cancel = CancellationToken::new();
+    let metrics = Arc::new(Metrics::new());
     let server = AbciServer::spawn(
         &"tcp://127.0.0.1:0".parse().unwrap(),
         app,
-        ServerConfig::default(),
+        ServerConfig {
+            max_frame_bytes: 1 << 20,
+            metrics: Some(metrics.clone()),
+        },
         &cancel,
     )
     .await
@@ -174,7 +181,7 @@ async fn start(app: GatedApp) -> (AbciServer, std::net::SocketAddr, Cancellation
     let ListenAddr::Tcp(addr) = server.local_addr().clone() else {
         panic!("expected a TCP address")
     };
-    (server, addr, cancel)
+    (server, addr, metrics)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -187,7 +194,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_and_check_tx_are_answered_while_finalize_block_runs() {
     let app = GatedApp::default();
-    let (server, addr, _cancel) = start(app.clone()).await;
+    let (server, addr, metrics) = start(app.clone()).await;
 
     let finalize = tokio::task::spawn_blocking(move || {
         let mut consensus = ClientBuilder::default().connect(addr).unwrap();
@@ -233,6 +240,12 @@ async fn query_and_check_tx_are_answered_while_finalize_block_runs() {
         .unwrap()
         .unwrap();
     assert_eq!(finalized.app_hash, Bytes::from(vec![5; 32]));
+    // The server records consensus-call latencies when given metrics.
+    let text = metrics.encode();
+    assert!(
+        text.contains("tandem_block_phase_seconds_count{phase=\"finalize_block\"} 1"),
+        "{text}"
+    );
     server.shutdown();
     server.wait().await.unwrap();
 }
@@ -240,7 +253,7 @@ async fn query_and_check_tx_are_answered_while_finalize_block_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consensus_calls_run_one_at_a_time_in_arrival_order() {
     let app = GatedApp::default();
-    let (server, addr, _cancel) = start(app.clone()).await;
+    let (server, addr, _metrics) = start(app.clone()).await;
 
     let first = tokio::task::spawn_blocking(move || {
         let mut client = ClientBuilder::default().connect(addr).unwrap();
@@ -284,7 +297,7 @@ async fn an_application_error_on_a_consensus_call_stops_the_server_without_answe
     let app = GatedApp::default();
     app.0.fail_commit.store(true, Ordering::SeqCst);
     app.0.release_finalize.add_permits(1);
-    let (server, addr, _cancel) = start(app.clone()).await;
+    let (server, addr, _metrics) = start(app.clone()).await;
 
     let outcome = blocking(move || {
         let mut client = ClientBuilder::default().connect(addr).unwrap();

@@ -8,9 +8,12 @@ use std::{
 };
 
 use tandem_app::GenesisAppState;
-use tendermint_proto::v0_38::abci::{self as pb, request as raw_request};
+use tendermint_proto::v0_38::abci::{self as pb, request as raw_request, response as raw_response};
 
-use crate::node::{key, rollup, signed_tx, submit, Driver, Node};
+use crate::{
+    node::{free_port, key, rollup, signed_tx, submit, Driver, Node},
+    support::RawClient,
+};
 
 fn tandemd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tandemd"))
@@ -171,4 +174,53 @@ fn an_application_error_on_a_consensus_call_exits_3_without_answering() {
         "{}",
         node.logs()
     );
+}
+
+#[test]
+fn serves_abci_on_a_unix_socket_and_removes_it_at_shutdown() {
+    let home = tempfile::tempdir().unwrap();
+    let socket = home.path().join("abci.sock");
+    let mut child = tandemd()
+        .arg("start")
+        .args(["--home", home.path().to_str().unwrap()])
+        .args(["--abci-listen", &format!("unix://{}", socket.display())])
+        .args(["--grpc-listen", &free_port().to_string()])
+        .args(["--metrics-listen", &free_port().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stream = None;
+    crate::node::wait_until(Duration::from_mins(1), "the ABCI unix socket", || {
+        stream = std::os::unix::net::UnixStream::connect(&socket).ok();
+        stream.is_some()
+    });
+    let mut client = RawClient::new(stream.unwrap());
+    let echo = client.call(raw_request::Value::Echo(pb::RequestEcho {
+        message: "unix".to_owned(),
+    }));
+    assert_eq!(
+        echo,
+        raw_response::Value::Echo(pb::ResponseEcho {
+            message: "unix".to_owned()
+        })
+    );
+    let raw_response::Value::Info(info) =
+        client.call(raw_request::Value::Info(pb::RequestInfo::default()))
+    else {
+        panic!("expected Info")
+    };
+    assert_eq!(info.last_block_height, 0);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut exit = None;
+    crate::node::wait_until(Duration::from_secs(30), "tandemd to exit", || {
+        exit = child.try_wait().unwrap();
+        exit.is_some()
+    });
+    assert_eq!(exit.unwrap().code(), Some(0));
+    assert!(!socket.exists(), "the socket file is removed at shutdown");
 }
