@@ -17,10 +17,19 @@ pub const ADDRESS_PREFIX: &str = "tandem";
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Address([u8; 20]);
 
+/// Longest string bech32 allows (BIP-173); longer input is rejected before decoding.
+const MAX_BECH32_LEN: usize = 90;
+
 /// Why a string or bytes are not a Tandem [`Address`].
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum AddressError {
-    /// Not valid bech32 (bad characters, mixed case or checksum).
+    /// Valid bech32 characters and prefix, but the checksum does not match: a typo.
+    #[error("address `{input}` has an invalid bech32 checksum (typo?)")]
+    InvalidChecksum {
+        /// The rejected input.
+        input: String,
+    },
+    /// Not valid bech32 (bad characters, mixed case, missing separator, too long).
     #[error("`{input}` is not a valid bech32 address: {reason}")]
     Bech32 {
         /// The rejected input.
@@ -103,11 +112,21 @@ impl FromStr for Address {
     type Err = AddressError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (prefix, bytes) =
-            subtle_encoding::bech32::decode(s).map_err(|e| AddressError::Bech32 {
+        if s.len() > MAX_BECH32_LEN {
+            return Err(AddressError::Bech32 {
+                input: s.chars().take(MAX_BECH32_LEN).collect(),
+                reason: format!("longer than {MAX_BECH32_LEN} characters"),
+            });
+        }
+        let (prefix, bytes) = subtle_encoding::bech32::decode(s).map_err(|e| match e {
+            subtle_encoding::Error::ChecksumInvalid => AddressError::InvalidChecksum {
                 input: s.to_owned(),
-                reason: e.to_string(),
-            })?;
+            },
+            other => AddressError::Bech32 {
+                input: s.to_owned(),
+                reason: other.to_string(),
+            },
+        })?;
         if prefix != ADDRESS_PREFIX {
             return Err(AddressError::WrongPrefix {
                 input: s.to_owned(),
@@ -180,7 +199,15 @@ mod tests {
         text.push(if last == 'q' { 'p' } else { 'q' });
         assert!(matches!(
             text.parse::<Address>(),
+            Err(AddressError::InvalidChecksum { .. })
+        ));
+        assert!(matches!(
+            "not an address".parse::<Address>(),
             Err(AddressError::Bech32 { .. })
+        ));
+        assert!(matches!(
+            "tandem1".repeat(20).parse::<Address>(),
+            Err(AddressError::Bech32 { reason, .. }) if reason.contains("longer than")
         ));
 
         let short = subtle_encoding::bech32::encode(ADDRESS_PREFIX, [1u8; 19]);
