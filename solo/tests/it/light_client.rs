@@ -18,7 +18,7 @@ use crate::{
 
 const DEADLINE: Duration = Duration::from_mins(1);
 
-async fn light_block(client: &HttpClient, h: u64) -> LightBlock {
+pub(crate) async fn light_block(client: &HttpClient, h: u64) -> LightBlock {
     let commit = client.commit(Height::try_from(h).unwrap()).await.unwrap();
     let vals = client
         .validators(Height::try_from(h).unwrap(), Paging::All)
@@ -44,7 +44,7 @@ fn options() -> Options {
     }
 }
 
-fn verify(trusted: &LightBlock, untrusted: &LightBlock) -> Verdict {
+pub(crate) fn verify(trusted: &LightBlock, untrusted: &LightBlock) -> Verdict {
     let now = (Time::now() + Duration::from_secs(1)).unwrap();
     ProdVerifier::default().verify_update_header(
         untrusted.as_untrusted_state(),

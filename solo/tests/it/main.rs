@@ -7,4 +7,5 @@ mod mempool;
 mod restart;
 mod rpc;
 mod support;
+mod tandemd;
 mod testapp;
