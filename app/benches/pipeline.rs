@@ -136,7 +136,7 @@ fn bench(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(10);
     for size in [1_000usize, 10_000] {
-        group.throughput(Throughput::Bytes((size * support::TX_BYTES) as u64));
+        group.throughput(Throughput::Bytes((size * support::DATA_BYTES) as u64));
         for (mode, warm) in [("warm", true), ("cold", false)] {
             group.bench_function(BenchmarkId::new(mode, size), |b| {
                 b.iter_custom(|iters| (0..iters).map(|_| net.block(size, warm)).sum());
