@@ -18,6 +18,7 @@ pub mod keys;
 pub mod merkle;
 pub mod messages;
 pub mod rollup_id;
+mod serde_text;
 pub mod tx;
 pub mod verify;
 
