@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto");
+    // Read at run time, not with `env!`: a build script binary reused from a
+    // shared target dir must not point at the checkout it was compiled in.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("proto");
     let files = [
         "tandem/sequencer/v1/types.proto",
         "tandem/sequencerblock/v1/block.proto",
