@@ -14,7 +14,10 @@
 #[path = "common/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
@@ -35,6 +38,8 @@ struct Net {
     proposer: Node,
     validator: Node,
     height: u64,
+    /// Per timed block: Prepare, Process, Finalize, Commit, by `(size, warm)`.
+    phases: BTreeMap<(usize, bool), Vec<[Duration; 4]>>,
 }
 
 impl Net {
@@ -59,6 +64,7 @@ impl Net {
             proposer,
             validator,
             height: 0,
+            phases: BTreeMap::new(),
         }
     }
 
@@ -77,13 +83,19 @@ impl Net {
             }
         });
         let start = Instant::now();
-        let (proposal, validator_hash) = self.rt.block_on(async {
+        let (proposal, validator_hash, phases) = self.rt.block_on(async {
             let proposal = support::prepare(proposer, height, txs).await;
+            let prepared = start.elapsed();
             assert_eq!(proposal.len(), size + 1, "the proposer dropped txs");
-            let hash = support::process_finalize_commit(validator, height, proposal.clone()).await;
-            (proposal, hash)
+            let (hash, [process, finalize, commit]) =
+                support::process_finalize_commit_timed(validator, height, proposal.clone()).await;
+            (proposal, hash, [prepared, process, finalize, commit])
         });
         let elapsed = start.elapsed();
+        self.phases
+            .entry((size, warm))
+            .or_default()
+            .push(phases);
         let proposer_hash = self
             .rt
             .block_on(support::process_finalize_commit(proposer, height, proposal));
@@ -149,6 +161,29 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    net.print_phases();
+}
+
+impl Net {
+    /// Prints the median of each phase per case, so a slow pipeline shows where it is slow.
+    fn print_phases(&self) {
+        for ((size, warm), runs) in &self.phases {
+            let median = |i: usize| {
+                let mut v: Vec<Duration> = runs.iter().map(|r| r[i]).collect();
+                v.sort();
+                v[v.len() / 2].as_secs_f64() * 1e3
+            };
+            eprintln!(
+                "{} {size}: median of {} blocks, ms: prepare {:.1}, process {:.1}, finalize {:.1}, commit {:.1}",
+                if *warm { "warm" } else { "cold" },
+                runs.len(),
+                median(0),
+                median(1),
+                median(2),
+                median(3),
+            );
+        }
+    }
 }
 
 fn main() {

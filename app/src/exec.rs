@@ -23,6 +23,7 @@ use tendermint::abci::Event;
 use crate::{
     accounts::{self, StateReadExt as _, StateWriteExt as _},
     blocks::{StateReadExt as _, StateWriteExt as _},
+    cached::CachedSnapshot,
     error::ExecError,
     fees::{self, StateReadExt as _},
     params::{self, StateReadExt as _},
@@ -254,9 +255,12 @@ enum Stage1 {
     Failed(ExecError),
 }
 
-/// Decodes and verifies `txs` against the account numbers of `state`, in parallel.
+/// Decodes and verifies `txs` against the account numbers of `state`, in parallel. Before
+/// the account numbers are read, every account key the txs' signers will touch is
+/// prefetched into `base` in one concurrent batch.
 pub(crate) async fn check_signatures<S: StateRead>(
     state: &S,
+    base: &CachedSnapshot,
     txs: &[Bytes],
     ctx: &BlockCtx,
     cache: &Arc<SigCache>,
@@ -287,9 +291,20 @@ pub(crate) async fn check_signatures<S: StateRead>(
             Stage1::Parsed(p) => p.signer(),
             Stage1::Failed(_) => continue,
         };
-        if let std::collections::btree_map::Entry::Vacant(slot) = numbers.entry(signer) {
-            slot.insert(state.account_number(&signer).await?);
-        }
+        numbers.insert(signer, None);
+    }
+    let mut keys = accounts::keys::touched_by_fees(&ctx.fee_collector);
+    for signer in numbers.keys() {
+        keys.extend(accounts::keys::touched_by_signer(signer));
+    }
+    base.prefetch(keys)
+        .await
+        .map_err(|e| StateError::Storage {
+            key: "(block account prefetch)".to_string(),
+            message: format!("{e:#}"),
+        })?;
+    for (signer, number) in &mut numbers {
+        *number = state.account_number(signer).await?;
     }
 
     let chain_id = ctx.chain_id.clone();
@@ -448,10 +463,11 @@ pub(crate) async fn execute_block(
     ctx: &BlockCtx,
     cache: &Arc<SigCache>,
 ) -> Result<ExecutedBlock, BlockError> {
-    let mut state = StateDelta::new(snapshot);
+    let base = CachedSnapshot::new(snapshot);
+    let mut state = StateDelta::new(base.clone());
     state.put_block_height(height);
 
-    let (hashes, checked) = match check_signatures(&state, user_txs, ctx, cache).await {
+    let (hashes, checked) = match check_signatures(&state, &base, user_txs, ctx, cache).await {
         Ok(v) => v,
         Err(ExecError::State(e)) => return Err(BlockError::State(e)),
         Err(e) => return Err(BlockError::Invalid(e.to_string())),
@@ -468,14 +484,11 @@ pub(crate) async fn execute_block(
     };
     let mut rollup_bytes_left = ctx.params.max_rollup_bytes_per_block;
 
-    let mut out = ExecutedBlock {
-        height,
-        state,
+    let mut out = Executing {
         txs: Vec::with_capacity(user_txs.len()),
         results: Vec::with_capacity(user_txs.len()),
         rollup_items: Vec::new(),
         validator_updates: BTreeMap::new(),
-        commitment_item: Vec::new(),
     };
 
     for ((bytes, hash), checked) in user_txs.iter().zip(hashes).zip(checked) {
@@ -485,7 +498,7 @@ pub(crate) async fn execute_block(
                 continue;
             }
         }
-        let result = run_one(&mut out.state, checked, ctx, &mut rollup_bytes_left).await;
+        let result = run_one(&mut state, checked, ctx, &mut rollup_bytes_left).await;
         match result {
             Ok(outcome) => {
                 bytes_left = bytes_left.saturating_sub(size);
@@ -527,14 +540,36 @@ pub(crate) async fn execute_block(
     }
 
     let rollup_data = tandem_core::RollupData::from_items(out.rollup_items.iter().cloned());
-    out.commitment_item = tandem_core::commitment_item_bytes(&rollup_data.commitments());
-    Ok(out)
+    let commitment_item = tandem_core::commitment_item_bytes(&rollup_data.commitments());
+
+    // Move the block's writes off the memoizing snapshot onto the plain one that storage
+    // commits against.
+    let (_, changes) = state.flatten();
+    let mut state = StateDelta::new(base.snapshot().clone());
+    changes.apply_to(&mut state);
+    Ok(ExecutedBlock {
+        height,
+        state,
+        txs: out.txs,
+        results: out.results,
+        rollup_items: out.rollup_items,
+        validator_updates: out.validator_updates,
+        commitment_item,
+    })
+}
+
+/// What [`execute_block`] has gathered so far.
+struct Executing {
+    txs: Vec<Bytes>,
+    results: Vec<TxResult>,
+    rollup_items: Vec<(RollupId, Vec<u8>)>,
+    validator_updates: BTreeMap<[u8; 32], u64>,
 }
 
 /// Checks the block rollup budget, then executes one tx in a nested fork that is applied
 /// only on success.
 async fn run_one(
-    state: &mut StateDelta<Snapshot>,
+    state: &mut StateDelta<CachedSnapshot>,
     checked: Checked,
     ctx: &BlockCtx,
     rollup_bytes_left: &mut u64,

@@ -25,6 +25,7 @@ pub mod server;
 mod accounts;
 mod app;
 mod blocks;
+mod cached;
 mod error;
 mod exec;
 mod fees;

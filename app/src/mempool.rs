@@ -14,6 +14,7 @@ use tandem_core::{Address, ParsedTx};
 
 use crate::{
     accounts::StateReadExt as _,
+    cached::CachedSnapshot,
     error::ExecError,
     exec::{execute_tx, tx_hash, verify, BlockCtx, CachedTx, SigCache},
     state::StateError,
@@ -24,9 +25,9 @@ const MAX_CACHED_NUMBERS: usize = 1_000_000;
 
 /// Pending state over the last committed snapshot.
 pub(crate) struct Mempool {
-    state: StateDelta<Snapshot>,
-    /// The committed snapshot under `state`.
-    base: Snapshot,
+    state: StateDelta<CachedSnapshot>,
+    /// The committed snapshot under `state`, memoizing what CheckTx reads from it.
+    base: CachedSnapshot,
     ctx: Option<Arc<BlockCtx>>,
     pending: HashSet<[u8; 32]>,
     /// Account numbers read from committed state. An account number never changes once
@@ -38,9 +39,10 @@ impl Mempool {
     /// A mempool over `snapshot` with no pending txs.
     pub(crate) async fn new(snapshot: Snapshot) -> Result<Self, StateError> {
         let ctx = BlockCtx::load(&snapshot).await?.map(Arc::new);
+        let base = CachedSnapshot::new(snapshot);
         Ok(Self {
-            state: StateDelta::new(snapshot.clone()),
-            base: snapshot,
+            state: StateDelta::new(base.clone()),
+            base,
             ctx,
             pending: HashSet::new(),
             committed_numbers: HashMap::new(),

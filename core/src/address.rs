@@ -95,10 +95,91 @@ impl Address {
     }
 }
 
+/// The bech32 alphabet (BIP-173).
+const BECH32_CHARSET: &[u8; 32] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+/// The generator of the bech32 checksum's BCH code (BIP-173).
+const BECH32_GENERATOR: [u32; 5] = [
+    0x3b6a_57b2,
+    0x2650_8e6d,
+    0x1ea1_19fa,
+    0x3d42_33dd,
+    0x2a14_62b3,
+];
+
+/// One step of the bech32 checksum over a 5-bit value.
+const fn polymod_step(checksum: u32, value: u8) -> u32 {
+    let top = checksum >> 25;
+    let mut next = ((checksum & 0x01ff_ffff) << 5) ^ value as u32;
+    let mut i = 0;
+    while i < 5 {
+        if (top >> i) & 1 == 1 {
+            next ^= BECH32_GENERATOR[i];
+        }
+        i += 1;
+    }
+    next
+}
+
+/// The checksum state after the expanded prefix `tandem`, computed once at compile time.
+const PREFIX_CHECKSUM: u32 = {
+    let hrp = ADDRESS_PREFIX.as_bytes();
+    let mut checksum = 1;
+    let mut i = 0;
+    while i < hrp.len() {
+        checksum = polymod_step(checksum, hrp[i] >> 5);
+        i += 1;
+    }
+    checksum = polymod_step(checksum, 0);
+    let mut i = 0;
+    while i < hrp.len() {
+        checksum = polymod_step(checksum, hrp[i] & 31);
+        i += 1;
+    }
+    checksum
+};
+
+/// Length of an address in bech32: prefix, `1`, 32 data characters and 6 of checksum.
+const ENCODED_LEN: usize = ADDRESS_PREFIX.len() + 1 + 32 + 6;
+
+impl Address {
+    /// Bech32 with prefix `tandem`, into a stack buffer. Addresses are written into every
+    /// state key and event, so this avoids the allocations of a general bech32 encoder.
+    fn encode_bech32(&self) -> [u8; ENCODED_LEN] {
+        let mut out = [0u8; ENCODED_LEN];
+        let prefix = ADDRESS_PREFIX.len();
+        out[..prefix].copy_from_slice(ADDRESS_PREFIX.as_bytes());
+        out[prefix] = b'1';
+        // 160 bits regroup into exactly 32 five-bit values: no padding.
+        let mut checksum = PREFIX_CHECKSUM;
+        let (mut acc, mut bits, mut pos) = (0u32, 0u32, prefix + 1);
+        for byte in self.0 {
+            acc = (acc << 8) | u32::from(byte);
+            bits += 8;
+            while bits >= 5 {
+                bits -= 5;
+                let value = ((acc >> bits) & 31) as u8;
+                checksum = polymod_step(checksum, value);
+                out[pos] = BECH32_CHARSET[usize::from(value)];
+                pos += 1;
+            }
+        }
+        for _ in 0..6 {
+            checksum = polymod_step(checksum, 0);
+        }
+        checksum ^= 1;
+        for i in 0..6 {
+            let value = (checksum >> (5 * (5 - i))) & 31;
+            out[pos + i] = BECH32_CHARSET[value as usize];
+        }
+        out
+    }
+}
+
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let encoded = subtle_encoding::bech32::encode(ADDRESS_PREFIX, self.0);
-        f.write_str(&encoded)
+        let encoded = self.encode_bech32();
+        // The buffer holds only ASCII from the prefix and the bech32 alphabet.
+        f.write_str(std::str::from_utf8(&encoded).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -149,6 +230,15 @@ mod tests {
         let text = address.to_string();
         assert!(text.starts_with("tandem1"), "{text}");
         assert_eq!(text.parse::<Address>().unwrap(), address);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn bech32_matches_the_reference_encoder(bytes in proptest::array::uniform20(0u8..)) {
+            let address = Address::new(bytes);
+            let reference = subtle_encoding::bech32::encode(ADDRESS_PREFIX, bytes);
+            proptest::prop_assert_eq!(address.to_string(), reference);
+        }
     }
 
     #[test]

@@ -179,7 +179,17 @@ pub(crate) async fn prepare(app: &App, height: u64, txs: Vec<Bytes>) -> Vec<Byte
 
 /// Process → Finalize → Commit; returns the app hash.
 pub(crate) async fn process_finalize_commit(app: &App, height: u64, txs: Vec<Bytes>) -> Vec<u8> {
+    process_finalize_commit_timed(app, height, txs).await.0
+}
+
+/// Process → Finalize → Commit; returns the app hash and the time each of the three took.
+pub(crate) async fn process_finalize_commit_timed(
+    app: &App,
+    height: u64,
+    txs: Vec<Bytes>,
+) -> (Vec<u8>, [std::time::Duration; 3]) {
     let block_hash = hash(height, &txs);
+    let start = std::time::Instant::now();
     let verdict = app
         .process_proposal(request::ProcessProposal {
             txs: txs.clone(),
@@ -194,6 +204,8 @@ pub(crate) async fn process_finalize_commit(app: &App, height: u64, txs: Vec<Byt
         .await
         .expect("process");
     assert_eq!(verdict, response::ProcessProposal::Accept);
+    let processed = start.elapsed();
+    let start = std::time::Instant::now();
     let finalized = app
         .finalize_block(request::FinalizeBlock {
             txs,
@@ -211,8 +223,13 @@ pub(crate) async fn process_finalize_commit(app: &App, height: u64, txs: Vec<Byt
         .await
         .expect("finalize");
     assert!(finalized.tx_results.iter().all(|r| r.code.is_ok()));
+    let finalize = start.elapsed();
+    let start = std::time::Instant::now();
     app.commit().await.expect("commit");
-    finalized.app_hash.as_bytes().to_vec()
+    (
+        finalized.app_hash.as_bytes().to_vec(),
+        [processed, finalize, start.elapsed()],
+    )
 }
 
 /// Peak resident set size of this process, from `/proc/self/status` (`VmHWM`).

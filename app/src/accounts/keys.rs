@@ -31,3 +31,21 @@ pub(crate) fn balance(address: &Address, denom: &str) -> String {
 pub(crate) fn balance_prefix(address: &Address) -> String {
     format!("accounts/{address}/balance/")
 }
+
+/// The keys a tx signed by `signer` reads and writes in the accounts component: number,
+/// sequence and fee balance (prefetched before a block runs).
+pub(crate) fn touched_by_signer(signer: &Address) -> [String; 3] {
+    [
+        number(signer),
+        sequence(signer),
+        balance(signer, tandem_core::NATIVE_DENOM),
+    ]
+}
+
+/// The account keys every fee payment touches: the collector's number and fee balance.
+pub(crate) fn touched_by_fees(collector: &Address) -> Vec<String> {
+    vec![
+        number(collector),
+        balance(collector, tandem_core::NATIVE_DENOM),
+    ]
+}
