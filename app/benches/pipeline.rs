@@ -92,10 +92,7 @@ impl Net {
             (proposal, hash, [prepared, process, finalize, commit])
         });
         let elapsed = start.elapsed();
-        self.phases
-            .entry((size, warm))
-            .or_default()
-            .push(phases);
+        self.phases.entry((size, warm)).or_default().push(phases);
         let proposer_hash = self
             .rt
             .block_on(support::process_finalize_commit(proposer, height, proposal));

@@ -58,10 +58,14 @@ impl CachedSnapshot {
 
     /// Reads every key of `keys` that is not memoized yet, up to [`PREFETCH_CONCURRENCY`] at
     /// a time, and memoizes the answers. Later reads of those keys do not wait on storage.
-    pub(crate) async fn prefetch(&self, keys: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
+    pub(crate) async fn prefetch(
+        &self,
+        keys: impl IntoIterator<Item = String>,
+    ) -> anyhow::Result<()> {
         let missing: Vec<String> = {
             let memo = lock(&self.verifiable);
-            let mut keys: Vec<String> = keys.into_iter().filter(|k| !memo.contains_key(k)).collect();
+            let mut keys: Vec<String> =
+                keys.into_iter().filter(|k| !memo.contains_key(k)).collect();
             keys.sort_unstable();
             keys.dedup();
             keys

@@ -21,14 +21,14 @@ use tandem_core::{Address, Message, Params, ParsedTx, PublicKey, RollupId, Verif
 use tendermint::abci::Event;
 
 use crate::{
-    accounts::{self, StateReadExt as _, StateWriteExt as _},
+    accounts::{self, StateReadExt as _},
     blocks::{StateReadExt as _, StateWriteExt as _},
     cached::CachedSnapshot,
     error::ExecError,
     fees::{self, StateReadExt as _},
     params::{self, StateReadExt as _},
     rollups,
-    state::StateError,
+    state::{get_u64, StateError},
     validators,
 };
 
@@ -57,12 +57,12 @@ impl BlockCtx {
     }
 }
 
-/// What one successful tx produced.
+/// What one successful tx produced. Its events are not built here: they are a function of
+/// the tx alone ([`tx_events`]), rendered only for the block that is finalized.
 #[derive(Debug, Default)]
 pub(crate) struct TxOutcome {
     pub(crate) rollup_items: Vec<(RollupId, Vec<u8>)>,
     pub(crate) validator_updates: Vec<([u8; 32], u64)>,
-    pub(crate) events: Vec<Event>,
 }
 
 /// Executes one verified tx against `state`. On error the caller must discard `state`'s
@@ -73,7 +73,8 @@ pub(crate) async fn execute_tx<S: StateWrite>(
     ctx: &BlockCtx,
 ) -> Result<TxOutcome, ExecError> {
     let signer = tx.signer();
-    let expected = state.account_sequence(&signer).await?;
+    let sequence_key = accounts::keys::sequence(&signer);
+    let expected = get_u64(&*state, &sequence_key).await?.unwrap_or(0);
     let got = tx.sequence();
     if got < expected {
         return Err(ExecError::SequenceTooLow {
@@ -99,37 +100,44 @@ pub(crate) async fn execute_tx<S: StateWrite>(
     fees::check_sufficient(&ctx.params, rollup_bytes, tx.fee())?;
 
     let mut outcome = TxOutcome::default();
-    if let Some(event) = fees::charge(state, &signer, &ctx.fee_collector, tx.fee()).await? {
-        outcome.events.push(event);
-    }
-    state.put_account_sequence(&signer, expected.saturating_add(1));
+    fees::charge(state, &signer, &ctx.fee_collector, tx.fee()).await?;
+    state.put_raw(
+        sequence_key,
+        expected.saturating_add(1).to_be_bytes().to_vec(),
+    );
 
     for message in tx.messages() {
         match message {
-            Message::Send(msg) => {
-                outcome
-                    .events
-                    .push(accounts::execute_send(state, msg).await?);
-            }
+            Message::Send(msg) => accounts::execute_send(state, msg).await?,
             Message::SubmitRollupData(msg) => {
-                let (item, event) = rollups::execute_submit(state, msg).await?;
-                outcome.rollup_items.push(item);
-                outcome.events.push(event);
+                outcome.rollup_items.push(rollups::execute_submit(msg));
             }
             Message::UpdateParams(msg) => {
-                outcome
-                    .events
-                    .push(params::execute_update_params(state, &ctx.authority, msg)?);
+                params::execute_update_params(state, &ctx.authority, msg)?;
             }
             Message::UpdateValidator(msg) => {
-                let (update, event) =
+                let update =
                     validators::execute_update_validator(state, &ctx.authority, msg).await?;
                 outcome.validator_updates.push(update);
-                outcome.events.push(event);
             }
         }
     }
     Ok(outcome)
+}
+
+/// The events of a tx that executed successfully: its fee, then one per message in order.
+pub(crate) fn tx_events(tx: &VerifiedTx) -> Vec<Event> {
+    let mut events = Vec::with_capacity(tx.messages().len() + 1);
+    events.extend(fees::fee_event(&tx.signer(), tx.fee()));
+    for message in tx.messages() {
+        events.push(match message {
+            Message::Send(msg) => accounts::send_event(msg),
+            Message::SubmitRollupData(msg) => rollups::submit_event(msg),
+            Message::UpdateParams(msg) => params::update_params_event(msg),
+            Message::UpdateValidator(msg) => validators::update_validator_event(msg),
+        });
+    }
+    events
 }
 
 /// A tx whose signature was verified for `account_number` on this chain.
@@ -297,12 +305,10 @@ pub(crate) async fn check_signatures<S: StateRead>(
     for signer in numbers.keys() {
         keys.extend(accounts::keys::touched_by_signer(signer));
     }
-    base.prefetch(keys)
-        .await
-        .map_err(|e| StateError::Storage {
-            key: "(block account prefetch)".to_string(),
-            message: format!("{e:#}"),
-        })?;
+    base.prefetch(keys).await.map_err(|e| StateError::Storage {
+        key: "(block account prefetch)".to_string(),
+        message: format!("{e:#}"),
+    })?;
     for (signer, number) in &mut numbers {
         *number = state.account_number(signer).await?;
     }
@@ -408,12 +414,13 @@ pub(crate) enum Mode {
 }
 
 /// The result of one user tx of a block.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct TxResult {
     pub(crate) hash: [u8; 32],
     pub(crate) code: u32,
     pub(crate) log: String,
-    pub(crate) events: Vec<Event>,
+    /// The tx, when it executed successfully (its events are rendered from it).
+    pub(crate) executed: Option<Arc<VerifiedTx>>,
 }
 
 /// A block executed against a fork of committed state, not yet persisted.
@@ -500,7 +507,7 @@ pub(crate) async fn execute_block(
         }
         let result = run_one(&mut state, checked, ctx, &mut rollup_bytes_left).await;
         match result {
-            Ok(outcome) => {
+            Ok((tx, outcome)) => {
                 bytes_left = bytes_left.saturating_sub(size);
                 out.rollup_items.extend(outcome.rollup_items);
                 for (key, power) in outcome.validator_updates {
@@ -511,7 +518,7 @@ pub(crate) async fn execute_block(
                     hash,
                     code: 0,
                     log: String::new(),
-                    events: outcome.events,
+                    executed: Some(tx),
                 });
             }
             Err(ExecError::State(e)) => return Err(BlockError::State(e)),
@@ -532,13 +539,14 @@ pub(crate) async fn execute_block(
                         hash,
                         code: e.code(),
                         log: e.to_string(),
-                        events: Vec::new(),
+                        executed: None,
                     });
                 }
             },
         }
     }
 
+    rollups::add_totals(&mut state, &out.rollup_items).await?;
     let rollup_data = tandem_core::RollupData::from_items(out.rollup_items.iter().cloned());
     let commitment_item = tandem_core::commitment_item_bytes(&rollup_data.commitments());
 
@@ -573,7 +581,7 @@ async fn run_one(
     checked: Checked,
     ctx: &BlockCtx,
     rollup_bytes_left: &mut u64,
-) -> Result<TxOutcome, ExecError> {
+) -> Result<(Arc<VerifiedTx>, TxOutcome), ExecError> {
     let tx = resolve(&*state, checked, ctx).await?;
     let rollup_bytes = tx.rollup_data_bytes();
     if rollup_bytes > *rollup_bytes_left {
@@ -586,7 +594,7 @@ async fn run_one(
     let outcome = execute_tx(&mut fork, &tx, ctx).await?;
     fork.apply();
     *rollup_bytes_left -= rollup_bytes;
-    Ok(outcome)
+    Ok((tx, outcome))
 }
 
 #[cfg(test)]

@@ -20,8 +20,12 @@ use crate::error::ExecError;
 pub(crate) async fn execute_send<S: StateWrite>(
     state: &mut S,
     msg: &Send,
-) -> Result<Event, ExecError> {
-    let mut amounts = Vec::with_capacity(msg.amount.len());
+) -> Result<(), ExecError> {
+    if msg.amount.is_empty() {
+        return Err(ExecError::InvalidAmount {
+            denom: String::new(),
+        });
+    }
     for coin in &msg.amount {
         if coin.amount == 0 {
             return Err(ExecError::InvalidAmount {
@@ -30,19 +34,23 @@ pub(crate) async fn execute_send<S: StateWrite>(
         }
         state.debit(&msg.from, &coin.denom, coin.amount).await?;
         state.credit(&msg.to, &coin.denom, coin.amount).await?;
-        amounts.push(format!("{}{}", coin.amount, coin.denom));
     }
-    if amounts.is_empty() {
-        return Err(ExecError::InvalidAmount {
-            denom: String::new(),
-        });
-    }
-    Ok(Event::new(
+    Ok(())
+}
+
+/// The `transfer` event of an executed `MsgSend`.
+pub(crate) fn send_event(msg: &Send) -> Event {
+    let amounts: Vec<String> = msg
+        .amount
+        .iter()
+        .map(|coin| format!("{}{}", coin.amount, coin.denom))
+        .collect();
+    Event::new(
         "transfer",
         [
             ("sender", msg.from.to_string()),
             ("recipient", msg.to.to_string()),
             ("amount", amounts.join(",")),
         ],
-    ))
+    )
 }

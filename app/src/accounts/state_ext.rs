@@ -67,9 +67,8 @@ pub(crate) trait StateWriteExt: StateWrite {
         self.put_raw(keys::sequence(address), sequence.to_be_bytes().to_vec());
     }
 
-    /// Stores a balance; a zero balance deletes the key.
-    fn put_balance(&mut self, address: &Address, denom: &str, amount: u128) {
-        let key = keys::balance(address, denom);
+    /// Stores a balance under its `key` (from `keys::balance`); zero deletes the key.
+    fn put_balance_at(&mut self, key: String, amount: u128) {
         if amount == 0 {
             self.delete(key);
         } else {
@@ -102,14 +101,15 @@ pub(crate) trait StateWriteExt: StateWrite {
         amount: u128,
     ) -> Result<(), ExecError> {
         self.ensure_account(address).await?;
-        let current = self.balance(address, denom).await?;
+        let key = keys::balance(address, denom);
+        let current = get_u128(self, &key).await?.unwrap_or(0);
         let new = current
             .checked_add(amount)
             .ok_or_else(|| ExecError::BalanceOverflow {
                 address: *address,
                 denom: denom.to_string(),
             })?;
-        self.put_balance(address, denom, new);
+        self.put_balance_at(key, new);
         Ok(())
     }
 
@@ -120,7 +120,8 @@ pub(crate) trait StateWriteExt: StateWrite {
         denom: &str,
         amount: u128,
     ) -> Result<(), ExecError> {
-        let current = self.balance(address, denom).await?;
+        let key = keys::balance(address, denom);
+        let current = get_u128(self, &key).await?.unwrap_or(0);
         let new = current
             .checked_sub(amount)
             .ok_or_else(|| ExecError::InsufficientBalance {
@@ -129,7 +130,7 @@ pub(crate) trait StateWriteExt: StateWrite {
                 needed: amount,
                 available: current,
             })?;
-        self.put_balance(address, denom, new);
+        self.put_balance_at(key, new);
         Ok(())
     }
 }

@@ -721,7 +721,11 @@ fn record_results(
         tx_results.push(ExecTxResult {
             code: Code::from(result.code),
             log: result.log,
-            events: result.events,
+            events: result
+                .executed
+                .as_deref()
+                .map(crate::exec::tx_events)
+                .unwrap_or_default(),
             codespace: if result.code == 0 {
                 String::new()
             } else {

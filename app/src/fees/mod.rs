@@ -32,19 +32,26 @@ pub(crate) async fn charge<S: StateWrite>(
     payer: &Address,
     collector: &Address,
     fee: u128,
-) -> Result<Option<Event>, ExecError> {
+) -> Result<(), ExecError> {
     if fee == 0 {
-        return Ok(None);
+        return Ok(());
     }
     state.debit(payer, NATIVE_DENOM, fee).await?;
     state.credit(collector, NATIVE_DENOM, fee).await?;
     let total = state.collected_fees_total().await?.saturating_add(fee);
     state.put_collected_fees_total(total);
-    Ok(Some(Event::new(
-        "fee",
-        [
-            ("payer", payer.to_string()),
-            ("amount", format!("{fee}{NATIVE_DENOM}")),
-        ],
-    )))
+    Ok(())
+}
+
+/// The `fee` event of a tx that paid `fee` (none for a zero fee).
+pub(crate) fn fee_event(payer: &Address, fee: u128) -> Option<Event> {
+    (fee > 0).then(|| {
+        Event::new(
+            "fee",
+            [
+                ("payer", payer.to_string()),
+                ("amount", format!("{fee}{NATIVE_DENOM}")),
+            ],
+        )
+    })
 }

@@ -30,7 +30,7 @@ pub(crate) fn execute_update_params<S: StateWrite>(
     state: &mut S,
     authority: &Address,
     msg: &UpdateParams,
-) -> Result<Event, ExecError> {
+) -> Result<(), ExecError> {
     if msg.authority != *authority {
         return Err(ExecError::Unauthorized {
             signer: msg.authority,
@@ -40,7 +40,12 @@ pub(crate) fn execute_update_params<S: StateWrite>(
     }
     validate(&msg.params)?;
     state.put_params(&msg.params);
-    Ok(Event::new(
+    Ok(())
+}
+
+/// The `update_params` event of an executed `MsgUpdateParams`.
+pub(crate) fn update_params_event(msg: &UpdateParams) -> Event {
+    Event::new(
         "update_params",
         [
             ("base_fee", msg.params.base_fee.to_string()),
@@ -51,5 +56,5 @@ pub(crate) fn execute_update_params<S: StateWrite>(
                 msg.params.max_rollup_bytes_per_block.to_string(),
             ),
         ],
-    ))
+    )
 }

@@ -60,7 +60,7 @@ pub(crate) async fn execute_update_validator<S: StateWrite>(
     state: &mut S,
     authority: &Address,
     msg: &UpdateValidator,
-) -> Result<(([u8; 32], u64), Event), ExecError> {
+) -> Result<([u8; 32], u64), ExecError> {
     if msg.authority != *authority {
         return Err(ExecError::Unauthorized {
             signer: msg.authority,
@@ -69,12 +69,16 @@ pub(crate) async fn execute_update_validator<S: StateWrite>(
         });
     }
     set_power(state, &msg.pub_key, msg.power).await?;
-    let event = Event::new(
+    Ok((msg.pub_key, msg.power))
+}
+
+/// The `update_validator` event of an executed `MsgUpdateValidator`.
+pub(crate) fn update_validator_event(msg: &UpdateValidator) -> Event {
+    Event::new(
         "update_validator",
         [
             ("pub_key", hex::encode(msg.pub_key)),
             ("power", msg.power.to_string()),
         ],
-    );
-    Ok(((msg.pub_key, msg.power), event))
+    )
 }

@@ -490,3 +490,106 @@ async fn validators_table() {
     assert_eq!(block.finalize.validator_updates.len(), 1);
     assert_eq!(block.finalize.validator_updates[0].power.value(), 0);
 }
+
+/// The events of each tx in FinalizeBlock: a successful tx reports its fee, then one event
+/// per message in message order; a failing tx reports none.
+#[tokio::test]
+async fn finalize_reports_events_per_successful_tx() {
+    let mut chain = Chain::new().await;
+    let (alice, bob) = (key("alice"), key("bob"));
+    let bundle = chain
+        .tx(
+            &alice,
+            vec![
+                submit(&alice, rollup("b"), b"b0"),
+                send(&alice, bob.address(), utnd(7)),
+                submit(&alice, rollup("a"), b"a-0"),
+            ],
+        )
+        .await;
+    let prepared = chain.block(vec![bundle]).await;
+    assert_eq!(prepared.txs.len(), 2);
+
+    // A decided block may hold a failing tx (here bob signs with a sequence from the future):
+    // FinalizeBlock records its code and no events. The commitment item comes from a Prepare
+    // over the good tx alone, since the failing one sequences no data.
+    let good: bytes::Bytes = chain
+        .tx(&alice, vec![submit(&alice, rollup("c"), b"c")])
+        .await
+        .into();
+    let (sequence, number) = chain.account(&bob).await;
+    let failing = sign(
+        &bob,
+        number,
+        sequence + 5,
+        vec![send(&bob, alice.address(), utnd(1))],
+        1_000_000,
+    );
+    let item = chain
+        .app
+        .prepare_proposal(crate::harness::prepare_request(
+            chain.height + 1,
+            vec![good.clone()],
+        ))
+        .await
+        .unwrap()
+        .txs[0]
+        .clone();
+    let decided = chain
+        .finalize_and_commit(vec![item, good, failing.into()])
+        .await;
+
+    let rendered = |events: &[tendermint::abci::Event]| -> Vec<(String, Vec<(String, String)>)> {
+        events
+            .iter()
+            .map(|e| {
+                (
+                    e.kind.clone(),
+                    e.attributes
+                        .iter()
+                        .map(|a| {
+                            (
+                                a.key_str().unwrap().to_string(),
+                                a.value_str().unwrap().to_string(),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let first = rendered(&prepared.finalize.tx_results[1].events);
+    let kinds: Vec<&str> = first.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["fee", "rollup_data", "transfer", "rollup_data"]);
+    assert_eq!(
+        first[0].1[0],
+        ("payer".to_string(), alice.address().to_string())
+    );
+    assert_eq!(
+        first[1].1,
+        [
+            ("rollup_id".to_string(), rollup("b").to_string()),
+            ("bytes".to_string(), "2".to_string())
+        ]
+    );
+    assert_eq!(
+        first[2].1,
+        [
+            ("sender".to_string(), alice.address().to_string()),
+            ("recipient".to_string(), bob.address().to_string()),
+            ("amount".to_string(), format!("7{NATIVE_DENOM}"))
+        ]
+    );
+    assert_eq!(first[3].1[1], ("bytes".to_string(), "3".to_string()));
+
+    assert!(decided.finalize.tx_results[1].code.is_ok());
+    let second = rendered(&decided.finalize.tx_results[1].events);
+    assert_eq!(second.len(), 2);
+    assert_eq!(
+        second[1].1[0],
+        ("rollup_id".to_string(), rollup("c").to_string())
+    );
+    let failed = &decided.finalize.tx_results[2];
+    assert_eq!(failed.code.value(), codes::SEQUENCE_TOO_HIGH);
+    assert!(failed.events.is_empty());
+}
