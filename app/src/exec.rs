@@ -17,13 +17,15 @@ use std::{
 use bytes::Bytes;
 use cnidarium::{Snapshot, StateDelta, StateRead, StateWrite};
 use sha2::{Digest as _, Sha256};
-use tandem_core::{Address, Message, Params, ParsedTx, PublicKey, RollupId, VerifiedTx};
+use tandem_core::{
+    Address, Message, Params, ParsedTx, PublicKey, RollupData, RollupId, VerifiedTx,
+};
 use tendermint::abci::Event;
 
 use crate::{
     accounts::{self, StateReadExt as _},
     blocks::{StateReadExt as _, StateWriteExt as _},
-    cached::CachedSnapshot,
+    cached::{CachedSnapshot, InterBlockCache},
     error::ExecError,
     fees::{self, StateReadExt as _},
     params::{self, StateReadExt as _},
@@ -431,12 +433,16 @@ pub(crate) struct ExecutedBlock {
     pub(crate) txs: Vec<Bytes>,
     /// One result per entry of `txs`.
     pub(crate) results: Vec<TxResult>,
-    /// `(rollup, data)` of every successful `MsgSubmitRollupData`, in block order.
-    pub(crate) rollup_items: Vec<(RollupId, Vec<u8>)>,
+    /// The data of every successful `MsgSubmitRollupData`, grouped by rollup in block order.
+    pub(crate) rollup_data: RollupData,
     /// The last update of each validator key in the block.
     pub(crate) validator_updates: BTreeMap<[u8; 32], u64>,
     /// The commitment item computed from the executed block.
     pub(crate) commitment_item: Vec<u8>,
+    /// The block's verifiable writes (`None` deletes): all of them, since what FinalizeBlock
+    /// adds (the sequencer block, tx results) is non-verifiable. They move the inter-block
+    /// cache to the new version at Commit.
+    pub(crate) writes: BTreeMap<String, Option<Vec<u8>>>,
 }
 
 /// Why a block could not be executed.
@@ -469,8 +475,9 @@ pub(crate) async fn execute_block(
     mode: Mode,
     ctx: &BlockCtx,
     cache: &Arc<SigCache>,
+    inter_block: &Arc<InterBlockCache>,
 ) -> Result<ExecutedBlock, BlockError> {
-    let base = CachedSnapshot::new(snapshot);
+    let base = CachedSnapshot::new(snapshot, Arc::clone(inter_block));
     let mut state = StateDelta::new(base.clone());
     state.put_block_height(height);
 
@@ -547,12 +554,13 @@ pub(crate) async fn execute_block(
     }
 
     rollups::add_totals(&mut state, &out.rollup_items).await?;
-    let rollup_data = tandem_core::RollupData::from_items(out.rollup_items.iter().cloned());
+    let rollup_data = RollupData::from_items(out.rollup_items);
     let commitment_item = tandem_core::commitment_item_bytes(&rollup_data.commitments());
 
     // Move the block's writes off the memoizing snapshot onto the plain one that storage
     // commits against.
     let (_, changes) = state.flatten();
+    let writes = changes.unwritten_changes().clone();
     let mut state = StateDelta::new(base.snapshot().clone());
     changes.apply_to(&mut state);
     Ok(ExecutedBlock {
@@ -560,9 +568,10 @@ pub(crate) async fn execute_block(
         state,
         txs: out.txs,
         results: out.results,
-        rollup_items: out.rollup_items,
+        rollup_data,
         validator_updates: out.validator_updates,
         commitment_item,
+        writes,
     })
 }
 

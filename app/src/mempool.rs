@@ -14,7 +14,7 @@ use tandem_core::{Address, ParsedTx};
 
 use crate::{
     accounts::StateReadExt as _,
-    cached::CachedSnapshot,
+    cached::{CachedSnapshot, InterBlockCache},
     error::ExecError,
     exec::{execute_tx, tx_hash, verify, BlockCtx, CachedTx, SigCache},
     state::StateError,
@@ -37,9 +37,12 @@ pub(crate) struct Mempool {
 
 impl Mempool {
     /// A mempool over `snapshot` with no pending txs.
-    pub(crate) async fn new(snapshot: Snapshot) -> Result<Self, StateError> {
+    pub(crate) async fn new(
+        snapshot: Snapshot,
+        inter_block: Arc<InterBlockCache>,
+    ) -> Result<Self, StateError> {
         let ctx = BlockCtx::load(&snapshot).await?.map(Arc::new);
-        let base = CachedSnapshot::new(snapshot);
+        let base = CachedSnapshot::new(snapshot, inter_block);
         Ok(Self {
             state: StateDelta::new(base.clone()),
             base,
@@ -50,9 +53,13 @@ impl Mempool {
     }
 
     /// Drops all pending state and starts over from `snapshot` (after a Commit).
-    pub(crate) async fn reset(&mut self, snapshot: Snapshot) -> Result<(), StateError> {
+    pub(crate) async fn reset(
+        &mut self,
+        snapshot: Snapshot,
+        inter_block: &Arc<InterBlockCache>,
+    ) -> Result<(), StateError> {
         let numbers = std::mem::take(&mut self.committed_numbers);
-        *self = Self::new(snapshot).await?;
+        *self = Self::new(snapshot, Arc::clone(inter_block)).await?;
         self.committed_numbers = numbers;
         Ok(())
     }

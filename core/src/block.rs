@@ -318,7 +318,30 @@ impl SequencerBlock {
         rollup_data: RollupData,
     ) -> Result<Self, BlockError> {
         let commitment_item = txs.first().ok_or(BlockError::NoTransactions)?;
-        let tx_tree = MerkleTree::from_txs(txs);
+        Self::from_tx_tree(
+            header,
+            block_hash,
+            commitment_item.clone(),
+            &MerkleTree::from_txs(txs),
+            rollup_data,
+        )
+    }
+
+    /// As [`SequencerBlock::new`], for a caller that already built the block's `data_hash`
+    /// tree (e.g. with [`MerkleTree::from_tx_hashes`] from tx hashes it had anyway).
+    ///
+    /// Checks that the tree's root is `header.data_hash`, that its leaf 0 is
+    /// `commitment_item` and that `commitment_item` commits to exactly `rollup_data`.
+    pub fn from_tx_tree(
+        header: SequencerBlockHeader,
+        block_hash: Hash,
+        commitment_item: Vec<u8>,
+        tx_tree: &MerkleTree,
+        rollup_data: RollupData,
+    ) -> Result<Self, BlockError> {
+        if tx_tree.is_empty() {
+            return Err(BlockError::NoTransactions);
+        }
         if tx_tree.root() != header.data_hash {
             return Err(BlockError::DataHashMismatch {
                 header: header.data_hash,
@@ -326,14 +349,20 @@ impl SequencerBlock {
             });
         }
         let commitments =
-            decode_commitment_item(commitment_item).map_err(BlockError::CommitmentItem)?;
+            decode_commitment_item(&commitment_item).map_err(BlockError::CommitmentItem)?;
         let rollup_tree = rollup_data.rollup_transactions_tree();
         if commitments.rollup_transactions_root != rollup_tree.root()
             || commitments.rollup_ids_root != rollup_data.rollup_ids_root()
         {
             return Err(BlockError::CommitmentsMismatch);
         }
-        let commitment_proof = tx_tree.proof(0).expect("txs is not empty");
+        let commitment_proof = tx_tree.proof(0).expect("the tree is not empty");
+        commitment_proof
+            .verify_leaf_hash(
+                crate::merkle::tx_leaf_hash(&commitment_item),
+                &header.data_hash,
+            )
+            .map_err(BlockError::CommitmentProof)?;
         let rollup_transactions = rollup_data
             .into_iter()
             .enumerate()
@@ -348,7 +377,7 @@ impl SequencerBlock {
         Ok(Self {
             block_hash,
             header,
-            commitment_item: commitment_item.clone(),
+            commitment_item,
             commitment_proof,
             commitments,
             rollup_transactions,

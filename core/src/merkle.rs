@@ -119,6 +119,12 @@ impl MerkleTree {
         Self::from_leaf_hashes(txs.iter().map(|tx| tx_leaf_hash(tx.as_ref())).collect())
     }
 
+    /// Builds the `data_hash` tree from the CometBFT hashes (`sha256(tx)`) of the txs, for
+    /// a caller that already hashed them; its root equals [`data_hash`] of the txs.
+    pub fn from_tx_hashes(tx_hashes: &[Hash]) -> Self {
+        Self::from_leaf_hashes(tx_hashes.iter().map(|hash| leaf_hash(hash)).collect())
+    }
+
     /// Builds the tree over already computed leaf hashes.
     pub fn from_leaf_hashes(leaf_hashes: Vec<Hash>) -> Self {
         if leaf_hashes.is_empty() {

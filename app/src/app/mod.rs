@@ -15,6 +15,7 @@ mod query;
 pub use query::codes as query_codes;
 
 use std::{
+    collections::BTreeMap,
     path::PathBuf,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -36,6 +37,7 @@ use tokio::sync::{broadcast, Mutex};
 
 use crate::{
     blocks::{StateReadExt as _, StateWriteExt as _, StoredTxResult},
+    cached::InterBlockCache,
     exec::{execute_block, BlockCtx, BlockError, ExecutedBlock, Mode, SigCache},
     genesis::{GenesisAppState, GenesisError},
     mempool::Mempool,
@@ -56,6 +58,8 @@ pub struct AppConfig {
     pub data_dir: PathBuf,
     /// Entries kept in the verified-signature cache (0 disables it).
     pub sig_cache_capacity: usize,
+    /// State keys whose committed values are kept between blocks (0 disables the cache).
+    pub inter_block_cache_capacity: usize,
     /// Capacity of the committed-block broadcast channel.
     pub block_channel_capacity: usize,
     /// Where to record metrics (none: not recorded).
@@ -77,6 +81,7 @@ impl Default for AppConfig {
         Self {
             data_dir: PathBuf::from("."),
             sig_cache_capacity: 200_000,
+            inter_block_cache_capacity: 500_000,
             block_channel_capacity: 64,
             metrics: None,
         }
@@ -148,6 +153,7 @@ struct Inner {
     consensus: Mutex<Consensus>,
     mempool: Mutex<Mempool>,
     sig_cache: Arc<SigCache>,
+    inter_block: Arc<InterBlockCache>,
     blocks: broadcast::Sender<Arc<SequencerBlock>>,
     latest_height: AtomicU64,
     metrics: Option<Arc<Metrics>>,
@@ -170,6 +176,8 @@ struct Proposal {
 struct Finalized {
     height: u64,
     batch: StagedWriteBatch,
+    /// The block's verifiable writes (`None` deletes).
+    writes: BTreeMap<String, Option<Vec<u8>>>,
     block: Arc<SequencerBlock>,
     tx_hashes: Vec<[u8; 32]>,
     txs: u64,
@@ -198,7 +206,8 @@ impl App {
             .map_err(|e| storage_err(&format!("failed to open {}", path.display()), &e))?;
         let snapshot = storage.latest_snapshot();
         let height = snapshot.block_height().await?;
-        let mempool = Mempool::new(snapshot).await?;
+        let inter_block = Arc::new(InterBlockCache::new(config.inter_block_cache_capacity));
+        let mempool = Mempool::new(snapshot, Arc::clone(&inter_block)).await?;
         let (blocks, _) = broadcast::channel(config.block_channel_capacity.max(1));
         if let Some(metrics) = &config.metrics {
             metrics.set_height(height);
@@ -209,6 +218,7 @@ impl App {
                 consensus: Mutex::new(Consensus::default()),
                 mempool: Mutex::new(mempool),
                 sig_cache: Arc::new(SigCache::new(config.sig_cache_capacity)),
+                inter_block,
                 blocks,
                 latest_height: AtomicU64::new(height),
                 metrics: config.metrics.clone(),
@@ -304,7 +314,7 @@ impl App {
             .mempool
             .lock()
             .await
-            .reset(storage.latest_snapshot())
+            .reset(storage.latest_snapshot(), &self.inner.inter_block)
             .await?;
         tracing::info!(chain_id = %request.chain_id, app_hash = %hex::encode(root.0), "genesis committed");
         Ok(response::InitChain {
@@ -375,6 +385,7 @@ impl App {
             Mode::Prepare { max_tx_bytes },
             &ctx,
             &self.inner.sig_cache,
+            &self.inner.inter_block,
         )
         .await
         .map_err(|e| block_error(height, e))?;
@@ -478,6 +489,7 @@ impl App {
             mode,
             &ctx,
             &self.inner.sig_cache,
+            &self.inner.inter_block,
         )
         .await?;
         if block.commitment_item.as_slice() != item.as_ref() {
@@ -515,12 +527,27 @@ impl App {
         };
         let ctx = self.ctx().await?;
 
-        let all_txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
+        // The data_hash tree from the tx hashes execution computed (sha256 of each tx), so
+        // the block's bytes are not hashed again.
+        let Some(item) = request.txs.first() else {
+            return Err(AppError::InvalidBlock {
+                height,
+                reason: "the block has no commitment item (it is empty)".to_string(),
+            });
+        };
+        let mut tx_hashes = Vec::with_capacity(request.txs.len());
+        tx_hashes.push(crate::exec::tx_hash(item));
+        if block.results.len() + 1 == request.txs.len() {
+            tx_hashes.extend(block.results.iter().map(|r| r.hash));
+        } else {
+            tx_hashes.extend(request.txs[1..].iter().map(|tx| crate::exec::tx_hash(tx)));
+        }
+        let tx_tree = tandem_core::MerkleTree::from_tx_hashes(&tx_hashes);
         let header = SequencerBlockHeader {
             chain_id: ctx.chain_id.clone(),
             height,
             time: request.time,
-            data_hash: tandem_core::data_hash(&all_txs),
+            data_hash: tx_tree.root(),
             proposer_address: request
                 .proposer_address
                 .as_bytes()
@@ -530,23 +557,23 @@ impl App {
                     reason: "proposer address is not 20 bytes".to_string(),
                 })?,
         };
-        let rollup_data = tandem_core::RollupData::from_items(block.rollup_items.iter().cloned());
-        let sequencer_block =
-            SequencerBlock::new(header, hash, &all_txs, rollup_data).map_err(|e| {
-                AppError::InvalidBlock {
-                    height,
-                    reason: e.to_string(),
-                }
-            })?;
 
         let ExecutedBlock {
             mut state,
             results,
             validator_updates,
+            rollup_data,
+            writes,
             ..
         } = block;
+        let sequencer_block =
+            SequencerBlock::from_tx_tree(header, hash, item.to_vec(), &tx_tree, rollup_data)
+                .map_err(|e| AppError::InvalidBlock {
+                    height,
+                    reason: e.to_string(),
+                })?;
         state.put_sequencer_block(&sequencer_block);
-        let (tx_results, tx_hashes) = record_results(&mut state, height, results);
+        let (tx_results, tx_hashes) = record_results(&mut state, height, results).await?;
         let updates = validator_updates_of(height, validator_updates)?;
 
         let batch = self
@@ -559,6 +586,7 @@ impl App {
         consensus.finalized = Some(Finalized {
             height,
             batch,
+            writes,
             block: Arc::new(sequencer_block),
             tx_hashes,
             txs: u64::try_from(request.txs.len()).unwrap_or(u64::MAX),
@@ -586,10 +614,12 @@ impl App {
         consensus.processed = None;
         let storage = self.inner.storage.clone();
         let batch = finalized.batch;
+        let version = batch.version();
         tokio::task::spawn_blocking(move || storage.commit_batch(batch))
             .await
             .map_err(|e| storage_err("commit task failed", &e))?
             .map_err(|e| storage_err("failed to commit the block", &e))?;
+        self.inner.inter_block.advance(version, &finalized.writes);
         self.inner
             .latest_height
             .store(finalized.height, Ordering::SeqCst);
@@ -597,7 +627,10 @@ impl App {
             .mempool
             .lock()
             .await
-            .reset(self.inner.storage.latest_snapshot())
+            .reset(
+                self.inner.storage.latest_snapshot(),
+                &self.inner.inter_block,
+            )
             .await?;
         self.inner.sig_cache.remove_all(&finalized.tx_hashes);
         if let Some(metrics) = &self.inner.metrics {
@@ -695,38 +728,48 @@ impl App {
     }
 }
 
-/// Stores each tx result (non-verifiable) and builds the `ExecTxResult`s, item first.
-fn record_results(
+/// Stores each tx result (non-verifiable) and builds the `ExecTxResult`s, item first. The
+/// events are rendered on all cores.
+async fn record_results(
     state: &mut StateDelta<cnidarium::Snapshot>,
     height: u64,
     results: Vec<crate::exec::TxResult>,
-) -> (Vec<ExecTxResult>, Vec<[u8; 32]>) {
-    let mut tx_results = Vec::with_capacity(results.len() + 1);
+) -> Result<(Vec<ExecTxResult>, Vec<[u8; 32]>), AppError> {
+    let rendered = tokio::task::spawn_blocking(move || {
+        crate::exec::par_map(results, |result| {
+            let events = result
+                .executed
+                .as_deref()
+                .map(crate::exec::tx_events)
+                .unwrap_or_default();
+            (result.hash, result.code, result.log, events)
+        })
+    })
+    .await
+    .map_err(|e| storage_err("rendering tx results failed", &e))?;
+
+    let mut tx_results = Vec::with_capacity(rendered.len() + 1);
     tx_results.push(ExecTxResult {
         log: "block commitments".to_string(),
         ..ExecTxResult::default()
     });
-    let mut tx_hashes = Vec::with_capacity(results.len());
-    for (index, result) in (1u32..).zip(results) {
+    let mut tx_hashes = Vec::with_capacity(rendered.len());
+    for (index, (hash, code, log, events)) in (1u32..).zip(rendered) {
         state.put_tx_result(
-            &result.hash,
+            &hash,
             &StoredTxResult {
                 height,
                 index,
-                code: result.code,
-                log: result.log.clone(),
+                code,
+                log: log.clone(),
             },
         );
-        tx_hashes.push(result.hash);
+        tx_hashes.push(hash);
         tx_results.push(ExecTxResult {
-            code: Code::from(result.code),
-            log: result.log,
-            events: result
-                .executed
-                .as_deref()
-                .map(crate::exec::tx_events)
-                .unwrap_or_default(),
-            codespace: if result.code == 0 {
+            code: Code::from(code),
+            log,
+            events,
+            codespace: if code == 0 {
                 String::new()
             } else {
                 "tandem".to_string()
@@ -734,7 +777,7 @@ fn record_results(
             ..ExecTxResult::default()
         });
     }
-    (tx_results, tx_hashes)
+    Ok((tx_results, tx_hashes))
 }
 
 /// The block's validator updates as CometBFT types, sorted by key.

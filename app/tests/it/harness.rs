@@ -178,7 +178,24 @@ impl Chain {
 
     pub(crate) async fn with_genesis(genesis: GenesisAppState) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let app = App::open(AppConfig::new(dir.path())).await.unwrap();
+        Self::open(genesis, AppConfig::new(dir.path()), dir).await
+    }
+
+    /// A fresh chain with the standard genesis whose app keeps no caches at all (no
+    /// verified signatures, no committed values between blocks): the reference that the
+    /// caches must never change an answer of.
+    pub(crate) async fn uncached() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AppConfig {
+            sig_cache_capacity: 0,
+            inter_block_cache_capacity: 0,
+            ..AppConfig::new(dir.path())
+        };
+        Self::open(genesis(Params::default()), config, dir).await
+    }
+
+    async fn open(genesis: GenesisAppState, config: AppConfig, dir: TempDir) -> Self {
+        let app = App::open(config).await.unwrap();
         app.init_chain(init_request(&genesis, &[validator_key(1)]))
             .await
             .unwrap();

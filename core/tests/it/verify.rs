@@ -1,6 +1,7 @@
 //! Sequencer blocks and `verify_filtered_block`: valid blocks built from real
 //! CometBFT headers, and one failing case per `VerifyError` variant.
 
+use sha2::{Digest as _, Sha256};
 use tandem_core::merkle::{data_hash, MerkleTree, ProofError};
 use tandem_core::{
     commitment_item_bytes, verify_filtered_block, BlockCommitments, BlockError,
@@ -422,7 +423,37 @@ fn sequencer_block_new_rejections() {
         SequencerBlockHeader::from_cometbft_header(&no_data_hash),
         Err(BlockError::MissingField("data_hash"))
     ));
-    assert!(SequencerBlock::new(seq_header, [0; 32], &txs, rollup_data).is_ok());
+    assert!(SequencerBlock::new(seq_header.clone(), [0; 32], &txs, rollup_data.clone()).is_ok());
+
+    // Built from tx hashes, the block is the same as built from the txs.
+    let hashes: Vec<[u8; 32]> = txs.iter().map(|tx| Sha256::digest(tx).into()).collect();
+    let tree = MerkleTree::from_tx_hashes(&hashes);
+    assert_eq!(tree.root(), seq_header.data_hash);
+    assert_eq!(
+        SequencerBlock::from_tx_tree(
+            seq_header.clone(),
+            [0; 32],
+            txs[0].clone(),
+            &tree,
+            rollup_data.clone()
+        )
+        .unwrap(),
+        SequencerBlock::new(seq_header.clone(), [0; 32], &txs, rollup_data.clone()).unwrap()
+    );
+    // A commitment item that is not leaf 0 of the tree is refused.
+    let swapped = MerkleTree::from_tx_hashes(&[hashes[1], hashes[0]]);
+    let mut swapped_header = seq_header;
+    swapped_header.data_hash = swapped.root();
+    assert!(matches!(
+        SequencerBlock::from_tx_tree(
+            swapped_header,
+            [0; 32],
+            txs[0].clone(),
+            &swapped,
+            rollup_data
+        ),
+        Err(BlockError::CommitmentProof(_))
+    ));
 }
 
 // ------------------------------------------- one failure per VerifyError
