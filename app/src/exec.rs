@@ -102,7 +102,7 @@ pub(crate) async fn execute_tx<S: StateWrite>(
     fees::check_sufficient(&ctx.params, rollup_bytes, tx.fee())?;
 
     let mut outcome = TxOutcome::default();
-    fees::charge(state, &signer, &ctx.fee_collector, tx.fee()).await?;
+    fees::charge(state, &signer, tx.fee()).await?;
     state.put_raw(
         sequence_key,
         expected.saturating_add(1).to_be_bytes().to_vec(),
@@ -303,7 +303,7 @@ pub(crate) async fn check_signatures<S: StateRead>(
         };
         numbers.insert(signer, None);
     }
-    let mut keys = accounts::keys::touched_by_fees(&ctx.fee_collector);
+    let mut keys = Vec::with_capacity(numbers.len() * 3);
     for signer in numbers.keys() {
         keys.extend(accounts::keys::touched_by_signer(signer));
     }
@@ -499,6 +499,7 @@ pub(crate) async fn execute_block(
     let mut rollup_bytes_left = ctx.params.max_rollup_bytes_per_block;
 
     let mut out = Executing {
+        fees: 0,
         txs: Vec::with_capacity(user_txs.len()),
         results: Vec::with_capacity(user_txs.len()),
         rollup_items: Vec::new(),
@@ -516,6 +517,7 @@ pub(crate) async fn execute_block(
         match result {
             Ok((tx, outcome)) => {
                 bytes_left = bytes_left.saturating_sub(size);
+                out.fees = out.fees.saturating_add(tx.fee());
                 out.rollup_items.extend(outcome.rollup_items);
                 for (key, power) in outcome.validator_updates {
                     out.validator_updates.insert(key, power);
@@ -554,6 +556,11 @@ pub(crate) async fn execute_block(
     }
 
     rollups::add_totals(&mut state, &out.rollup_items).await?;
+    match fees::collect(&mut state, &ctx.fee_collector, out.fees).await {
+        Ok(()) => {}
+        Err(ExecError::State(e)) => return Err(BlockError::State(e)),
+        Err(e) => return Err(BlockError::Invalid(format!("collecting the block's fees: {e}"))),
+    }
     let rollup_data = RollupData::from_items(out.rollup_items);
     let commitment_item = tandem_core::commitment_item_bytes(&rollup_data.commitments());
 
@@ -577,6 +584,8 @@ pub(crate) async fn execute_block(
 
 /// What [`execute_block`] has gathered so far.
 struct Executing {
+    /// Fees paid by the txs executed so far, credited to the collector at the end.
+    fees: u128,
     txs: Vec<Bytes>,
     results: Vec<TxResult>,
     rollup_items: Vec<(RollupId, Vec<u8>)>,

@@ -41,11 +41,3 @@ pub(crate) fn touched_by_signer(signer: &Address) -> [String; 3] {
         balance(signer, tandem_core::NATIVE_DENOM),
     ]
 }
-
-/// The account keys every fee payment touches: the collector's number and fee balance.
-pub(crate) fn touched_by_fees(collector: &Address) -> Vec<String> {
-    vec![
-        number(collector),
-        balance(collector, tandem_core::NATIVE_DENOM),
-    ]
-}
