@@ -11,7 +11,10 @@
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use bytes::Bytes;
@@ -68,7 +71,9 @@ pub(crate) struct TxOutcome {
 }
 
 /// Executes one verified tx against `state`. On error the caller must discard `state`'s
-/// writes (run it in a nested [`StateDelta`]).
+/// writes (run it in a nested [`StateDelta`]), unless [`writes_only_after_checks`] holds for
+/// the tx: then an error leaves `state` untouched. Keep every check that can fail for such a
+/// tx before the first write.
 pub(crate) async fn execute_tx<S: StateWrite>(
     state: &mut S,
     tx: &VerifiedTx,
@@ -265,16 +270,17 @@ enum Stage1 {
     Failed(ExecError),
 }
 
-/// Decodes and verifies `txs` against the account numbers of `state`, in parallel. Before
-/// the account numbers are read, every account key the txs' signers will touch is
-/// prefetched into `base` in one concurrent batch.
+/// Decodes `txs` and starts verifying them against the account numbers of `state` on all
+/// cores; the results come in block order from the returned [`CheckedStream`]. Before the
+/// account numbers are read, every account key the txs' signers will touch is prefetched
+/// into `base` in one concurrent batch.
 pub(crate) async fn check_signatures<S: StateRead>(
     state: &S,
     base: &CachedSnapshot,
     txs: &[Bytes],
     ctx: &BlockCtx,
     cache: &Arc<SigCache>,
-) -> Result<(Vec<[u8; 32]>, Vec<Checked>), ExecError> {
+) -> Result<(Vec<[u8; 32]>, CheckedStream), ExecError> {
     let max = usize::try_from(ctx.params.max_tx_bytes).unwrap_or(usize::MAX);
     let owned: Vec<Bytes> = txs.to_vec();
     let stage1_cache = Arc::clone(cache);
@@ -318,7 +324,7 @@ pub(crate) async fn check_signatures<S: StateRead>(
     let chain_id = ctx.chain_id.clone();
     let txs_for_reverify: Vec<Bytes> = txs.to_vec();
     let mut hashes = Vec::with_capacity(stage1.len());
-    let mut jobs: Vec<(usize, Stage1, Option<u64>)> = Vec::with_capacity(stage1.len());
+    let mut jobs: Vec<Job> = Vec::with_capacity(stage1.len());
     for (i, (hash, stage)) in stage1.into_iter().enumerate() {
         let signer = match &stage {
             Stage1::Cached(c) => Some(c.tx.signer()),
@@ -329,19 +335,114 @@ pub(crate) async fn check_signatures<S: StateRead>(
         hashes.push(hash);
         jobs.push((i, stage, number));
     }
-    let checked = run_blocking(move || {
-        par_map(jobs, |(i, stage, number)| match (stage, number) {
-            (Stage1::Failed(e), _) => Checked::Failed(e),
-            (Stage1::Cached(c), Some(n)) if c.account_number == n => Checked::Ready(c.tx),
-            (Stage1::Cached(_), number) => match ParsedTx::decode(&txs_for_reverify[i], max) {
-                Ok(parsed) => verify_with(parsed, &chain_id, number),
-                Err(e) => Checked::Failed(e.into()),
-            },
-            (Stage1::Parsed(parsed), number) => verify_with(parsed, &chain_id, number),
-        })
-    })
-    .await?;
-    Ok((hashes, checked))
+    let verifier = Arc::new(move |(i, stage, number): Job| match (stage, number) {
+        (Stage1::Failed(e), _) => Checked::Failed(e),
+        (Stage1::Cached(c), Some(n)) if c.account_number == n => Checked::Ready(c.tx),
+        (Stage1::Cached(_), number) => match ParsedTx::decode(&txs_for_reverify[i], max) {
+            Ok(parsed) => verify_with(parsed, &chain_id, number),
+            Err(e) => Checked::Failed(e.into()),
+        },
+        (Stage1::Parsed(parsed), number) => verify_with(parsed, &chain_id, number),
+    });
+    Ok((hashes, CheckedStream::start(jobs, verifier)))
+}
+
+/// One tx to verify: its index in the block, what stage 1 made of it, its signer's number.
+type Job = (usize, Stage1, Option<u64>);
+
+/// Txs per unit of verification work handed to a worker.
+const VERIFY_CHUNK: usize = 64;
+
+/// A block's checked txs, in block order, as the verification workers (one per core) finish
+/// them: execution starts on the first chunk while the others are still being verified, so
+/// a block of unseen txs costs little more than verifying its signatures. Dropping the stream
+/// stops the workers (e.g. when ProcessProposal rejects at the first failing tx).
+pub(crate) struct CheckedStream {
+    results: tokio::sync::mpsc::UnboundedReceiver<(usize, Vec<Checked>)>,
+    /// Chunks that arrived ahead of their turn, by chunk index.
+    early: BTreeMap<usize, Vec<Checked>>,
+    current: std::vec::IntoIter<Checked>,
+    next_chunk: usize,
+    cancel: Arc<AtomicBool>,
+}
+
+impl CheckedStream {
+    fn start(jobs: Vec<Job>, verify: Arc<dyn Fn(Job) -> Checked + Send + Sync>) -> Self {
+        let mut chunks = VecDeque::new();
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let chunk: Vec<Job> = jobs.by_ref().take(VERIFY_CHUNK).collect();
+            chunks.push_back((chunks.len(), chunk));
+        }
+        let workers = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(chunks.len());
+        let queue = Arc::new(Mutex::new(chunks));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (sender, results) = tokio::sync::mpsc::unbounded_channel();
+        for _ in 0..workers {
+            let (queue, cancel, sender, verify) = (
+                Arc::clone(&queue),
+                Arc::clone(&cancel),
+                sender.clone(),
+                Arc::clone(&verify),
+            );
+            tokio::task::spawn_blocking(move || loop {
+                if cancel.load(Ordering::Relaxed) {
+                    break;
+                }
+                let next = queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .pop_front();
+                let Some((index, chunk)) = next else { break };
+                let checked: Vec<Checked> = chunk.into_iter().map(|job| verify(job)).collect();
+                if sender.send((index, checked)).is_err() {
+                    break;
+                }
+            });
+        }
+        Self {
+            results,
+            early: BTreeMap::new(),
+            current: Vec::new().into_iter(),
+            next_chunk: 0,
+            cancel,
+        }
+    }
+
+    /// The next tx in block order. An error only when a worker died before finishing its
+    /// chunk (a bug): the block cannot be judged then.
+    pub(crate) async fn next(&mut self) -> Result<Checked, StateError> {
+        loop {
+            if let Some(checked) = self.current.next() {
+                return Ok(checked);
+            }
+            if let Some(chunk) = self.early.remove(&self.next_chunk) {
+                self.current = chunk.into_iter();
+                self.next_chunk += 1;
+                continue;
+            }
+            match self.results.recv().await {
+                Some((index, chunk)) => {
+                    self.early.insert(index, chunk);
+                }
+                None => {
+                    return Err(StateError::Storage {
+                        key: String::new(),
+                        message: "signature verification ended before the block's last tx"
+                            .to_string(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl Drop for CheckedStream {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
 }
 
 fn verify_with(parsed: ParsedTx, chain_id: &str, number: Option<u64>) -> Checked {
@@ -481,7 +582,7 @@ pub(crate) async fn execute_block(
     let mut state = StateDelta::new(base.clone());
     state.put_block_height(height);
 
-    let (hashes, checked) = match check_signatures(&state, &base, user_txs, ctx, cache).await {
+    let (hashes, mut checked) = match check_signatures(&state, &base, user_txs, ctx, cache).await {
         Ok(v) => v,
         Err(ExecError::State(e)) => return Err(BlockError::State(e)),
         Err(e) => return Err(BlockError::Invalid(e.to_string())),
@@ -506,7 +607,8 @@ pub(crate) async fn execute_block(
         validator_updates: BTreeMap::new(),
     };
 
-    for ((bytes, hash), checked) in user_txs.iter().zip(hashes).zip(checked) {
+    for (bytes, hash) in user_txs.iter().zip(hashes) {
+        let checked = checked.next().await?;
         let size = proto_tx_size(bytes.len());
         if let Mode::Prepare { .. } = mode {
             if size > bytes_left {
@@ -559,7 +661,11 @@ pub(crate) async fn execute_block(
     match fees::collect(&mut state, &ctx.fee_collector, out.fees).await {
         Ok(()) => {}
         Err(ExecError::State(e)) => return Err(BlockError::State(e)),
-        Err(e) => return Err(BlockError::Invalid(format!("collecting the block's fees: {e}"))),
+        Err(e) => {
+            return Err(BlockError::Invalid(format!(
+                "collecting the block's fees: {e}"
+            )))
+        }
     }
     let rollup_data = RollupData::from_items(out.rollup_items);
     let commitment_item = tandem_core::commitment_item_bytes(&rollup_data.commitments());
@@ -608,11 +714,27 @@ async fn run_one(
             max: ctx.params.max_rollup_bytes_per_block,
         });
     }
-    let mut fork = StateDelta::new(&mut *state);
-    let outcome = execute_tx(&mut fork, &tx, ctx).await?;
-    fork.apply();
+    let outcome = if writes_only_after_checks(&tx) {
+        execute_tx(&mut *state, &tx, ctx).await?
+    } else {
+        let mut fork = StateDelta::new(&mut *state);
+        let outcome = execute_tx(&mut fork, &tx, ctx).await?;
+        fork.apply();
+        outcome
+    };
     *rollup_bytes_left -= rollup_bytes;
     Ok((tx, outcome))
+}
+
+/// Whether [`execute_tx`] can only fail before its first write for `tx`, so it may run on
+/// the block state directly instead of in a nested fork. True when every message is
+/// `MsgSubmitRollupData`: the sequence and fee checks and the fee debit (which checks the
+/// balance before it writes) come first, then the sequence write, and the messages
+/// themselves touch no state and cannot fail.
+fn writes_only_after_checks(tx: &VerifiedTx) -> bool {
+    tx.messages()
+        .iter()
+        .all(|m| matches!(m, Message::SubmitRollupData(_)))
 }
 
 #[cfg(test)]

@@ -573,15 +573,21 @@ impl App {
                     reason: e.to_string(),
                 })?;
         state.put_sequencer_block(&sequencer_block);
-        let (tx_results, tx_hashes) = record_results(&mut state, height, results).await?;
+        let tx_hashes = store_results(&mut state, height, &results);
         let updates = validator_updates_of(height, validator_updates)?;
 
+        // The JMT update and the rendering of the results' events are independent: run
+        // them side by side.
+        let rendered = tokio::task::spawn_blocking(move || render_results(results));
         let batch = self
             .inner
             .storage
             .prepare_commit(state)
             .await
             .map_err(|e| storage_err("failed to stage the block's writes", &e))?;
+        let tx_results = rendered
+            .await
+            .map_err(|e| storage_err("rendering tx results failed", &e))?;
         let app_hash = batch.root_hash().0.to_vec();
         consensus.finalized = Some(Finalized {
             height,
@@ -728,56 +734,53 @@ impl App {
     }
 }
 
-/// Stores each tx result (non-verifiable) and builds the `ExecTxResult`s, item first. The
-/// events are rendered on all cores.
-async fn record_results(
+/// Stores each tx result (non-verifiable, for lookups by hash); returns the tx hashes.
+fn store_results(
     state: &mut StateDelta<cnidarium::Snapshot>,
     height: u64,
-    results: Vec<crate::exec::TxResult>,
-) -> Result<(Vec<ExecTxResult>, Vec<[u8; 32]>), AppError> {
-    let rendered = tokio::task::spawn_blocking(move || {
-        crate::exec::par_map(results, |result| {
-            let events = result
-                .executed
-                .as_deref()
-                .map(crate::exec::tx_events)
-                .unwrap_or_default();
-            (result.hash, result.code, result.log, events)
-        })
-    })
-    .await
-    .map_err(|e| storage_err("rendering tx results failed", &e))?;
+    results: &[crate::exec::TxResult],
+) -> Vec<[u8; 32]> {
+    for (index, result) in (1u32..).zip(results) {
+        state.put_tx_result(
+            &result.hash,
+            &StoredTxResult {
+                height,
+                index,
+                code: result.code,
+                log: result.log.clone(),
+            },
+        );
+    }
+    results.iter().map(|r| r.hash).collect()
+}
 
-    let mut tx_results = Vec::with_capacity(rendered.len() + 1);
+/// The `ExecTxResult`s of a block, the commitment item's first; events are rendered on all
+/// cores.
+fn render_results(results: Vec<crate::exec::TxResult>) -> Vec<ExecTxResult> {
+    let mut tx_results = Vec::with_capacity(results.len() + 1);
     tx_results.push(ExecTxResult {
         log: "block commitments".to_string(),
         ..ExecTxResult::default()
     });
-    let mut tx_hashes = Vec::with_capacity(rendered.len());
-    for (index, (hash, code, log, events)) in (1u32..).zip(rendered) {
-        state.put_tx_result(
-            &hash,
-            &StoredTxResult {
-                height,
-                index,
-                code,
-                log: log.clone(),
-            },
-        );
-        tx_hashes.push(hash);
-        tx_results.push(ExecTxResult {
-            code: Code::from(code),
-            log,
+    tx_results.extend(crate::exec::par_map(results, |result| {
+        let events = result
+            .executed
+            .as_deref()
+            .map(crate::exec::tx_events)
+            .unwrap_or_default();
+        ExecTxResult {
+            code: Code::from(result.code),
+            log: result.log,
             events,
-            codespace: if code == 0 {
+            codespace: if result.code == 0 {
                 String::new()
             } else {
                 "tandem".to_string()
             },
             ..ExecTxResult::default()
-        });
-    }
-    Ok((tx_results, tx_hashes))
+        }
+    }));
+    tx_results
 }
 
 /// The block's validator updates as CometBFT types, sorted by key.

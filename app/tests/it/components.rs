@@ -593,3 +593,38 @@ async fn finalize_reports_events_per_successful_tx() {
     assert_eq!(failed.code.value(), codes::SEQUENCE_TOO_HIGH);
     assert!(failed.events.is_empty());
 }
+
+/// A rollup-data tx runs on the block state without a nested fork; when it fails in a
+/// decided block (here: the fee is more than the balance), nothing of it may remain.
+#[tokio::test]
+async fn a_failing_rollup_tx_in_a_decided_block_changes_nothing() {
+    let mut chain = Chain::new().await;
+    let (alice, poor) = (key("alice"), key("poor"));
+    let fund = chain
+        .tx(&alice, vec![send(&alice, poor.address(), utnd(5))])
+        .await;
+    chain.block(vec![fund]).await;
+    let (sequence, number) = chain.account(&poor).await;
+    let failing = sign(
+        &poor,
+        number,
+        sequence,
+        vec![submit(&poor, rollup("a"), b"x")],
+        1_000_000,
+    );
+    // It sequences no data, so the commitment item is the one of an empty block.
+    let item = chain
+        .app
+        .prepare_proposal(crate::harness::prepare_request(chain.height + 1, vec![]))
+        .await
+        .unwrap()
+        .txs[0]
+        .clone();
+    let decided = chain.finalize_and_commit(vec![item, failing.into()]).await;
+    assert_eq!(
+        decided.finalize.tx_results[1].code.value(),
+        codes::INSUFFICIENT_BALANCE
+    );
+    assert_eq!(chain.account(&poor).await, (sequence, number));
+    assert_eq!(chain.balance(&poor.address(), NATIVE_DENOM).await, 5);
+}
