@@ -344,7 +344,8 @@ pub(crate) async fn check_signatures<S: StateRead>(
         },
         (Stage1::Parsed(parsed), number) => verify_with(parsed, &chain_id, number),
     });
-    Ok((hashes, CheckedStream::start(jobs, verifier)))
+    let verifier: Arc<dyn Fn(Job) -> Checked + Send + Sync> = verifier;
+    Ok((hashes, CheckedStream::start(jobs, &verifier)))
 }
 
 /// One tx to verify: its index in the block, what stage 1 made of it, its signer's number.
@@ -367,7 +368,7 @@ pub(crate) struct CheckedStream {
 }
 
 impl CheckedStream {
-    fn start(jobs: Vec<Job>, verify: Arc<dyn Fn(Job) -> Checked + Send + Sync>) -> Self {
+    fn start(jobs: Vec<Job>, verify: &Arc<dyn Fn(Job) -> Checked + Send + Sync>) -> Self {
         let mut chunks = VecDeque::new();
         let mut jobs = jobs.into_iter().peekable();
         while jobs.peek().is_some() {
@@ -385,7 +386,7 @@ impl CheckedStream {
                 Arc::clone(&queue),
                 Arc::clone(&cancel),
                 sender.clone(),
-                Arc::clone(&verify),
+                Arc::clone(verify),
             );
             tokio::task::spawn_blocking(move || loop {
                 if cancel.load(Ordering::Relaxed) {
@@ -657,35 +658,48 @@ pub(crate) async fn execute_block(
         }
     }
 
-    rollups::add_totals(&mut state, &out.rollup_items).await?;
-    match fees::collect(&mut state, &ctx.fee_collector, out.fees).await {
-        Ok(()) => {}
-        Err(ExecError::State(e)) => return Err(BlockError::State(e)),
-        Err(e) => {
-            return Err(BlockError::Invalid(format!(
-                "collecting the block's fees: {e}"
-            )))
-        }
-    }
-    let rollup_data = RollupData::from_items(out.rollup_items);
-    let commitment_item = tandem_core::commitment_item_bytes(&rollup_data.commitments());
+    out.finish(height, state, &base, ctx).await
+}
 
-    // Move the block's writes off the memoizing snapshot onto the plain one that storage
-    // commits against.
-    let (_, changes) = state.flatten();
-    let writes = changes.unwritten_changes().clone();
-    let mut state = StateDelta::new(base.snapshot().clone());
-    changes.apply_to(&mut state);
-    Ok(ExecutedBlock {
-        height,
-        state,
-        txs: out.txs,
-        results: out.results,
-        rollup_data,
-        validator_updates: out.validator_updates,
-        commitment_item,
-        writes,
-    })
+impl Executing {
+    /// The block-level writes after the last tx (rollup totals, the block's fees), then the
+    /// commitment item; moves the block's writes off the memoizing snapshot onto the plain
+    /// one that storage commits against.
+    async fn finish(
+        self,
+        height: u64,
+        mut state: StateDelta<CachedSnapshot>,
+        base: &CachedSnapshot,
+        ctx: &BlockCtx,
+    ) -> Result<ExecutedBlock, BlockError> {
+        rollups::add_totals(&mut state, &self.rollup_items).await?;
+        match fees::collect(&mut state, &ctx.fee_collector, self.fees).await {
+            Ok(()) => {}
+            Err(ExecError::State(e)) => return Err(BlockError::State(e)),
+            Err(e) => {
+                return Err(BlockError::Invalid(format!(
+                    "collecting the block's fees: {e}"
+                )))
+            }
+        }
+        let rollup_data = RollupData::from_items(self.rollup_items);
+        let commitment_item = tandem_core::commitment_item_bytes(&rollup_data.commitments());
+
+        let (_, changes) = state.flatten();
+        let writes = changes.unwritten_changes().clone();
+        let mut state = StateDelta::new(base.snapshot().clone());
+        changes.apply_to(&mut state);
+        Ok(ExecutedBlock {
+            height,
+            state,
+            txs: self.txs,
+            results: self.results,
+            rollup_data,
+            validator_updates: self.validator_updates,
+            commitment_item,
+            writes,
+        })
+    }
 }
 
 /// What [`execute_block`] has gathered so far.
