@@ -12,6 +12,7 @@
 //! | `tandem_block_rollup_bytes_total` | counter (rollup data bytes) | `rollup_id` |
 //! | `tandem_check_tx_total` | counter | `result` (`accepted`/`rejected`), `reason` |
 //! | `tandem_block_phase_seconds` | histogram | `phase` |
+//! | `tandem_block_phase_in_progress` | gauge (1 while the phase runs) | `phase` |
 //!
 //! Floats appear only here, never in state.
 
@@ -67,6 +68,7 @@ pub struct Metrics {
     rollup_bytes: Family<RollupLabels, Counter>,
     check_tx: Family<CheckTxLabels, Counter>,
     phase_seconds: PhaseHistograms,
+    phase_in_progress: Family<PhaseLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -115,6 +117,12 @@ impl Metrics {
             "Latency of the block phases (prepare_proposal, process_proposal, finalize_block, commit)",
             phase_seconds.clone(),
         );
+        let phase_in_progress = Family::<PhaseLabels, Gauge>::default();
+        registry.register(
+            "block_phase_in_progress",
+            "1 while a block phase runs (a FinalizeBlock that never ends shows here)",
+            phase_in_progress.clone(),
+        );
         Self {
             registry,
             height,
@@ -123,6 +131,7 @@ impl Metrics {
             rollup_bytes,
             check_tx,
             phase_seconds,
+            phase_in_progress,
         }
     }
 
@@ -160,6 +169,27 @@ impl Metrics {
             phase: phase.to_owned(),
         };
         self.phase_seconds.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Marks a block phase as running (`started`) or done.
+    pub fn set_phase_in_progress(&self, phase: &str, started: bool) {
+        let labels = PhaseLabels {
+            phase: phase.to_owned(),
+        };
+        let gauge = self.phase_in_progress.get_or_create(&labels);
+        if started {
+            gauge.inc();
+        } else {
+            gauge.dec();
+        }
+    }
+
+    /// How many calls of a block phase are running now (0 or 1: consensus calls are serialized).
+    pub fn phase_in_progress(&self, phase: &str) -> i64 {
+        let labels = PhaseLabels {
+            phase: phase.to_owned(),
+        };
+        self.phase_in_progress.get_or_create(&labels).get()
     }
 
     /// The registry in the Prometheus/OpenMetrics text format.

@@ -373,7 +373,7 @@ impl App {
         request: request::PrepareProposal,
     ) -> Result<response::PrepareProposal, AppError> {
         let mut consensus = self.inner.consensus.lock().await;
-        let start = Instant::now();
+        let _phase = Phase::start(self.inner.metrics.as_ref(), "prepare_proposal");
         let height = request.height.value();
         self.check_height(height, "PrepareProposal")?;
         let ctx = self.ctx().await?;
@@ -403,7 +403,6 @@ impl App {
             txs: txs.clone(),
             block,
         });
-        observe(self.inner.metrics.as_ref(), "prepare_proposal", start);
         Ok(response::PrepareProposal { txs })
     }
 
@@ -413,10 +412,8 @@ impl App {
         &self,
         request: request::ProcessProposal,
     ) -> Result<response::ProcessProposal, AppError> {
-        let start = Instant::now();
-        let verdict = self.process_proposal_inner(request).await;
-        observe(self.inner.metrics.as_ref(), "process_proposal", start);
-        verdict
+        let _phase = Phase::start(self.inner.metrics.as_ref(), "process_proposal");
+        self.process_proposal_inner(request).await
     }
 
     async fn process_proposal_inner(
@@ -510,7 +507,7 @@ impl App {
         request: request::FinalizeBlock,
     ) -> Result<response::FinalizeBlock, AppError> {
         let mut consensus = self.inner.consensus.lock().await;
-        let start = Instant::now();
+        let _phase = Phase::start(self.inner.metrics.as_ref(), "finalize_block");
         let height = request.height.value();
         self.check_height(height, "FinalizeBlock")?;
         let hash = hash_bytes(&request.hash);
@@ -597,7 +594,6 @@ impl App {
             tx_hashes,
             txs: u64::try_from(request.txs.len()).unwrap_or(u64::MAX),
         });
-        observe(self.inner.metrics.as_ref(), "finalize_block", start);
         Ok(response::FinalizeBlock {
             events: vec![Event::new("block", [("height", height.to_string())])],
             tx_results,
@@ -611,7 +607,7 @@ impl App {
     /// the new committed state and publishes the sequencer block.
     pub async fn commit(&self) -> Result<response::Commit, AppError> {
         let mut consensus = self.inner.consensus.lock().await;
-        let start = Instant::now();
+        let _phase = Phase::start(self.inner.metrics.as_ref(), "commit");
         let finalized = consensus
             .finalized
             .take()
@@ -650,7 +646,6 @@ impl App {
                 })
                 .collect();
             metrics.record_block(finalized.height, finalized.txs, &bytes);
-            observe(Some(metrics), "commit", start);
         }
         // No subscriber is not an error.
         let _ = self.inner.blocks.send(finalized.block);
@@ -807,10 +802,34 @@ fn validator_updates_of(
         .collect()
 }
 
-/// Records how long a block phase took (metrics only; never feeds state).
-fn observe(metrics: Option<&Arc<Metrics>>, phase: &str, start: Instant) {
-    if let Some(metrics) = metrics {
-        metrics.observe_phase(phase, start.elapsed().as_secs_f64());
+/// A block phase being timed: marked in progress from creation, its duration observed and
+/// the mark cleared when dropped, on every path out of the phase (metrics only; never feeds
+/// state).
+struct Phase<'a> {
+    metrics: Option<&'a Arc<Metrics>>,
+    name: &'static str,
+    start: Instant,
+}
+
+impl<'a> Phase<'a> {
+    fn start(metrics: Option<&'a Arc<Metrics>>, name: &'static str) -> Self {
+        if let Some(metrics) = metrics {
+            metrics.set_phase_in_progress(name, true);
+        }
+        Self {
+            metrics,
+            name,
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Drop for Phase<'_> {
+    fn drop(&mut self) {
+        if let Some(metrics) = self.metrics {
+            metrics.observe_phase(self.name, self.start.elapsed().as_secs_f64());
+            metrics.set_phase_in_progress(self.name, false);
+        }
     }
 }
 

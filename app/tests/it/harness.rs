@@ -194,7 +194,7 @@ impl Chain {
         Self::open(genesis(Params::default()), config, dir).await
     }
 
-    async fn open(genesis: GenesisAppState, config: AppConfig, dir: TempDir) -> Self {
+    pub(crate) async fn open(genesis: GenesisAppState, config: AppConfig, dir: TempDir) -> Self {
         let app = App::open(config).await.unwrap();
         app.init_chain(init_request(&genesis, &[validator_key(1)]))
             .await

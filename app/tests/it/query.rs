@@ -240,3 +240,94 @@ async fn read_apis_follow_commits() {
     );
     assert!(chain.app.sequencer_block(2).await.unwrap().is_none());
 }
+
+/// tandemd itself (not only its socket server) answers Query and CheckTx while a FinalizeBlock
+/// is running: they read committed snapshots and the mempool, never the consensus lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_and_check_tx_answer_while_a_block_is_being_finalized() {
+    use std::{sync::Arc, time::Duration};
+
+    use tandem_app::{metrics::Metrics, AppConfig};
+    use tandem_core::Params;
+
+    use crate::harness::{finalize_request, genesis, prepare_request, sign};
+
+    const TXS: u64 = 2_000;
+    let metrics = Arc::new(Metrics::new());
+    let dir = tempfile::tempdir().unwrap();
+    let config = AppConfig {
+        metrics: Some(Arc::clone(&metrics)),
+        ..AppConfig::new(dir.path())
+    };
+    let chain = Chain::open(genesis(Params::default()), config, dir).await;
+    let (alice, bob) = (key("alice"), key("bob"));
+
+    // A block of txs this app never admitted through CheckTx: FinalizeBlock verifies every
+    // signature, which keeps it busy long enough to ask it things meanwhile.
+    let (sequence, number) = chain.account(&alice).await;
+    let fee = Params::default().required_fee(1) * 2;
+    let candidates: Vec<bytes::Bytes> = (0..TXS)
+        .map(|i| {
+            sign(
+                &alice,
+                number,
+                sequence + i,
+                vec![submit(&alice, rollup("a"), b"x")],
+                fee,
+            )
+            .into()
+        })
+        .collect();
+    let proposal = chain
+        .app
+        .prepare_proposal(prepare_request(1, candidates))
+        .await
+        .unwrap()
+        .txs;
+    assert_eq!(proposal.len() as u64, TXS + 1);
+
+    let app = chain.app.clone();
+    let finalize =
+        tokio::spawn(async move { app.finalize_block(finalize_request(1, proposal)).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while metrics.phase_in_progress("finalize_block") == 0 {
+        assert!(
+            !finalize.is_finished(),
+            "FinalizeBlock ended before it was seen running"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "FinalizeBlock never started"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    let balances = chain
+        .app
+        .query(query(
+            "/cosmos.bank.v1beta1.Query/AllBalances",
+            QueryAllBalancesRequest {
+                address: bob.address().to_string(),
+                pagination: None,
+                resolve_denom: false,
+            }
+            .encode_to_vec(),
+            0,
+            false,
+        ))
+        .await;
+    assert!(balances.code.is_ok(), "{}", balances.log);
+    let transfer = chain
+        .tx(&bob, vec![send(&bob, alice.address(), utnd(1))])
+        .await;
+    let checked = chain.check(&transfer).await;
+    assert!(checked.code.is_ok(), "{}", checked.log);
+    assert!(
+        !finalize.is_finished(),
+        "Query and CheckTx were answered only after FinalizeBlock ended"
+    );
+
+    let finalized = finalize.await.unwrap().unwrap();
+    assert_eq!(finalized.tx_results.len() as u64, TXS + 1);
+    assert_eq!(metrics.phase_in_progress("finalize_block"), 0);
+}
