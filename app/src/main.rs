@@ -115,8 +115,10 @@ fn start(args: &StartArgs) -> Exit {
 fn init_tracing(config: &Config) -> eyre::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
         .wrap_err_with(|| format!("invalid log filter `{}`", config.log_filter))?;
+    // Colors only on a terminal: log files and journald get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let installed = match config.log_format {
         LogFormat::Text => builder.try_init(),

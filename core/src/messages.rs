@@ -182,11 +182,13 @@ impl Default for Params {
 /// Why parameters are invalid.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ParamsError {
-    /// `max_tx_bytes` is zero or above the hard limit.
-    #[error("max_tx_bytes must be between 1 and {max}, got {got}")]
+    /// `max_tx_bytes` is below the floor or above the hard limit.
+    #[error("max_tx_bytes must be between {min} and {max}, got {got}")]
     MaxTxBytes {
         /// Requested value.
         got: u64,
+        /// [`Params::MIN_TX_BYTES`].
+        min: u64,
         /// Hard limit.
         max: u64,
     },
@@ -199,6 +201,10 @@ impl Params {
     /// Hard upper bound on `max_tx_bytes`: CometBFT's default `max_tx_bytes` is 1 MiB and
     /// its block limit 21 MiB; a tx above 4 MiB is never sensible here.
     pub const MAX_TX_BYTES_LIMIT: u64 = 4 * 1024 * 1024;
+
+    /// Floor of `max_tx_bytes`: a signed `MsgUpdateParams` or `MsgUpdateValidator` takes a
+    /// few hundred bytes, so the authority can always send the tx that raises the limit again.
+    pub const MIN_TX_BYTES: u64 = 1024;
 
     /// Validates raw parameters.
     pub fn try_from_raw(raw: &raw::Params) -> Result<Self, ParamsError> {
@@ -214,9 +220,10 @@ impl Params {
 
     /// Checks the bounds.
     pub fn validate(&self) -> Result<(), ParamsError> {
-        if self.max_tx_bytes == 0 || self.max_tx_bytes > Self::MAX_TX_BYTES_LIMIT {
+        if !(Self::MIN_TX_BYTES..=Self::MAX_TX_BYTES_LIMIT).contains(&self.max_tx_bytes) {
             return Err(ParamsError::MaxTxBytes {
                 got: self.max_tx_bytes,
+                min: Self::MIN_TX_BYTES,
                 max: Self::MAX_TX_BYTES_LIMIT,
             });
         }
@@ -567,6 +574,32 @@ impl Message {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn max_tx_bytes_stays_between_the_floor_and_the_limit() {
+        let with = |max_tx_bytes| Params {
+            max_tx_bytes,
+            ..Params::default()
+        };
+        for bad in [
+            0,
+            1,
+            Params::MIN_TX_BYTES - 1,
+            Params::MAX_TX_BYTES_LIMIT + 1,
+        ] {
+            assert_eq!(
+                with(bad).validate(),
+                Err(ParamsError::MaxTxBytes {
+                    got: bad,
+                    min: Params::MIN_TX_BYTES,
+                    max: Params::MAX_TX_BYTES_LIMIT,
+                })
+            );
+        }
+        for good in [Params::MIN_TX_BYTES, Params::MAX_TX_BYTES_LIMIT] {
+            assert_eq!(with(good).validate(), Ok(()));
+        }
+    }
     use super::*;
 
     fn alice() -> Address {

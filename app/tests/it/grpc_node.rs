@@ -17,7 +17,7 @@ use tendermint_proto::v0_38::abci as pb;
 use tokio_util::sync::CancellationToken;
 use tonic::{transport::Channel, Code};
 
-use crate::node::{free_port, header, key, rollup, send, signed_tx, submit, Driver, Node};
+use crate::node::{header, key, rollup, send, signed_tx, submit, Driver, Node};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -230,8 +230,8 @@ async fn stream_backfills_then_goes_live_without_gaps_or_duplicates() {
 
 /// A stand-in for `CometBFT`'s JSON-RPC `broadcast_tx_sync`: it runs `CheckTx` on the node's
 /// mempool connection, exactly what `CometBFT` does before answering.
-async fn fake_cometbft_rpc(
-    listen: SocketAddr,
+fn fake_cometbft_rpc(
+    listener: tokio::net::TcpListener,
     abci: SocketAddr,
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
@@ -264,7 +264,6 @@ async fn fake_cometbft_rpc(
             "result": {"code": check.code, "data": "", "log": check.log, "codespace": check.codespace, "hash": hash}
         }))
     }
-    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
     let router = Router::new()
         .route("/", post(handle))
         .with_state(Arc::new(abci));
@@ -280,12 +279,13 @@ async fn fake_cometbft_rpc(
 async fn submit_transaction_forwards_to_cometbft_and_status_follows_the_tx() {
     let home = tempfile::tempdir().unwrap();
     // The node learns the RPC address at start and the fake RPC learns the ABCI address
-    // after it: reserve the RPC port first.
-    let rpc_port = free_port();
-    let node = Node::start(home.path(), &format!("http://{rpc_port}"));
+    // after it: bind the RPC listener first (held open, so no one else can take its port).
+    let rpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rpc_addr = rpc_listener.local_addr().unwrap();
+    let node = Node::start(home.path(), &format!("http://{rpc_addr}"));
     let cancel = CancellationToken::new();
     let abci = node.abci;
-    let rpc_task = fake_cometbft_rpc(rpc_port, abci, cancel.clone()).await;
+    let rpc_task = fake_cometbft_rpc(rpc_listener, abci, cancel.clone());
     let mut driver = blocking(move || {
         let mut driver = Driver::connect_to(abci);
         driver.init_chain();
@@ -366,7 +366,7 @@ async fn submit_transaction_forwards_to_cometbft_and_status_follows_the_tx() {
         .unwrap_err();
     assert_eq!(error.code(), Code::Unavailable);
     assert!(
-        error.message().contains(&rpc_port.to_string()),
+        error.message().contains(&rpc_addr.to_string()),
         "{}",
         error.message()
     );

@@ -2,9 +2,10 @@
 //! ABCI socket with real signed txs and real `CometBFT` headers.
 
 use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -37,14 +38,6 @@ pub(crate) fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMu
 
 pub(crate) const CHAIN_ID: &str = "tandem-it";
 pub(crate) const STARTUP: Duration = Duration::from_mins(1);
-
-/// A free loopback port (bound, then released for the child to take).
-pub(crate) fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 pub(crate) fn key(name: &str) -> SigningKey {
     SigningKey::secp256k1_from_seed(name.as_bytes())
@@ -82,47 +75,60 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    /// Starts `tandemd` with its home in `home` and waits until all three ports answer.
+    /// Starts `tandemd` with its home in `home` on ports the kernel picks (port 0), and waits
+    /// until its "tandemd is running" log line names the addresses it bound. No port is
+    /// chosen by the test, so no other process can take one between choice and bind.
     pub(crate) fn start(home: &Path, cometbft_rpc: &str) -> Self {
-        let (abci, grpc, metrics) = (free_port(), free_port(), free_port());
-        let log = home.join(format!("tandemd-{}.log", abci.port()));
+        static STARTS: AtomicUsize = AtomicUsize::new(0);
+        let log = home.join(format!(
+            "tandemd-{}.log",
+            STARTS.fetch_add(1, Ordering::Relaxed)
+        ));
         let child = Command::new(env!("CARGO_BIN_EXE_tandemd"))
             .arg("start")
             .args(["--home", home.to_str().unwrap()])
-            .args(["--abci-listen", &format!("tcp://{abci}")])
-            .args(["--grpc-listen", &grpc.to_string()])
-            .args(["--metrics-listen", &metrics.to_string()])
+            .args(["--abci-listen", "tcp://127.0.0.1:0"])
+            .args(["--grpc-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .args(["--cometbft-rpc", cometbft_rpc])
             .args(["--log-filter", "info"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("failed to start tandemd");
+        let unbound: SocketAddr = "0.0.0.0:0".parse().unwrap();
         let mut node = Self {
             child: Some(child),
-            abci,
-            grpc,
-            metrics,
+            abci: unbound,
+            grpc: unbound,
+            metrics: unbound,
             log,
         };
         let deadline = Instant::now() + STARTUP;
-        for addr in [abci, grpc, metrics] {
-            while TcpStream::connect(addr).is_err() {
-                if let Some(status) = node.child.as_mut().unwrap().try_wait().unwrap() {
-                    panic!(
-                        "tandemd exited with {status} during startup:\n{}",
-                        node.logs()
-                    );
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "tandemd did not listen on {addr}:\n{}",
-                    node.logs()
-                );
-                std::thread::sleep(Duration::from_millis(20));
+        loop {
+            let logs = node.logs();
+            if let Some(line) = logs.lines().find(|l| l.contains("tandemd is running")) {
+                let field = |name: &str| -> SocketAddr {
+                    let value = line
+                        .split_whitespace()
+                        .find_map(|word| word.strip_prefix(name))
+                        .unwrap_or_else(|| panic!("no `{name}` in `{line}`"));
+                    value.trim_start_matches("tcp://").parse().unwrap()
+                };
+                node.abci = field("abci=");
+                node.grpc = field("grpc=");
+                node.metrics = field("metrics=");
+                return node;
             }
+            if let Some(status) = node.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("tandemd exited with {status} during startup:\n{logs}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tandemd did not report its addresses:\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
-        node
     }
 
     pub(crate) fn logs(&self) -> String {

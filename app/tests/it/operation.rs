@@ -11,7 +11,7 @@ use tandem_app::GenesisAppState;
 use tendermint_proto::v0_38::abci::{self as pb, request as raw_request, response as raw_response};
 
 use crate::{
-    node::{free_port, key, rollup, signed_tx, submit, Driver, Node},
+    node::{key, rollup, signed_tx, submit, Driver, Node},
     support::RawClient,
 };
 
@@ -184,8 +184,8 @@ fn serves_abci_on_a_unix_socket_and_removes_it_at_shutdown() {
         .arg("start")
         .args(["--home", home.path().to_str().unwrap()])
         .args(["--abci-listen", &format!("unix://{}", socket.display())])
-        .args(["--grpc-listen", &free_port().to_string()])
-        .args(["--metrics-listen", &free_port().to_string()])
+        .args(["--grpc-listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
