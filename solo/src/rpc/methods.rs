@@ -508,12 +508,107 @@ fn tx(shared: &Shared, r: &endpoint::tx::Request) -> RpcResult {
         .get(i)
         .cloned()
         .unwrap_or_default();
+    let proof = if r.prove {
+        Some(tx_proof(&stored.block.data, i)?)
+    } else {
+        None
+    };
     to_value(&endpoint::tx::Response {
         hash: r.hash,
         height: block::Height::try_from(height).map_err(server_error)?,
         index,
         tx_result: exec_tx_result(&result)?,
         tx,
-        proof: None,
+        proof,
     })
+}
+
+/// CometBFT's `TxProof` of `txs[index]` under the block's `data_hash`: the tree whose leaves
+/// are the txs' sha256 hashes (RFC 6962 hashing, as CometBFT's `merkle.ProofsFromByteSlices`),
+/// with the audit path from the leaf's sibling up.
+fn tx_proof(txs: &[Vec<u8>], index: usize) -> Result<tendermint::tx::Proof, ResponseError> {
+    let tree = tandem_core::MerkleTree::from_txs(txs);
+    let proof = tree
+        .proof(index)
+        .ok_or_else(|| server_error(format!("tx index {index} is not in its block")))?;
+    let tx = &txs[index];
+    Ok(tendermint::tx::Proof {
+        root_hash: tendermint::Hash::Sha256(tree.root()),
+        data: tx.clone(),
+        proof: tendermint::merkle::Proof {
+            total: proof.tree_size,
+            index: proof.leaf_index,
+            leaf_hash: tendermint::Hash::Sha256(tandem_core::merkle::tx_leaf_hash(tx)),
+            aunts: proof
+                .audit_path
+                .into_iter()
+                .map(tendermint::Hash::Sha256)
+                .collect(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest as _, Sha256};
+
+    use super::tx_proof;
+
+    /// CometBFT's `computeHashFromAunts`, written out independently of `tandem-core`.
+    fn root_from_aunts(index: u64, total: u64, leaf: [u8; 32], aunts: &[[u8; 32]]) -> [u8; 32] {
+        let node = |left: &[u8; 32], right: &[u8; 32]| -> [u8; 32] {
+            let mut h = Sha256::new();
+            h.update([1u8]);
+            h.update(left);
+            h.update(right);
+            h.finalize().into()
+        };
+        if total == 1 {
+            assert!(aunts.is_empty());
+            return leaf;
+        }
+        let split = total.next_power_of_two() / 2;
+        let (last, rest) = aunts.split_last().expect("an aunt per level");
+        if index < split {
+            node(&root_from_aunts(index, split, leaf, rest), last)
+        } else {
+            node(
+                last,
+                &root_from_aunts(index - split, total - split, leaf, rest),
+            )
+        }
+    }
+
+    #[test]
+    fn tx_proofs_match_cometbft_hashing() {
+        for size in 1..=9_usize {
+            let txs: Vec<Vec<u8>> = (0..size).map(|i| format!("tx-{i}").into_bytes()).collect();
+            let hashes: Vec<[u8; 32]> = txs.iter().map(|t| Sha256::digest(t).into()).collect();
+            let data_hash = tendermint::merkle::simple_hash_from_byte_vectors::<
+                tendermint::crypto::default::Sha256,
+            >(&hashes);
+            for index in 0..size {
+                let proof = tx_proof(&txs, index).unwrap();
+                assert_eq!(proof.root_hash.as_bytes(), data_hash.as_slice());
+                assert_eq!(proof.data, txs[index]);
+                let mut leaf = Sha256::new();
+                leaf.update([0u8]);
+                leaf.update(hashes[index]);
+                let leaf: [u8; 32] = leaf.finalize().into();
+                assert_eq!(proof.proof.leaf_hash.as_bytes(), leaf.as_slice());
+                let aunts: Vec<[u8; 32]> = proof
+                    .proof
+                    .aunts
+                    .iter()
+                    .map(|a| a.as_bytes().try_into().unwrap())
+                    .collect();
+                assert_eq!(
+                    root_from_aunts(proof.proof.index, proof.proof.total, leaf, &aunts),
+                    data_hash,
+                    "size {size} index {index}"
+                );
+            }
+        }
+        assert!(tx_proof(&[b"a".to_vec()], 1).is_err());
+    }
 }

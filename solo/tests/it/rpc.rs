@@ -69,6 +69,8 @@ async fn http_client_reads_chain_and_broadcasts() {
     let tx = client.tx(committed.hash, false).await.unwrap();
     assert_eq!(tx.height, committed.height);
     assert_eq!(tx.tx, b"color=blue");
+    assert!(tx.proof.is_none());
+    assert_tx_proof(&client, committed.hash, committed.height, b"color=blue").await;
 
     let sync = client
         .broadcast_tx_sync(b"shape=round".to_vec())
@@ -181,4 +183,35 @@ async fn websocket_new_block_and_tx_subscriptions() {
     let _ = tokio::time::timeout(DEADLINE, driver).await;
     node.shutdown().await.unwrap();
     app.stop().await;
+}
+
+/// `/tx` with `prove=true`: a `TxProof` whose path leads from the tx to the header's
+/// `data_hash`, and not from another tx.
+async fn assert_tx_proof(
+    client: &tendermint_rpc::HttpClient,
+    hash: tendermint::Hash,
+    height: Height,
+    tx: &[u8],
+) {
+    let proven = client.tx(hash, true).await.unwrap();
+    let proof = proven.proof.expect("a proof was asked for");
+    let header = client.block(height).await.unwrap().block.header;
+    assert_eq!(Some(proof.root_hash), header.data_hash);
+    assert_eq!(proof.data, tx);
+    let path = tandem_core::MerkleProof {
+        leaf_index: proof.proof.index,
+        tree_size: proof.proof.total,
+        audit_path: proof
+            .proof
+            .aunts
+            .iter()
+            .map(|a| a.as_bytes().try_into().unwrap())
+            .collect(),
+    };
+    let root: [u8; 32] = proof.root_hash.as_bytes().try_into().unwrap();
+    path.verify_leaf_hash(tandem_core::merkle::tx_leaf_hash(&proof.data), &root)
+        .expect("the proof leads to data_hash");
+    assert!(path
+        .verify_leaf_hash(tandem_core::merkle::tx_leaf_hash(b"another tx"), &root)
+        .is_err());
 }
