@@ -54,6 +54,23 @@ pub(crate) fn verify(trusted: &LightBlock, untrusted: &LightBlock) -> Verdict {
     )
 }
 
+/// Non-adjacent (skipping) verification with the light client's default trust level of 1/3:
+/// validators trusted at `trusted` must hold more than 1/3 of the power that signed
+/// `untrusted`, which must itself have more than 2/3 of its own set.
+pub(crate) fn verify_skipping(trusted: &LightBlock, untrusted: &LightBlock) -> Verdict {
+    assert!(untrusted.height().value() > trusted.height().value() + 1);
+    let now = (Time::now() + Duration::from_secs(1)).unwrap();
+    ProdVerifier::default().verify_update_header(
+        untrusted.as_untrusted_state(),
+        trusted.as_trusted_state(),
+        &Options {
+            trust_threshold: TrustThreshold::ONE_THIRD,
+            ..options()
+        },
+        now,
+    )
+}
+
 /// The first block has no trusted predecessor: check its own sets and commit.
 fn verify_first(block: &LightBlock) {
     let header = &block.signed_header.header;

@@ -104,3 +104,133 @@ pub(crate) async fn raw_rpc(addr: std::net::SocketAddr, body: &str) -> serde_jso
     let (_, body) = text.split_once("\r\n\r\n").unwrap();
     serde_json::from_str(body).unwrap()
 }
+
+/// The `tandemd` binary of this workspace: next to this test binary's `deps/` directory,
+/// built on demand when a run selected only this crate.
+pub(crate) fn tandemd_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("test binary lives in <target>/<profile>/deps");
+    let bin = profile_dir.join("tandemd");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "tandem-app", "--bin", "tandemd"])
+            .status()
+            .expect("run cargo build for tandemd");
+        assert!(status.success(), "failed to build tandemd");
+    }
+    assert!(bin.exists(), "tandemd not found at {}", bin.display());
+    bin
+}
+
+/// A `tandemd` process. Its first start takes an ABCI port from the kernel (port 0) and reads
+/// it from the "tandemd is running" log line; restarts bind the same port, so the host's
+/// `proxy_app` stays valid. gRPC and metrics always take kernel-chosen ports.
+pub(crate) struct Tandemd {
+    home: std::path::PathBuf,
+    abci: Option<std::net::SocketAddr>,
+    child: Option<tokio::process::Child>,
+    starts: usize,
+}
+
+impl Tandemd {
+    /// Runs `tandemd init` in `home`.
+    pub(crate) async fn init(home: &Path) -> Self {
+        let status = tokio::process::Command::new(tandemd_bin())
+            .args(["init", "--home"])
+            .arg(home)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "tandemd init failed");
+        Self {
+            home: home.to_owned(),
+            abci: None,
+            child: None,
+            starts: 0,
+        }
+    }
+
+    /// Starts the process and waits (with a deadline) until it reports its addresses;
+    /// returns the ABCI address.
+    pub(crate) async fn start(&mut self) -> std::net::SocketAddr {
+        let log = self.home.join(format!("tandemd-{}.log", self.starts));
+        self.starts += 1;
+        let abci = self
+            .abci
+            .map_or_else(|| "127.0.0.1:0".to_owned(), |a| a.to_string());
+        let child = tokio::process::Command::new(tandemd_bin())
+            .arg("start")
+            .arg("--home")
+            .arg(&self.home)
+            .args(["--abci-listen", &format!("tcp://{abci}")])
+            .args(["--grpc-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(["--log-filter", "info"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn tandemd");
+        self.child = Some(child);
+        let child = self.child.as_mut().unwrap();
+        let addr = eventually(
+            "tandemd to report its addresses",
+            Duration::from_mins(1),
+            || {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("tandemd exited with {status}:\n{text}");
+                }
+                let found = text
+                    .lines()
+                    .find(|l| l.contains("tandemd is running"))
+                    .and_then(|line| {
+                        line.split_whitespace()
+                            .find_map(|w| w.strip_prefix("abci=tcp://"))
+                            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                    });
+                async move { found }
+            },
+        )
+        .await;
+        self.abci = Some(addr);
+        addr
+    }
+
+    /// SIGKILL, and reap.
+    pub(crate) async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("SIGKILL tandemd");
+        }
+    }
+}
+
+/// A `CometBFT` home for one validator (key [`validator_key`], power 10) whose app is the
+/// `tandemd` at `app`, with `app_state` as the genesis application state.
+pub(crate) fn write_tandemd_home(
+    dir: &Path,
+    app: std::net::SocketAddr,
+    app_state: serde_json::Value,
+    timeout_commit: Duration,
+) {
+    let key = validator_key();
+    home::write_validator_key(dir, &key).unwrap();
+    home::write_node_key(dir, &home::ed25519_key([9; 32])).unwrap();
+    let genesis = home::genesis(
+        CHAIN_ID,
+        (Time::now() - Duration::from_secs(1)).unwrap(),
+        &[("solo".to_owned(), key.public_key(), 10)],
+        app_state,
+    )
+    .unwrap();
+    home::write_genesis(dir, &genesis).unwrap();
+    let mut config = home::ConfigToml::one_second_blocks("solo", &format!("tcp://{app}"));
+    "tcp://127.0.0.1:0".clone_into(&mut config.rpc_laddr);
+    config.timeout_commit = timeout_commit;
+    config.write(dir).unwrap();
+}

@@ -2,76 +2,14 @@
 //! Commits verify with the light client, and a `tandemd` killed with SIGKILL is picked up again by
 //! the handshake with the chain continuing on the same app hashes.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::time::Duration;
 
-use tandem_solo::home;
-use tendermint::{block::Height, Time};
+use tendermint::block::Height;
 use tendermint_rpc::{Client, HttpClient};
-use tokio::process::{Child, Command};
 
-use crate::support::{eventually, start_node, validator_key, wait_height};
+use crate::support::{eventually, start_node, wait_height, write_tandemd_home, Tandemd};
 
 const DEADLINE: Duration = Duration::from_mins(1);
-
-/// The `tandemd` binary of this workspace: next to this test binary's `deps/` directory,
-/// built on demand when a run selected only this crate.
-fn tandemd_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("test binary lives in <target>/<profile>/deps");
-    let bin = profile_dir.join("tandemd");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "tandem-app", "--bin", "tandemd"])
-            .status()
-            .expect("run cargo build for tandemd");
-        assert!(status.success(), "failed to build tandemd");
-    }
-    assert!(bin.exists(), "tandemd not found at {}", bin.display());
-    bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Tandemd {
-    home: PathBuf,
-    abci: String,
-    child: Option<Child>,
-}
-
-impl Tandemd {
-    fn start(&mut self) {
-        let child = Command::new(tandemd_bin())
-            .arg("start")
-            .arg("--home")
-            .arg(&self.home)
-            .args(["--abci-listen", &format!("tcp://{}", self.abci)])
-            .args(["--grpc-listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--log-filter", "warn"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn tandemd");
-        self.child = Some(child);
-    }
-
-    async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.expect("SIGKILL tandemd");
-        }
-    }
-}
 
 async fn app_hash_chain_holds(client: &HttpClient, to: u64) {
     for h in 1..to {
@@ -96,43 +34,14 @@ async fn app_hash_chain_holds(client: &HttpClient, to: u64) {
 async fn tandemd_under_solo_verifies_and_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let app_home = dir.path().join("tandemd");
-    let status = Command::new(tandemd_bin())
-        .args(["init", "--home"])
-        .arg(&app_home)
-        .stdout(Stdio::null())
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success(), "tandemd init failed");
+    let mut app = Tandemd::init(&app_home).await;
     let app_state: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(app_home.join("genesis_app_state.json")).unwrap(),
     )
     .unwrap();
-
-    let abci = format!("127.0.0.1:{}", free_port());
+    let abci = app.start().await;
     let solo_home = dir.path().join("solo");
-    let key = validator_key();
-    home::write_validator_key(&solo_home, &key).unwrap();
-    home::write_node_key(&solo_home, &home::ed25519_key([9; 32])).unwrap();
-    let genesis = home::genesis(
-        "tandem-solo-test",
-        (Time::now() - Duration::from_secs(1)).unwrap(),
-        &[("solo".to_owned(), key.public_key(), 10)],
-        app_state,
-    )
-    .unwrap();
-    home::write_genesis(&solo_home, &genesis).unwrap();
-    let mut config = home::ConfigToml::one_second_blocks("solo", &format!("tcp://{abci}"));
-    "tcp://127.0.0.1:0".clone_into(&mut config.rpc_laddr);
-    config.timeout_commit = Duration::from_millis(20);
-    config.write(&solo_home).unwrap();
-
-    let mut app = Tandemd {
-        home: app_home,
-        abci,
-        child: None,
-    };
-    app.start();
+    write_tandemd_home(&solo_home, abci, app_state, Duration::from_millis(20));
     let (node, client) = start_node(&solo_home, |_| {}).await;
     let h = wait_height(&client, 5, DEADLINE).await;
     let info = client.abci_info().await.unwrap();
@@ -140,7 +49,7 @@ async fn tandemd_under_solo_verifies_and_survives_sigkill() {
 
     // SIGKILL tandemd: the host reconnects once it is back and the chain continues.
     app.kill().await;
-    app.start();
+    app.start().await;
     let after = wait_height(&client, h + 5, DEADLINE).await;
     app_hash_chain_holds(&client, after).await;
     let mut previous = crate::light_client::light_block(&client, 1).await;
@@ -158,6 +67,98 @@ async fn tandemd_under_solo_verifies_and_survives_sigkill() {
     })
     .await;
     assert!(info.last_block_height.value() >= after - 1);
+
+    node.shutdown().await.unwrap();
+    app.kill().await;
+}
+
+/// A validator-set change made the way an operator makes it on a real network: a
+/// `MsgUpdateValidator` signed by the authority, executed by `tandemd`, returned as a
+/// validator update and applied by the host at H+2. Light-client verification holds across
+/// the change, step by step and skipping from before it to after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn msg_update_validator_through_tandemd_keeps_light_client_verification() {
+    use tandem_core::{Message, SigningKey, TxBuilder, UpdateValidator, NATIVE_DENOM};
+    use tendermint_light_client_verifier::Verdict;
+    use tendermint_rpc::Paging;
+
+    use crate::light_client::{light_block, verify, verify_skipping};
+
+    let authority = SigningKey::secp256k1_from_seed(b"solo-test-authority");
+    let collector = SigningKey::secp256k1_from_seed(b"solo-test-fees").address();
+    // Accounts are numbered in genesis order: the authority is account 0.
+    let app_state = serde_json::json!({
+        "accounts": [{
+            "address": authority.address().to_string(),
+            "coins": [{"denom": NATIVE_DENOM, "amount": "1000000000000"}]
+        }],
+        "params": tandem_core::Params::default(),
+        "authority": authority.address().to_string(),
+        "fee_collector": collector.to_string(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = Tandemd::init(&dir.path().join("tandemd")).await;
+    let abci = app.start().await;
+    let solo_home = dir.path().join("solo");
+    write_tandemd_home(&solo_home, abci, app_state, Duration::from_millis(20));
+    let (node, client) = start_node(&solo_home, |_| {}).await;
+    wait_height(&client, 2, DEADLINE).await;
+
+    // Add a validator with power 4: ours (10) keeps 10/14 > 2/3, so the host can go on alone.
+    let added = tandem_solo::home::ed25519_key([42; 32]).public_key();
+    let added_key: [u8; 32] = added.to_bytes().try_into().unwrap();
+    let tx = TxBuilder::new(crate::support::CHAIN_ID, 0, 0)
+        .message(Message::UpdateValidator(UpdateValidator {
+            authority: authority.address(),
+            pub_key: added_key,
+            power: 4,
+        }))
+        .fee(1_000_000)
+        .sign(&authority)
+        .unwrap();
+    let committed = client.broadcast_tx_commit(tx).await.unwrap();
+    assert!(committed.check_tx.code.is_ok(), "{:?}", committed.check_tx);
+    assert!(
+        committed.tx_result.code.is_ok(),
+        "{:?}",
+        committed.tx_result
+    );
+    let h = committed.height.value();
+    wait_height(&client, h + 4, DEADLINE).await;
+
+    let powers = |h: u64| {
+        let client = client.clone();
+        async move {
+            let mut powers: Vec<u64> = client
+                .validators(Height::try_from(h).unwrap(), Paging::All)
+                .await
+                .unwrap()
+                .validators
+                .iter()
+                .map(|v| v.power.value())
+                .collect();
+            powers.sort_unstable();
+            powers
+        }
+    };
+    assert_eq!(powers(h + 1).await, [10], "not active at H+1");
+    assert_eq!(powers(h + 2).await, [4, 10], "active at H+2");
+
+    let mut previous = light_block(&client, 1).await;
+    for height in 2..=h + 4 {
+        let next = light_block(&client, height).await;
+        assert_eq!(
+            verify(&previous, &next),
+            Verdict::Success,
+            "height {height}"
+        );
+        previous = next;
+    }
+    // Skipping from before the change to after it: the old set's signers (our key) still
+    // hold more than the trust threshold of the new commit.
+    let before = light_block(&client, h).await;
+    let after = light_block(&client, h + 4).await;
+    assert_eq!(verify_skipping(&before, &after), Verdict::Success);
 
     node.shutdown().await.unwrap();
     app.kill().await;
