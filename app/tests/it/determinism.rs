@@ -172,3 +172,40 @@ async fn prepare_is_deterministic_over_the_same_candidates() {
         .unwrap();
     assert_eq!(pa.txs, pb.txs);
 }
+
+/// A block without user txs changes no verifiable state, so the app hash stays as it was:
+/// under CometBFT with `create_empty_blocks = false` one proof block follows a block that
+/// changed state, and then the chain waits for txs instead of making blocks forever.
+#[tokio::test]
+async fn a_block_without_txs_keeps_the_app_hash() {
+    let mut chain = Chain::new().await;
+    let alice = crate::harness::key("alice");
+    let tx = chain
+        .tx(
+            &alice,
+            vec![crate::harness::submit(
+                &alice,
+                crate::harness::rollup("a"),
+                b"x",
+            )],
+        )
+        .await;
+    let with_tx = chain.block(vec![tx]).await;
+    let empty = chain.block(vec![]).await;
+    assert_eq!(empty.txs.len(), 1, "only the commitment item");
+    assert_eq!(empty.app_hash(), with_tx.app_hash());
+    let again = chain.block(vec![]).await;
+    assert_eq!(again.app_hash(), with_tx.app_hash());
+    assert_eq!(chain.app.latest_block_height(), 3);
+    let info = chain
+        .app
+        .info(tendermint::v0_38::abci::request::Info {
+            version: String::new(),
+            block_version: 11,
+            p2p_version: 8,
+            abci_version: "2.0.0".to_string(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(info.last_block_height.value(), 3);
+}
