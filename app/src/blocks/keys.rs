@@ -5,22 +5,20 @@
 //! | key | value |
 //! |---|---|
 //! | `chain/id` | CometBFT chain id, UTF-8 |
+//! | `chain/height` | height of the last executed block, `u64` BE |
 //!
 //! Non-verifiable (not part of the app hash; written in the same atomic commit):
 //!
 //! | key | value |
 //! |---|---|
-//! | `chain/height` | height of the last executed block, `u64` BE |
 //! | `blocks/by_height/<u64 BE>` | `tandem.sequencerblock.v1.SequencerBlock`, protobuf |
 //! | `blocks/tx/<32-byte tx hash>` | tx result: height `u64` BE ‖ index `u32` BE ‖ code `u32` BE ‖ log UTF-8 |
 //! | `genesis/app_state_sha256` | sha256 of the InitChain `app_state` bytes |
 
 /// The chain id.
 pub(crate) const CHAIN_ID: &str = "chain/id";
-/// The last executed height. Not verifiable: a block that changes no state (no txs) must
-/// leave the app hash as it was, so that CometBFT with `create_empty_blocks = false` stops
-/// after one proof block instead of making blocks forever.
-pub(crate) const HEIGHT: &[u8] = b"chain/height";
+/// The last executed height.
+pub(crate) const HEIGHT: &str = "chain/height";
 /// Hash of the genesis `app_state`, to recognise a repeated InitChain.
 pub(crate) const GENESIS_HASH: &[u8] = b"genesis/app_state_sha256";
 

@@ -6,7 +6,7 @@ use prost::Message as _;
 use tandem_core::SequencerBlock;
 
 use super::keys;
-use crate::state::{decode_u64, get_raw, nonverifiable_get_raw, StateError};
+use crate::state::{get_raw, get_u64, nonverifiable_get_raw, StateError};
 
 /// Where and how a tx was executed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,10 +67,7 @@ pub(crate) trait StateReadExt: StateRead {
 
     /// The height of the last executed block (0 at genesis).
     async fn block_height(&self) -> Result<u64, StateError> {
-        match nonverifiable_get_raw(self, keys::HEIGHT).await? {
-            Some(bytes) => decode_u64("chain/height", &bytes),
-            None => Ok(0),
-        }
+        Ok(get_u64(self, keys::HEIGHT).await?.unwrap_or(0))
     }
 
     /// The sequencer block stored for `height`.
@@ -115,7 +112,7 @@ pub(crate) trait StateWriteExt: StateWrite {
 
     /// Stores the height of the block being executed.
     fn put_block_height(&mut self, height: u64) {
-        self.nonverifiable_put_raw(keys::HEIGHT.to_vec(), height.to_be_bytes().to_vec());
+        self.put_raw(keys::HEIGHT.to_string(), height.to_be_bytes().to_vec());
     }
 
     /// Stores a sequencer block.
