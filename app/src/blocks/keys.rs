@@ -17,7 +17,9 @@
 
 /// The chain id.
 pub(crate) const CHAIN_ID: &str = "chain/id";
-/// The last executed height.
+/// The last executed height. Verifiable on purpose: it is the one write every block makes,
+/// and cnidarium persists a state version only when its JMT changes, so a block that wrote
+/// nothing verifiable would be gone after a restart (Info would report an older height).
 pub(crate) const HEIGHT: &str = "chain/height";
 /// Hash of the genesis `app_state`, to recognise a repeated InitChain.
 pub(crate) const GENESIS_HASH: &[u8] = b"genesis/app_state_sha256";

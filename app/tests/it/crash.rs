@@ -123,3 +123,21 @@ async fn consensus_calls_out_of_order_are_errors() {
     assert!(err.to_string().contains("commitment item"), "{err}");
     chain.block(vec![]).await;
 }
+
+/// Blocks without user txs survive a restart: every block writes verifiable state (the
+/// height), which is what makes cnidarium persist its version.
+#[tokio::test]
+async fn blocks_without_txs_survive_a_restart() {
+    let mut chain = Chain::new().await;
+    chain.block(vec![]).await;
+    let last = chain.block(vec![]).await;
+    let Chain { app, dir, .. } = chain;
+    app.shutdown().await;
+    let reopened = App::open(AppConfig::new(dir.path())).await.unwrap();
+    let info = reopened.info(info()).await.unwrap();
+    assert_eq!(info.last_block_height.value(), 2);
+    assert_eq!(
+        hex::encode(info.last_block_app_hash.as_bytes()),
+        last.app_hash()
+    );
+}
