@@ -28,4 +28,6 @@ mod rpc;
 pub mod store;
 
 pub use config::NodeConfig;
-pub use node::{start, BlockEvent, NodeError, NodeHandle, ABCI_VERSION, COMETBFT_VERSION};
+pub use node::{
+    init_chain_request, start, BlockEvent, NodeError, NodeHandle, ABCI_VERSION, COMETBFT_VERSION,
+};

@@ -38,6 +38,31 @@ pub const ABCI_VERSION: &str = "2.0.0";
 /// P2P protocol version reported by `/status` and sent in Info.
 pub(crate) const P2P_PROTOCOL: u64 = 8;
 
+/// The `InitChain` request for `genesis`, exactly as the handshake sends it (so that a test or
+/// tool can replay a chain against an application the same way).
+///
+/// # Errors
+/// When the genesis `app_state` cannot be encoded as JSON.
+pub fn init_chain_request(
+    genesis: &tendermint::Genesis<serde_json::Value>,
+) -> Result<RequestInitChain, serde_json::Error> {
+    Ok(RequestInitChain {
+        time: Some(genesis.genesis_time.into()),
+        chain_id: genesis.chain_id.to_string(),
+        consensus_params: Some(RawParams::from(genesis.consensus_params.clone())),
+        validators: genesis
+            .validators
+            .iter()
+            .map(|v| pba::ValidatorUpdate {
+                pub_key: Some(v.pub_key.into()),
+                power: i64::try_from(v.power.value()).unwrap_or(i64::MAX),
+            })
+            .collect(),
+        app_state_bytes: serde_json::to_vec(&genesis.app_state)?.into(),
+        initial_height: genesis.initial_height,
+    })
+}
+
 /// Fatal node errors.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -415,27 +440,13 @@ impl Consensus {
     /// `InitChain` with the genesis; what the application returns replaces the genesis values.
     async fn init_chain(&self, genesis_state: &mut ChainState) -> Result<(), Step> {
         let genesis = &self.config().genesis;
-        let response = self
-            .conns
-            .consensus
-            .init_chain(RequestInitChain {
-                time: Some(genesis.genesis_time.into()),
-                chain_id: genesis.chain_id.to_string(),
-                consensus_params: Some(RawParams::from(genesis.consensus_params.clone())),
-                validators: genesis
-                    .validators
-                    .iter()
-                    .map(|v| pba::ValidatorUpdate {
-                        pub_key: Some(v.pub_key.into()),
-                        power: i64::try_from(v.power.value()).unwrap_or(i64::MAX),
-                    })
-                    .collect(),
-                app_state_bytes: serde_json::to_vec(&genesis.app_state)
-                    .map_err(|e| NodeError::Handshake(format!("failed to encode app_state: {e}")))?
-                    .into(),
-                initial_height: genesis.initial_height,
-            })
-            .await?;
+        let response =
+            self.conns
+                .consensus
+                .init_chain(init_chain_request(genesis).map_err(|e| {
+                    NodeError::Handshake(format!("failed to encode app_state: {e}"))
+                })?)
+                .await?;
         genesis_state.apply_init_chain(&response)?;
         info!(app_hash = %genesis_state.app_hash, "InitChain done");
         Ok(())

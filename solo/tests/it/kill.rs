@@ -24,7 +24,7 @@ const DEADLINE: Duration = Duration::from_mins(1);
 const KILLS: usize = 20;
 const MIN_TXS: usize = 30;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -32,14 +32,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Solo {
+pub(crate) struct Solo {
     home: std::path::PathBuf,
     rpc: String,
     child: Option<Child>,
 }
 
 impl Solo {
-    fn new(home: &Path, rpc_port: u16) -> Self {
+    pub(crate) fn new(home: &Path, rpc_port: u16) -> Self {
         Self {
             home: home.to_path_buf(),
             rpc: format!("127.0.0.1:{rpc_port}"),
@@ -47,7 +47,7 @@ impl Solo {
         }
     }
 
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         let child = Command::new(env!("CARGO_BIN_EXE_tandem-solo"))
             .arg("--home")
             .arg(&self.home)
@@ -62,17 +62,17 @@ impl Solo {
         self.child = Some(child);
     }
 
-    async fn kill(&mut self) {
+    pub(crate) async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.expect("SIGKILL tandem-solo");
         }
     }
 
-    fn client(&self) -> HttpClient {
+    pub(crate) fn client(&self) -> HttpClient {
         HttpClient::new(format!("http://{}", self.rpc).as_str()).unwrap()
     }
 
-    async fn wait_up(&self) {
+    pub(crate) async fn wait_up(&self) {
         let client = self.client();
         eventually("tandem-solo RPC", DEADLINE, || async {
             client.status().await.ok()
@@ -98,15 +98,22 @@ async fn submit_until_committed(rpc: &str, i: usize) {
 }
 
 async fn send_until_committed(client: &HttpClient, i: usize) {
-    let tx = tx(i);
-    let hash = tx_hash(&tx);
+    send_tx_until_committed(client, &tx(i)).await;
+}
+
+/// Sends `tx` until it is committed, tolerating a node that is down or restarting.
+pub(crate) async fn send_tx_until_committed(client: &HttpClient, tx: &[u8]) {
+    let hash = tx_hash(tx);
     let start = tokio::time::Instant::now();
     loop {
-        assert!(start.elapsed() < DEADLINE * 2, "tx {i} was never committed");
+        assert!(
+            start.elapsed() < DEADLINE * 2,
+            "tx {hash} was never committed"
+        );
         if client.tx(hash, false).await.is_ok() {
             return;
         }
-        let _ = client.broadcast_tx_sync(tx.clone()).await;
+        let _ = client.broadcast_tx_sync(tx.to_vec()).await;
         let poll_until = tokio::time::Instant::now() + Duration::from_secs(2);
         while tokio::time::Instant::now() < poll_until {
             if client.tx(hash, false).await.is_ok() {
@@ -118,7 +125,7 @@ async fn send_until_committed(client: &HttpClient, i: usize) {
 }
 
 /// Heights 1..=latest: (block hash, app hash, txs), checking linkage and contiguity.
-async fn chain(client: &HttpClient) -> Vec<(tendermint::AppHash, Vec<Vec<u8>>)> {
+pub(crate) async fn chain(client: &HttpClient) -> Vec<(tendermint::AppHash, Vec<Vec<u8>>)> {
     let latest = client
         .status()
         .await

@@ -2,6 +2,7 @@
 //! checked through tendermint-rpc's clients and tendermint-light-client-verifier.
 
 mod kill;
+mod kill_tandemd;
 mod light_client;
 mod mempool;
 mod restart;
