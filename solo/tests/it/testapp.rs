@@ -68,6 +68,8 @@ impl TestApp {
                     tokio::select! {
                         accepted = listener.accept() => {
                             let Ok((stream, _)) = accepted else { continue };
+                            // As tandemd does: small ABCI frames must not wait for Nagle.
+                            let _ = stream.set_nodelay(true);
                             conns.spawn(serve(stream, state.clone(), cancel.clone()));
                         }
                         () = cancel.cancelled() => break,
