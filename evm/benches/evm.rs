@@ -382,6 +382,7 @@ fn bench_engine_cycle(c: &mut Criterion) {
             engine_addr: "127.0.0.1:0".parse().unwrap(),
             rpc_addr: "127.0.0.1:0".parse().unwrap(),
             forwarder: None,
+            metrics_addr: None,
         })
         .await
         .unwrap()

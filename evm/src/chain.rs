@@ -8,6 +8,7 @@ use std::{
     collections::{HashMap, VecDeque},
     io::{Read as _, Write as _},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use alloy_consensus::{transaction::SignerRecoverable as _, Block, Transaction as _, TxEnvelope};
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     executor::{self, BuildInput, Candidate, ExecutedBlock, MIN_GAS_LIMIT},
     genesis,
+    metrics::Metrics,
 };
 
 /// How many ancestors `BLOCKHASH` can see.
@@ -138,6 +140,7 @@ pub struct Chain {
     senders: HashMap<B256, Address>,
     datadir: Option<PathBuf>,
     log: Option<std::fs::File>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -172,11 +175,19 @@ impl Chain {
             senders: HashMap::new(),
             datadir: datadir.map(Path::to_path_buf),
             log: None,
+            metrics: None,
         };
         if let Some(dir) = datadir {
             chain.replay(dir)?;
         }
         Ok(chain)
+    }
+
+    /// Records what the chain does from now on into `metrics`.
+    pub(crate) fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        metrics.set_head(self.head().number());
+        metrics.set_pool(self.pool.len());
+        self.metrics = Some(metrics);
     }
 
     /// The chain id.
@@ -253,6 +264,9 @@ impl Chain {
         }
         self.senders.insert(hash, candidate.sender);
         self.pool.push(candidate);
+        if let Some(metrics) = &self.metrics {
+            metrics.set_pool(self.pool.len());
+        }
         Ok(())
     }
 
@@ -283,6 +297,7 @@ impl Chain {
     }
 
     /// `engine_forkchoiceUpdatedV3`.
+    #[tracing::instrument(skip_all, fields(head = %state.head_block_hash, build = attributes.is_some()))]
     pub fn forkchoice_updated(
         &mut self,
         state: ForkchoiceState,
@@ -331,11 +346,13 @@ impl Chain {
         Ok(ForkchoiceUpdated::new(status).with_payload_id(payload_id))
     }
 
+    #[tracing::instrument(skip_all, fields(parent = %parent_hash))]
     fn build_payload(
         &mut self,
         parent_hash: B256,
         attrs: &OpPayloadAttributes,
     ) -> Result<PayloadId, EngineError> {
+        let start = std::time::Instant::now();
         let parent = &self.blocks[&parent_hash];
         let parent_header = parent.header();
         if attrs.inner.timestamp <= parent_header.timestamp {
@@ -396,6 +413,14 @@ impl Chain {
             %payload_id,
             "built payload"
         );
+        if let Some(metrics) = &self.metrics {
+            metrics.record_block(
+                true,
+                start.elapsed().as_secs_f64(),
+                block.block.body.transactions.len(),
+                block.header().gas_used,
+            );
+        }
         if !self.payloads.contains_key(&payload_id) {
             self.payload_order.push_back(payload_id);
         }
@@ -457,6 +482,7 @@ impl Chain {
     }
 
     /// `engine_getPayloadV3`.
+    #[tracing::instrument(skip(self))]
     pub fn get_payload(&self, id: PayloadId) -> Result<ExecutionPayloadEnvelopeV3, EngineError> {
         let block = self
             .payloads
@@ -471,12 +497,14 @@ impl Chain {
     }
 
     /// `engine_newPayloadV3`.
+    #[tracing::instrument(skip_all, fields(block = %payload.payload_inner.payload_inner.block_hash))]
     pub fn new_payload(
         &mut self,
         payload: ExecutionPayloadV3,
         versioned_hashes: &[B256],
         parent_beacon_block_root: B256,
     ) -> PayloadStatus {
+        let start = std::time::Instant::now();
         let claimed_hash = payload.payload_inner.payload_inner.block_hash;
         let parent_hash = payload.payload_inner.payload_inner.parent_hash;
         let invalid = |latest: Option<B256>, reason: String| {
@@ -530,6 +558,14 @@ impl Chain {
         {
             Ok(executed) => {
                 tracing::info!(number = executed.number(), hash = %executed.hash, "new payload valid");
+                if let Some(metrics) = &self.metrics {
+                    metrics.record_block(
+                        false,
+                        start.elapsed().as_secs_f64(),
+                        executed.block.body.transactions.len(),
+                        executed.header().gas_used,
+                    );
+                }
                 if let Err(err) = self.persist_block(&executed) {
                     tracing::error!(%err, "failed to append block to the block log");
                 }
@@ -589,6 +625,10 @@ impl Chain {
                 && head_state.account(candidate.sender).map_or(0, |a| a.nonce)
                     <= candidate.tx.nonce()
         });
+        if let Some(metrics) = &self.metrics {
+            metrics.set_head(self.blocks[&head].number());
+            metrics.set_pool(self.pool.len());
+        }
     }
 
     fn persist_block(&mut self, block: &ExecutedBlock) -> Result<(), String> {

@@ -33,6 +33,9 @@ pub struct Args {
     /// Rollup id sent with forwarded transactions: 64 hex characters or `name:<s>` (= sha256(s)).
     #[arg(long, env = "TANDEM_EVM_ROLLUP_ID", default_value = "name:tandem-evm")]
     pub rollup_id: RollupId,
+    /// Serve Prometheus metrics on `GET /metrics` at this address (not served when unset).
+    #[arg(long, env = "TANDEM_EVM_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "TANDEM_EVM_LOG", default_value = "info")]
     pub log: String,
@@ -52,6 +55,7 @@ mod tests {
         assert_eq!(args.rpc_addr, "127.0.0.1:8545".parse().unwrap());
         assert_eq!(args.rollup_id, "name:tandem-evm".parse().unwrap());
         assert!(args.genesis.is_none() && args.datadir.is_none() && args.forwarder_url.is_none());
+        assert!(args.metrics_addr.is_none());
         assert!(!args.log_json);
     }
 

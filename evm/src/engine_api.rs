@@ -6,7 +6,10 @@ use alloy_primitives::B256;
 use alloy_rpc_types_engine::{ExecutionPayloadV3, ForkchoiceState, PayloadId};
 use jsonrpsee::{types::ErrorObjectOwned, RpcModule};
 
-use crate::chain::{Chain, EngineError, OpPayloadAttributes};
+use crate::{
+    chain::{Chain, EngineError, OpPayloadAttributes},
+    metrics::Metrics,
+};
 
 /// The methods this engine answers, as listed by `engine_exchangeCapabilities`.
 pub const CAPABILITIES: [&str; 4] = [
@@ -28,42 +31,79 @@ fn lock(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Builds the Engine API module over `chain`.
-pub(crate) fn module(chain: Arc<Mutex<Chain>>) -> RpcModule<Arc<Mutex<Chain>>> {
-    let mut module = RpcModule::new(chain);
+/// What the Engine API methods share: the chain and, when enabled, the metrics.
+pub(crate) struct EngineContext {
+    pub(crate) chain: Arc<Mutex<Chain>>,
+    pub(crate) metrics: Option<Arc<Metrics>>,
+}
+
+impl EngineContext {
+    fn record<T>(&self, method: &'static str, result: &Result<T, ErrorObjectOwned>) {
+        if let Some(metrics) = &self.metrics {
+            metrics.record_call(method, if result.is_ok() { "ok" } else { "error" });
+        }
+    }
+}
+
+/// Builds the Engine API module over `context`.
+pub(crate) fn module(context: EngineContext) -> RpcModule<EngineContext> {
+    let mut module = RpcModule::new(context);
     module
-        .register_method("engine_exchangeCapabilities", |params, _, _| {
-            let _offered: Vec<String> = params.one()?;
-            Ok::<_, ErrorObjectOwned>(CAPABILITIES.to_vec())
+        .register_method("engine_exchangeCapabilities", |params, ctx, _| {
+            let result = params
+                .one::<Vec<String>>()
+                .map(|_offered| CAPABILITIES.to_vec());
+            ctx.record("engine_exchangeCapabilities", &result);
+            result
         })
         .expect("method names are unique");
     module
-        .register_blocking_method("engine_forkchoiceUpdatedV3", |params, chain, _| {
-            let mut seq = params.sequence();
-            let state: ForkchoiceState = seq.next()?;
-            let attributes: Option<OpPayloadAttributes> = seq.optional_next()?;
-            lock(&chain)
-                .forkchoice_updated(state, attributes)
-                .map_err(|e| rpc_error(&e))
+        .register_blocking_method("engine_forkchoiceUpdatedV3", |params, ctx, _| {
+            let result = (|| {
+                let mut seq = params.sequence();
+                let state: ForkchoiceState = seq.next()?;
+                let attributes: Option<OpPayloadAttributes> = seq.optional_next()?;
+                lock(&ctx.chain)
+                    .forkchoice_updated(state, attributes)
+                    .map_err(|e| rpc_error(&e))
+            })();
+            ctx.record("engine_forkchoiceUpdatedV3", &result);
+            result
         })
         .expect("method names are unique");
     module
-        .register_blocking_method("engine_getPayloadV3", |params, chain, _| {
-            let id: PayloadId = params.one()?;
-            lock(&chain).get_payload(id).map_err(|e| rpc_error(&e))
+        .register_blocking_method("engine_getPayloadV3", |params, ctx, _| {
+            let result = params
+                .one::<PayloadId>()
+                .and_then(|id| lock(&ctx.chain).get_payload(id).map_err(|e| rpc_error(&e)));
+            ctx.record("engine_getPayloadV3", &result);
+            result
         })
         .expect("method names are unique");
     module
-        .register_blocking_method("engine_newPayloadV3", |params, chain, _| {
-            let mut seq = params.sequence();
-            let payload: ExecutionPayloadV3 = seq.next()?;
-            let versioned_hashes: Vec<B256> = seq.next()?;
-            let parent_beacon_block_root: B256 = seq.next()?;
-            Ok::<_, ErrorObjectOwned>(lock(&chain).new_payload(
-                payload,
-                &versioned_hashes,
-                parent_beacon_block_root,
-            ))
+        .register_blocking_method("engine_newPayloadV3", |params, ctx, _| {
+            let result = (|| {
+                let mut seq = params.sequence();
+                let payload: ExecutionPayloadV3 = seq.next()?;
+                let versioned_hashes: Vec<B256> = seq.next()?;
+                let parent_beacon_block_root: B256 = seq.next()?;
+                Ok::<_, ErrorObjectOwned>(lock(&ctx.chain).new_payload(
+                    payload,
+                    &versioned_hashes,
+                    parent_beacon_block_root,
+                ))
+            })();
+            // The payload status is the result that matters here (VALID, INVALID, SYNCING).
+            if let Some(metrics) = &ctx.metrics {
+                match &result {
+                    Ok(status) => metrics.record_call(
+                        "engine_newPayloadV3",
+                        &status.status.to_string().to_uppercase(),
+                    ),
+                    Err(_) => metrics.record_call("engine_newPayloadV3", "error"),
+                }
+            }
+            result
         })
         .expect("method names are unique");
     module

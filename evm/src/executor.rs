@@ -154,6 +154,7 @@ struct Outcome {
 /// Builds the block on `parent` from `input` and the candidate transactions, in order.
 ///
 /// `block_hashes` are the hashes of up to 256 ancestors (parent included), for `BLOCKHASH`.
+#[tracing::instrument(level = "debug", skip_all)]
 pub(crate) fn build_block(
     chain_id: u64,
     parent: &ExecutedBlock,
@@ -195,6 +196,7 @@ pub(crate) fn build_block(
 }
 
 /// Re-executes `block` on `parent` and checks every header field against the result.
+#[tracing::instrument(level = "debug", skip_all)]
 pub(crate) fn validate_block(
     chain_id: u64,
     parent: &ExecutedBlock,
@@ -368,6 +370,7 @@ enum Mode {
 ///
 /// The state root is computed on a second thread while this one computes the transactions and
 /// receipts roots; the three are independent, so the result does not depend on the split.
+#[tracing::instrument(level = "debug", skip_all)]
 fn seal(mut header: Header, outcome: Outcome, withdrawals: Vec<Withdrawal>) -> ExecutedBlock {
     let roots = || {
         (
@@ -465,6 +468,7 @@ pub(crate) fn cfg_env(chain_id: u64) -> CfgEnv {
     cfg
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 fn execute(
     context: &BlockContext<'_>,
     candidates: Vec<Candidate>,

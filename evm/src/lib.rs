@@ -6,7 +6,8 @@
 //! [`executor`] builds or re-executes a block on revm over the parent's [`state`] and computes
 //! every root. Wallets use the public RPC ([`eth_api`]); `eth_sendRawTransaction` validates and
 //! then hands the bytes to the conductor's forwarder ([`forwarder`]) or the local pool.
-//! [`genesis`] turns a geth-style genesis.json into block 0; [`node`] wires it all together.
+//! [`genesis`] turns a geth-style genesis.json into block 0; [`node`] wires it all together,
+//! with Prometheus [`metrics`] on `/metrics` when asked for.
 
 mod chain;
 pub mod cli;
@@ -16,6 +17,7 @@ mod executor;
 pub mod forwarder;
 pub mod genesis;
 pub mod jwt;
+pub mod metrics;
 pub mod node;
 mod state;
 

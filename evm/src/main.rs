@@ -23,6 +23,7 @@ async fn main() -> eyre::Result<()> {
         engine_addr: args.engine_addr,
         rpc_addr: args.rpc_addr,
         forwarder: args.forwarder_url.clone().map(|url| (url, args.rollup_id)),
+        metrics_addr: args.metrics_addr,
     };
     let handle = node::start(config)
         .await

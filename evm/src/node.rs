@@ -16,6 +16,7 @@ use crate::{
     eth_api::{self, EthContext},
     forwarder::{Forwarder, RollupId},
     jwt::JwtLayer,
+    metrics::Metrics,
 };
 
 /// Largest Engine API request (a payload with thousands of transactions).
@@ -36,6 +37,8 @@ pub struct Config {
     pub rpc_addr: SocketAddr,
     /// Forwarder URL and rollup id, if transactions are forwarded.
     pub forwarder: Option<(String, RollupId)>,
+    /// Where to serve Prometheus metrics on `GET /metrics` (not served when `None`).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Errors of starting a node.
@@ -67,6 +70,15 @@ pub struct NodeHandle {
     engine: ServerHandle,
     rpc: ServerHandle,
     genesis_hash: alloy_primitives::B256,
+    metrics: Option<MetricsServer>,
+}
+
+/// The running `/metrics` server.
+#[derive(Debug)]
+struct MetricsServer {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl NodeHandle {
@@ -80,6 +92,11 @@ impl NodeHandle {
         self.rpc_addr
     }
 
+    /// Bound metrics address, when metrics are served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr)
+    }
+
     /// The genesis block hash.
     pub fn genesis_hash(&self) -> alloy_primitives::B256 {
         self.genesis_hash
@@ -91,6 +108,10 @@ impl NodeHandle {
         let _ = self.rpc.stop();
         self.engine.stopped().await;
         self.rpc.stopped().await;
+        if let Some(metrics) = self.metrics {
+            let _ = metrics.stop.send(());
+            let _ = metrics.task.await;
+        }
     }
 
     /// Resolves when either server stops.
@@ -107,6 +128,28 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let chain = Chain::open(&config.genesis, config.datadir.as_deref())?;
     let genesis_hash = chain.genesis_hash();
     tracing::info!(chain_id = chain.chain_id(), %genesis_hash, "chain opened");
+    let metrics = match config.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    what: "metrics",
+                    addr,
+                    source,
+                })?;
+            let bound = listener.local_addr().map_err(|source| NodeError::Bind {
+                what: "metrics",
+                addr,
+                source,
+            })?;
+            Some((listener, bound, Arc::new(Metrics::new())))
+        }
+        None => None,
+    };
+    let mut chain = chain;
+    if let Some((_, _, m)) = &metrics {
+        chain.set_metrics(m.clone());
+    }
     let chain = Arc::new(Mutex::new(chain));
     let forwarder = config
         .forwarder
@@ -150,8 +193,19 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         source,
     })?;
 
-    let engine = engine_server.start(engine_api::module(chain.clone()));
+    let engine = engine_server.start(engine_api::module(engine_api::EngineContext {
+        chain: chain.clone(),
+        metrics: metrics.as_ref().map(|(_, _, m)| m.clone()),
+    }));
     let rpc = rpc_server.start(eth_api::module(EthContext { chain, forwarder }));
+    let metrics = metrics.map(|(listener, addr, m)| {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(crate::metrics::serve(listener, m, async move {
+            let _ = stopped.await;
+        }));
+        tracing::info!(metrics_addr = %addr, "metrics listening");
+        MetricsServer { addr, stop, task }
+    });
     tracing::info!(%engine_addr, %rpc_addr, "servers listening");
     Ok(NodeHandle {
         engine_addr,
@@ -159,5 +213,6 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         engine,
         rpc,
         genesis_hash,
+        metrics,
     })
 }

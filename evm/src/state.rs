@@ -215,6 +215,7 @@ impl WorldState {
     }
 
     /// The Merkle-Patricia root over all accounts.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) fn state_root(&self) -> B256 {
         if self.accounts.is_empty() {
             return EMPTY_ROOT_HASH;

@@ -11,7 +11,7 @@ use crate::support::{
 
 const BEACON_ROOT: B256 = B256::repeat_byte(0x22);
 
-fn transfers(count: u64) -> Vec<Bytes> {
+pub(crate) fn transfers(count: u64) -> Vec<Bytes> {
     let dev = signer(DEV_KEY);
     (0..count)
         .map(|nonce| {
@@ -29,7 +29,7 @@ fn transfers(count: u64) -> Vec<Bytes> {
         .collect()
 }
 
-async fn genesis_hash(node: &TestNode) -> B256 {
+pub(crate) async fn genesis_hash(node: &TestNode) -> B256 {
     let block = node
         .rpc("eth_getBlockByNumber", json!(["0x0", false]))
         .await

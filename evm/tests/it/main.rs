@@ -6,4 +6,5 @@ mod eth;
 mod fixtures;
 mod forward;
 mod jwt;
+mod metrics;
 mod support;

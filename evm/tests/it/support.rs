@@ -47,6 +47,7 @@ impl TestNode {
             engine_addr: "127.0.0.1:0".parse().unwrap(),
             rpc_addr: "127.0.0.1:0".parse().unwrap(),
             forwarder,
+            metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
         };
         let handle = tandem_evm::start(config).await.unwrap();
         let (engine, rpc) = (handle.engine_addr(), handle.rpc_addr());
