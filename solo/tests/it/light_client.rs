@@ -54,6 +54,21 @@ pub(crate) fn verify(trusted: &LightBlock, untrusted: &LightBlock) -> Verdict {
     )
 }
 
+/// Verifies every block of `from + 1..=to` against the one before it, starting from a
+/// trusted `from`.
+pub(crate) async fn verify_each_step(client: &HttpClient, from: u64, to: u64) {
+    let mut previous = light_block(client, from).await;
+    for height in from + 1..=to {
+        let next = light_block(client, height).await;
+        assert_eq!(
+            verify(&previous, &next),
+            Verdict::Success,
+            "height {height}"
+        );
+        previous = next;
+    }
+}
+
 /// Non-adjacent (skipping) verification with the light client's default trust level of 1/3:
 /// validators trusted at `trusted` must hold more than 1/3 of the power that signed
 /// `untrusted`, which must itself have more than 2/3 of its own set.
@@ -180,17 +195,12 @@ async fn validator_updates_take_effect_at_h_plus_2_and_keep_verifying() {
     assert_eq!(active.len(), 2, "an update at H is active at H+2");
     assert_eq!(active.iter().map(|v| v.power.value()).sum::<u64>(), 31);
 
-    let start = first.height.value().saturating_sub(1).max(1);
-    let mut previous = light_block(&client, start).await;
-    for height in start + 1..=h + 4 {
-        let next = light_block(&client, height).await;
-        assert_eq!(
-            verify(&previous, &next),
-            Verdict::Success,
-            "height {height}"
-        );
-        previous = next;
-    }
+    verify_each_step(
+        &client,
+        first.height.value().saturating_sub(1).max(1),
+        h + 4,
+    )
+    .await;
     // The commit at H+2 names both validators, ours signed and the other absent.
     let commit = client
         .commit(Height::try_from(h + 2).unwrap())

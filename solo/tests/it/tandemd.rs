@@ -52,16 +52,7 @@ async fn tandemd_under_solo_verifies_and_survives_sigkill() {
     app.start().await;
     let after = wait_height(&client, h + 5, DEADLINE).await;
     app_hash_chain_holds(&client, after).await;
-    let mut previous = crate::light_client::light_block(&client, 1).await;
-    for height in 2..=after {
-        let next = crate::light_client::light_block(&client, height).await;
-        assert_eq!(
-            crate::light_client::verify(&previous, &next),
-            tendermint_light_client_verifier::Verdict::Success,
-            "height {height}"
-        );
-        previous = next;
-    }
+    crate::light_client::verify_each_step(&client, 1, after).await;
     let info = eventually("abci_info after restart", DEADLINE, || async {
         client.abci_info().await.ok()
     })
@@ -82,7 +73,7 @@ async fn msg_update_validator_through_tandemd_keeps_light_client_verification() 
     use tendermint_light_client_verifier::Verdict;
     use tendermint_rpc::Paging;
 
-    use crate::light_client::{light_block, verify, verify_skipping};
+    use crate::light_client::{light_block, verify_each_step, verify_skipping};
 
     let authority = SigningKey::secp256k1_from_seed(b"solo-test-authority");
     let collector = SigningKey::secp256k1_from_seed(b"solo-test-fees").address();
@@ -144,16 +135,7 @@ async fn msg_update_validator_through_tandemd_keeps_light_client_verification() 
     assert_eq!(powers(h + 1).await, [10], "not active at H+1");
     assert_eq!(powers(h + 2).await, [4, 10], "active at H+2");
 
-    let mut previous = light_block(&client, 1).await;
-    for height in 2..=h + 4 {
-        let next = light_block(&client, height).await;
-        assert_eq!(
-            verify(&previous, &next),
-            Verdict::Success,
-            "height {height}"
-        );
-        previous = next;
-    }
+    verify_each_step(&client, 1, h + 4).await;
     // Skipping from before the change to after it: the old set's signers (our key) still
     // hold more than the trust threshold of the new commit.
     let before = light_block(&client, h).await;
