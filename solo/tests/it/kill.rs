@@ -188,16 +188,14 @@ async fn run_reference(txs: usize) -> Vec<(tendermint::AppHash, Vec<Vec<u8>>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_host_app_or_both_twenty_times_keeps_one_chain() {
-    let seed: u64 = std::env::var("TANDEM_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().gen());
-    eprintln!("kill test seed {seed} (set TANDEM_KILL_SEED to repeat)");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut rng = seeded_rng();
 
     let app_port = free_port();
     let app_addr = format!("127.0.0.1:{app_port}");
-    let mut app = Some(TestApp::start_on(&app_addr).await);
+    let mut app = InProcessApp {
+        app: Some(TestApp::start_on(&app_addr).await),
+        addr: app_addr.clone(),
+    };
     let dir = tempfile::tempdir().unwrap();
     write_home(
         dir.path(),
@@ -221,29 +219,7 @@ async fn sigkill_host_app_or_both_twenty_times_keeps_one_chain() {
         i
     });
 
-    let mut kinds = [0_usize; 3];
-    for _ in 0..KILLS {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(20..400))).await;
-        let kind = rng.gen_range(0..3);
-        kinds[kind] += 1;
-        match kind {
-            0 => {
-                solo.kill().await;
-                solo.start();
-            }
-            1 => {
-                app.take().unwrap().stop().await;
-                app = Some(TestApp::start_on(&app_addr).await);
-            }
-            _ => {
-                solo.kill().await;
-                app.take().unwrap().stop().await;
-                app = Some(TestApp::start_on(&app_addr).await);
-                solo.start();
-            }
-        }
-        solo.wait_up().await;
-    }
+    let kinds = kill_at_random(&mut rng, &mut solo, &mut app).await;
     done_tx.send(true).unwrap();
     let txs = tokio::time::timeout(DEADLINE * 4, submitter)
         .await
@@ -255,7 +231,7 @@ async fn sigkill_host_app_or_both_twenty_times_keeps_one_chain() {
     settle(&client).await;
     let killed = chain(&client).await;
     solo.kill().await;
-    app.take().unwrap().stop().await;
+    app.app.take().unwrap().stop().await;
 
     let reference = run_reference(txs).await;
     let shape = |chain: &[(tendermint::AppHash, Vec<Vec<u8>>)]| -> String {
@@ -283,4 +259,63 @@ async fn sigkill_host_app_or_both_twenty_times_keeps_one_chain() {
     for (h, (a, b)) in killed.iter().zip(&reference).enumerate() {
         assert_eq!(a, b, "block {} differs from the reference run", h + 1);
     }
+}
+
+/// The kill test's RNG: seeded from `TANDEM_KILL_SEED`, or at random with the seed printed.
+pub(crate) fn seeded_rng() -> rand::rngs::StdRng {
+    let seed: u64 = std::env::var("TANDEM_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().gen());
+    eprintln!("kill test seed {seed} (set TANDEM_KILL_SEED to repeat)");
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
+
+/// An application the kill tests stop abruptly and start again on the same address.
+pub(crate) trait Restartable {
+    async fn restart(&mut self);
+}
+
+/// The in-process test app, stopped and started again on its address.
+struct InProcessApp {
+    app: Option<TestApp>,
+    addr: String,
+}
+
+impl Restartable for InProcessApp {
+    async fn restart(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+        self.app = Some(TestApp::start_on(&self.addr).await);
+    }
+}
+
+/// Kills the host, the app or both at [`KILLS`] random moments 20 to 400 ms apart, restarting
+/// what was killed each time; returns how many kills of each kind (host, app, both).
+pub(crate) async fn kill_at_random(
+    rng: &mut rand::rngs::StdRng,
+    solo: &mut Solo,
+    app: &mut impl Restartable,
+) -> [usize; 3] {
+    let mut kinds = [0_usize; 3];
+    for _ in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(20..400))).await;
+        let kind = rng.gen_range(0..3);
+        kinds[kind] += 1;
+        match kind {
+            0 => {
+                solo.kill().await;
+                solo.start();
+            }
+            1 => app.restart().await,
+            _ => {
+                solo.kill().await;
+                app.restart().await;
+                solo.start();
+            }
+        }
+        solo.wait_up().await;
+    }
+    kinds
 }

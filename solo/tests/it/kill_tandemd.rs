@@ -11,17 +11,17 @@
 
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
 use tandem_core::{Message, RollupId, SigningKey, SubmitRollupData, TxBuilder, NATIVE_DENOM};
 use tendermint_proto::v0_38::abci::{CommitInfo, RequestFinalizeBlock};
 use tendermint_rpc::Client;
 
 use crate::{
-    kill::{chain, free_port, send_tx_until_committed, Solo},
+    kill::{
+        chain, free_port, kill_at_random, seeded_rng, send_tx_until_committed, Restartable, Solo,
+    },
     support::{eventually, write_tandemd_home, Tandemd, CHAIN_ID},
 };
 
-const KILLS: usize = 20;
 const MIN_TXS: u64 = 25;
 const DEADLINE: Duration = Duration::from_mins(1);
 
@@ -102,12 +102,7 @@ async fn reference_app_hashes(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_solo_tandemd_or_both_twenty_times_keeps_one_chain() {
-    let seed: u64 = std::env::var("TANDEM_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().gen());
-    eprintln!("kill test seed {seed} (set TANDEM_KILL_SEED to repeat)");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut rng = seeded_rng();
 
     let dir = tempfile::tempdir().unwrap();
     let mut app = Tandemd::init(&dir.path().join("tandemd")).await;
@@ -129,29 +124,7 @@ async fn sigkill_solo_tandemd_or_both_twenty_times_keeps_one_chain() {
         i
     });
 
-    let mut kinds = [0_usize; 3];
-    for _ in 0..KILLS {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(20..400))).await;
-        let kind = rng.gen_range(0..3);
-        kinds[kind] += 1;
-        match kind {
-            0 => {
-                solo.kill().await;
-                solo.start();
-            }
-            1 => {
-                app.kill().await;
-                app.start().await;
-            }
-            _ => {
-                solo.kill().await;
-                app.kill().await;
-                app.start().await;
-                solo.start();
-            }
-        }
-        solo.wait_up().await;
-    }
+    let kinds = kill_at_random(&mut rng, &mut solo, &mut app).await;
     done_tx.send(true).unwrap();
     let txs = tokio::time::timeout(DEADLINE * 4, submitter)
         .await
@@ -193,5 +166,12 @@ async fn sigkill_solo_tandemd_or_both_twenty_times_keeps_one_chain() {
             "app hash in header {} differs from the uninterrupted run",
             h + 1
         );
+    }
+}
+
+impl Restartable for Tandemd {
+    async fn restart(&mut self) {
+        self.kill().await;
+        self.start().await;
     }
 }
