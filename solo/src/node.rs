@@ -117,6 +117,11 @@ pub(crate) struct Shared {
     pub(crate) conns: std::sync::RwLock<Option<AppConnections>>,
     pub(crate) events: broadcast::Sender<Arc<BlockEvent>>,
     pub(crate) validator_key: PublicKey,
+    /// The last height whose post-Commit work is done: its txs indexed and removed from the
+    /// mempool, its event published. It trails the state when a Commit failed (the
+    /// application died): the next handshake finishes those heights, so a tx that a block
+    /// already holds is never proposed again.
+    finished_height: std::sync::Mutex<u64>,
 }
 
 impl Shared {
@@ -204,6 +209,8 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     })?;
     let (events, _) = broadcast::channel(256);
     let shared = Arc::new(Shared {
+        // The store indexed every applied block when it opened, and the mempool starts empty.
+        finished_height: std::sync::Mutex::new(store.last_state_height().unwrap_or(0)),
         mempool: Arc::new(Mempool::new(config.mempool)),
         validator_key: config.validator_pub_key(),
         config,
@@ -425,11 +432,13 @@ impl Consensus {
                 state = self.apply(&state, &stored).await?;
             }
         }
-        // The application's mempool view was lost with it: recheck what is held.
+        // Finish heights whose Commit failed last time, and recheck what the mempool holds:
+        // the application's view of it was lost with the connection.
         let guard = self.shared.mempool.lock_for_update().await;
+        let committed = self.finish_committed(state.last_block_height, None)?;
         self.shared
             .mempool
-            .update(&guard, &[], &self.conns.mempool)
+            .update(&guard, &committed, &self.conns.mempool)
             .await?;
         drop(guard);
         info!(height = state.last_block_height, app_hash = %state.app_hash, "handshake complete");
@@ -514,18 +523,68 @@ impl Consensus {
         let guard = self.shared.mempool.lock_for_update().await;
         self.conns.consensus.commit().await?;
         self.shared.set_state(next.clone());
-        self.shared.store.index_block_txs(&stored.block);
+        let committed = self.finish_committed(
+            height,
+            Some(BlockEvent {
+                block: stored.block.clone(),
+                block_id: stored.block_id,
+                results,
+            }),
+        )?;
         self.shared
             .mempool
-            .update(&guard, &stored.block.data, &self.conns.mempool)
+            .update(&guard, &committed, &self.conns.mempool)
             .await?;
         drop(guard);
-        let _ = self.shared.events.send(Arc::new(BlockEvent {
-            block: stored.block.clone(),
-            block_id: stored.block_id,
-            results,
-        }));
         Ok(next)
+    }
+
+    /// The post-Commit work for every height up to `through` not finished yet: index the txs
+    /// and publish the block event (`current` is `through`'s own, already in memory; earlier
+    /// heights come from the store). Returns the txs the mempool must drop. The caller holds
+    /// the mempool's update lock.
+    fn finish_committed(
+        &self,
+        through: u64,
+        current: Option<BlockEvent>,
+    ) -> Result<Vec<Vec<u8>>, Step> {
+        let mut finished = self
+            .shared
+            .finished_height
+            .lock()
+            .expect("finished_height lock is never poisoned: no panics while held");
+        let mut committed = Vec::new();
+        let mut current = current;
+        for height in (*finished + 1)..=through {
+            let event = if let Some(event) =
+                current.take_if(|e| e.block.header.height.value() == height)
+            {
+                event
+            } else {
+                let missing =
+                    |what: &str| NodeError::Handshake(format!("{what} record {height} is missing"));
+                let stored = self
+                    .shared
+                    .store
+                    .block(height)?
+                    .ok_or_else(|| missing("block"))?;
+                let results = self
+                    .shared
+                    .store
+                    .results(height)?
+                    .ok_or_else(|| missing("state"))?;
+                BlockEvent {
+                    block: stored.block,
+                    block_id: stored.block_id,
+                    results: results.results,
+                }
+            };
+            self.shared.store.index_block_txs(&event.block);
+            committed.extend(event.block.data.iter().cloned());
+            let _ = self.shared.events.send(Arc::new(event));
+        }
+        *finished = (*finished).max(through);
+        Ok(committed)
     }
 
     async fn produce_blocks(&mut self) -> Result<(), Step> {

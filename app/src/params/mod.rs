@@ -15,7 +15,7 @@ pub(crate) use state_ext::{StateReadExt, StateWriteExt};
 
 use crate::error::ExecError;
 
-/// Checks that `params` can run a chain (`max_tx_bytes` in 1..=4 MiB,
+/// Checks that `params` can run a chain (`max_tx_bytes` in 1 KiB..=4 MiB,
 /// `max_rollup_bytes_per_block` ≥ 1). A `MsgUpdateParams` carrying bad params is already
 /// refused when the tx is decoded (`tandem_core::TxError::InvalidMessage`); this check guards
 /// the genesis path and any other writer.

@@ -53,8 +53,9 @@ impl Solo {
             .arg(&self.home)
             .arg("--rpc-laddr")
             .arg(format!("tcp://{}", self.rpc))
+            // Warnings and errors (reconnects, a fatal stop) land in the test's captured output.
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()

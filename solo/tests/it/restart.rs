@@ -6,7 +6,8 @@ use tendermint::block::Height;
 use tendermint_rpc::{Client, HttpClient};
 
 use crate::{
-    support::{start_node, wait_height, write_home},
+    kill::{chain, send_tx_until_committed},
+    support::{eventually, raw_rpc, start_node, wait_height, write_home},
     testapp::TestApp,
 };
 
@@ -83,6 +84,48 @@ async fn host_restart_resumes_and_app_restart_replays() {
         .unwrap();
     assert_eq!(query.value, b"1", "replayed state holds the tx");
     assert!(app.committed_height() >= i64::try_from(h3).unwrap() - 1);
+
+    node.shutdown().await.unwrap();
+    app.stop().await;
+}
+
+/// The application dies inside Commit while the host lives on. The block is saved, so the host
+/// replays it after reconnecting; the tx it holds must leave the mempool and be found by hash,
+/// never be proposed a second time.
+#[tokio::test]
+async fn a_failed_commit_is_finished_after_the_reconnect() {
+    let app = TestApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_home(dir.path(), app.addr, Duration::from_millis(10), false);
+    let (node, client) = start_node(dir.path(), |_| {}).await;
+    wait_height(&client, 1, DEADLINE).await;
+
+    app.state.lock().unwrap().fail_next_commit = true;
+    send_tx_until_committed(&client, b"k=1").await;
+    assert!(
+        !app.state.lock().unwrap().fail_next_commit,
+        "the app dropped a Commit"
+    );
+    // Idle: the proof block after the tx's block is made and nothing else waits.
+    let blocks = eventually("an idle chain", DEADLINE, || async {
+        let blocks = chain(&client).await;
+        let unconfirmed = raw_rpc(
+            node.rpc_addr(),
+            r#"{"jsonrpc":"2.0","id":1,"method":"num_unconfirmed_txs","params":{}}"#,
+        )
+        .await;
+        (blocks.last().is_some_and(|(_, txs)| txs.is_empty())
+            && unconfirmed["result"]["total"] == "0")
+            .then_some(blocks)
+    })
+    .await;
+    let copies = blocks
+        .iter()
+        .flat_map(|(_, txs)| txs)
+        .filter(|tx| tx.as_slice() == b"k=1")
+        .count();
+    assert_eq!(copies, 1, "the tx is in exactly one block");
+    assert_eq!(app.committed_height(), i64::try_from(blocks.len()).unwrap());
 
     node.shutdown().await.unwrap();
     app.stop().await;

@@ -61,13 +61,15 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let start = tokio::time::Instant::now();
+    let end = tokio::time::Instant::now() + deadline;
     loop {
-        if let Some(v) = f().await {
+        // One attempt may not outlive the deadline (an RPC call can hang on a node that is
+        // restarting).
+        if let Ok(Some(v)) = tokio::time::timeout_at(end, f()).await {
             return v;
         }
         assert!(
-            start.elapsed() < deadline,
+            tokio::time::Instant::now() < end,
             "timed out after {deadline:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -40,6 +40,9 @@ pub(crate) struct AppState {
     pub(crate) check_txs: u32,
     /// Number of `InitChain` calls.
     pub(crate) init_chains: u32,
+    /// Drop the connection instead of answering the next `Commit`, keeping the block
+    /// uncommitted (an application that dies inside Commit, seen from the host).
+    pub(crate) fail_next_commit: bool,
 }
 
 pub(crate) struct TestApp {
@@ -112,7 +115,9 @@ async fn serve(
         loop {
             match decode_frame::<Request>(&mut buf, 64 << 20) {
                 Ok(Some(req)) => {
-                    let resp = handle(&state, req);
+                    let Some(resp) = handle(&state, req) else {
+                        return;
+                    };
                     encode_frame(&resp, &mut out);
                 }
                 Ok(None) => break,
@@ -170,7 +175,8 @@ fn parse_tx(tx: &[u8]) -> Option<Tx> {
     clippy::too_many_lines,
     reason = "one match arm per ABCI method reads best in one place"
 )]
-fn handle(state: &Mutex<AppState>, req: Request) -> Response {
+/// The answer to `req`, or `None` to drop the connection.
+fn handle(state: &Mutex<AppState>, req: Request) -> Option<Response> {
     let mut s = state.lock().unwrap();
     let value = match req.value {
         Some(request::Value::Flush(_)) => response::Value::Flush(ResponseFlush {}),
@@ -278,6 +284,10 @@ fn handle(state: &Mutex<AppState>, req: Request) -> Response {
             })
         }
         Some(request::Value::Commit(_)) => {
+            if std::mem::take(&mut s.fail_next_commit) {
+                s.pending = None;
+                return None;
+            }
             s.calls.push("Commit");
             if let Some(kv) = s.pending.take() {
                 s.committed = kv;
@@ -304,5 +314,5 @@ fn handle(state: &Mutex<AppState>, req: Request) -> Response {
             error: "unsupported request".into(),
         }),
     };
-    Response { value: Some(value) }
+    Some(Response { value: Some(value) })
 }
