@@ -9,6 +9,8 @@
 //! over the accounts through alloy-trie's [`HashBuilder`]; each account caches its storage root,
 //! which is recomputed only when its storage changes.
 
+use std::sync::Arc;
+
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy_rlp::Encodable as _;
 use alloy_trie::{HashBuilder, Nibbles, TrieAccount, EMPTY_ROOT_HASH, KECCAK_EMPTY};
@@ -158,7 +160,10 @@ fn first_key(nibble: u8) -> B256 {
 /// The full world state after some block.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct WorldState {
-    accounts: OrdMap<B256, Account>,
+    /// Behind an `Arc`: map nodes hold up to 64 entries and an account is ~700 bytes (cached
+    /// storage subtrie hashes included), so inline values made every insert shift and every
+    /// first write to a shared node copy tens of kilobytes.
+    accounts: OrdMap<B256, Arc<Account>>,
     codes: OrdMap<B256, Bytes>,
 }
 
@@ -187,7 +192,7 @@ impl WorldState {
             }
             account.recompute_storage_root();
             let key = keccak256(entry.address);
-            if state.accounts.insert(key, account).is_some() {
+            if state.accounts.insert(key, Arc::new(account)).is_some() {
                 return Err(StateError::DuplicateAccount(entry.address));
             }
         }
@@ -196,7 +201,7 @@ impl WorldState {
 
     /// Returns the account at `address`, if it exists.
     pub(crate) fn account(&self, address: Address) -> Option<&Account> {
-        self.accounts.get(&keccak256(address))
+        self.accounts.get(&keccak256(address)).map(Arc::as_ref)
     }
 
     /// Returns the value of a storage slot (zero when unset).
@@ -233,7 +238,7 @@ impl WorldState {
     /// Iterates over all accounts in trie-key order.
     #[cfg_attr(not(test), expect(dead_code, reason = "used by tests"))]
     pub(crate) fn accounts(&self) -> impl Iterator<Item = &Account> {
-        self.accounts.values()
+        self.accounts.values().map(Arc::as_ref)
     }
 
     /// Applies the changes an execution left in a [`CacheDB`] over this state.
@@ -259,7 +264,7 @@ impl WorldState {
                 CacheAccountState::Touched | CacheAccountState::StorageCleared => {}
             }
             let mut account = match self.accounts.get(&key) {
-                Some(existing) if !storage_cleared => existing.clone(),
+                Some(existing) if !storage_cleared => Account::clone(existing),
                 _ => Account::empty(address),
             };
             account.nonce = db_account.info.nonce;
@@ -285,7 +290,7 @@ impl WorldState {
             if account.is_empty() && account.storage.is_empty() {
                 self.accounts.remove(&key);
             } else {
-                self.accounts.insert(key, account);
+                self.accounts.insert(key, Arc::new(account));
             }
         }
     }
@@ -326,10 +331,11 @@ impl DatabaseRef for StateDb<'_> {
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
         Ok(self.state.account(address).map(|account| {
-            let code = self
-                .state
-                .codes
-                .get(&account.code_hash)
+            // Accounts without code (most of them) skip the code map: it never holds the
+            // empty code.
+            let code = (account.code_hash != KECCAK_EMPTY)
+                .then(|| self.state.codes.get(&account.code_hash))
+                .flatten()
                 .map(|code| Bytecode::new_raw(code.clone()));
             AccountInfo {
                 balance: account.balance,
