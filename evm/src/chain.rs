@@ -536,6 +536,14 @@ impl Chain {
         if !self.blocks.contains_key(&parent_hash) {
             return PayloadStatus::from_status(PayloadStatusEnum::Syncing);
         }
+        if let Some(built) = self.built_block(&block, claimed_hash) {
+            tracing::info!(number = built.number(), hash = %built.hash, "new payload is the block this node built");
+            let executed = built.clone();
+            if let Some(metrics) = &self.metrics {
+                metrics.record_reused_payload();
+            }
+            return self.accept_block(executed, start, claimed_hash);
+        }
         let txs: Vec<&TxEnvelope> = block.body.transactions.iter().collect();
         let recovered = self.recover_all(&txs);
         let mut senders = Vec::with_capacity(recovered.len());
@@ -558,19 +566,7 @@ impl Chain {
         {
             Ok(executed) => {
                 tracing::info!(number = executed.number(), hash = %executed.hash, "new payload valid");
-                if let Some(metrics) = &self.metrics {
-                    metrics.record_block(
-                        false,
-                        start.elapsed().as_secs_f64(),
-                        executed.block.body.transactions.len(),
-                        executed.header().gas_used,
-                    );
-                }
-                if let Err(err) = self.persist_block(&executed) {
-                    tracing::error!(%err, "failed to append block to the block log");
-                }
-                self.blocks.insert(executed.hash, executed);
-                PayloadStatus::new(PayloadStatusEnum::Valid, Some(claimed_hash))
+                self.accept_block(executed, start, claimed_hash)
             }
             Err(
                 err @ executor::BlockError::Mismatch {
@@ -579,6 +575,40 @@ impl Chain {
             ) => invalid(None, err.to_string()),
             Err(err) => invalid(Some(parent_hash), err.to_string()),
         }
+    }
+
+    /// The block this node built for `engine_getPayload` that `block` (decoded from a
+    /// payload claiming `claimed_hash`) is, if any. The header hash commits to every header
+    /// field, and the decoding recomputed the transactions and withdrawals roots from the
+    /// payload's own lists, so an equal hash means the same block: its execution can be reused.
+    fn built_block(&self, block: &Block<TxEnvelope>, claimed_hash: B256) -> Option<&ExecutedBlock> {
+        let built = self
+            .payloads
+            .values()
+            .find(|built| built.hash == claimed_hash)?;
+        (block.header.hash_slow() == claimed_hash).then_some(built)
+    }
+
+    /// Records a valid new payload: metrics, the block log and the block tree.
+    fn accept_block(
+        &mut self,
+        executed: ExecutedBlock,
+        start: std::time::Instant,
+        claimed_hash: B256,
+    ) -> PayloadStatus {
+        if let Some(metrics) = &self.metrics {
+            metrics.record_block(
+                false,
+                start.elapsed().as_secs_f64(),
+                executed.block.body.transactions.len(),
+                executed.header().gas_used,
+            );
+        }
+        if let Err(err) = self.persist_block(&executed) {
+            tracing::error!(%err, "failed to append block to the block log");
+        }
+        self.blocks.insert(executed.hash, executed);
+        PayloadStatus::new(PayloadStatusEnum::Valid, Some(claimed_hash))
     }
 
     /// Makes `head` and its ancestors canonical and updates the transaction index and pool.
@@ -878,33 +908,7 @@ mod tests {
 
     #[test]
     fn large_blocks_take_the_parallel_paths_and_validate() {
-        use alloy_consensus::{SignableTransaction as _, TxEip1559};
-        use alloy_eips::eip2718::Encodable2718 as _;
-        use alloy_signer::SignerSync as _;
-
-        let key: alloy_signer_local::PrivateKeySigner =
-            "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-                .parse()
-                .unwrap();
-        let raw: Vec<Bytes> = (0..80u64)
-            .map(|nonce| {
-                let tx = TxEip1559 {
-                    chain_id: genesis::DEV_CHAIN_ID,
-                    nonce,
-                    gas_limit: 21_000,
-                    max_fee_per_gas: 20_000_000_000,
-                    max_priority_fee_per_gas: 1,
-                    to: alloy_primitives::TxKind::Call(Address::with_last_byte(0x80)),
-                    value: U256::from(nonce),
-                    access_list: alloy_eips::eip2930::AccessList::default(),
-                    input: Bytes::new(),
-                };
-                let signature = key.sign_hash_sync(&tx.signature_hash()).unwrap();
-                TxEnvelope::from(tx.into_signed(signature))
-                    .encoded_2718()
-                    .into()
-            })
-            .collect();
+        let raw = dev_transfers();
         let mut a = attrs(12);
         a.transactions = Some(raw);
         let mut builder = Chain::open(&genesis::dev_genesis(), None).unwrap();
@@ -924,6 +928,87 @@ mod tests {
         let mut validator = Chain::open(&genesis::dev_genesis(), None).unwrap();
         let status = validator.new_payload(payload, &[], B256::repeat_byte(3));
         assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
+    }
+
+    /// 80 EIP-1559 transfers from the dev account, nonces 0..80, as raw EIP-2718 bytes.
+    fn dev_transfers() -> Vec<Bytes> {
+        use alloy_consensus::{SignableTransaction as _, TxEip1559};
+        use alloy_eips::eip2718::Encodable2718 as _;
+        use alloy_signer::SignerSync as _;
+
+        let key: alloy_signer_local::PrivateKeySigner =
+            "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+                .parse()
+                .unwrap();
+        (0..80u64)
+            .map(|nonce| {
+                let tx = TxEip1559 {
+                    chain_id: genesis::DEV_CHAIN_ID,
+                    nonce,
+                    gas_limit: 21_000,
+                    max_fee_per_gas: 20_000_000_000,
+                    max_priority_fee_per_gas: 1,
+                    to: alloy_primitives::TxKind::Call(Address::with_last_byte(0x80)),
+                    value: U256::from(nonce),
+                    access_list: alloy_eips::eip2930::AccessList::default(),
+                    input: Bytes::new(),
+                };
+                let signature = key.sign_hash_sync(&tx.signature_hash()).unwrap();
+                TxEnvelope::from(tx.into_signed(signature))
+                    .encoded_2718()
+                    .into()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_payload_this_node_built_is_accepted_without_re_execution_and_a_changed_one_is_not() {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let mut chain = Chain::open(&genesis::dev_genesis(), None).unwrap();
+        chain.set_metrics(metrics.clone());
+        let genesis = chain.genesis_hash();
+        let fcs = ForkchoiceState {
+            head_block_hash: genesis,
+            ..Default::default()
+        };
+        let mut a = attrs(12);
+        a.transactions = Some(dev_transfers());
+        let id = chain
+            .forkchoice_updated(fcs, Some(a))
+            .unwrap()
+            .payload_id
+            .unwrap();
+        let payload = chain.get_payload(id).unwrap().execution_payload;
+        let hash = payload.payload_inner.payload_inner.block_hash;
+
+        // The same block with its last transaction dropped and the hash kept: the decoded
+        // transactions root no longer matches, so it is re-executed and refused.
+        let mut changed = payload.clone();
+        changed.payload_inner.payload_inner.transactions.pop();
+        let status = chain.new_payload(changed, &[], B256::repeat_byte(3));
+        assert!(
+            matches!(status.status, PayloadStatusEnum::Invalid { .. }),
+            "{status:?}"
+        );
+        assert!(metrics
+            .encode()
+            .contains("tandem_evm_payloads_reused_total 0"));
+
+        let status = chain.new_payload(payload, &[], B256::repeat_byte(3));
+        assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
+        assert!(metrics
+            .encode()
+            .contains("tandem_evm_payloads_reused_total 1"));
+        let block = chain.block(&hash).unwrap();
+        assert_eq!(block.block.body.transactions.len(), 80);
+        assert_eq!(
+            block
+                .state
+                .account(Address::with_last_byte(0x80))
+                .unwrap()
+                .balance,
+            U256::from((0..80u64).sum::<u64>())
+        );
     }
 
     #[test]

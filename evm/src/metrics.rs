@@ -10,6 +10,7 @@
 //! | `tandem_evm_block_txs` | gauge (txs of the last built or validated block) | — |
 //! | `tandem_evm_block_gas_used` | gauge (gas of the last built or validated block) | — |
 //! | `tandem_evm_txs_total` | counter (txs of built and validated blocks) | — |
+//! | `tandem_evm_payloads_reused_total` | counter (`engine_newPayloadV3` calls answered with a block this node built, without re-execution) | — |
 //! | `tandem_evm_pool_txs` | gauge (txs in the local pool) | — |
 //! | `tandem_evm_engine_calls_total` | counter | `method`, `result` |
 //!
@@ -46,6 +47,7 @@ pub struct Metrics {
     block_txs: Gauge,
     block_gas_used: Gauge,
     txs_total: Counter,
+    payloads_reused: Counter,
     pool_txs: Gauge,
     engine_calls: Family<CallLabels, Counter>,
 }
@@ -105,6 +107,12 @@ impl Metrics {
             "Transactions in built and validated blocks",
             txs_total.clone(),
         );
+        let payloads_reused = Counter::default();
+        registry.register(
+            "payloads_reused",
+            "engine_newPayloadV3 calls answered with a block this node built, without re-execution",
+            payloads_reused.clone(),
+        );
         let pool_txs = Gauge::default();
         registry.register(
             "pool_txs",
@@ -125,6 +133,7 @@ impl Metrics {
             block_txs,
             block_gas_used,
             txs_total,
+            payloads_reused,
             pool_txs,
             engine_calls,
         }
@@ -141,6 +150,11 @@ impl Metrics {
         self.block_txs.set(as_i64(txs));
         self.block_gas_used.set(as_i64(gas_used));
         self.txs_total.inc_by(txs);
+    }
+
+    /// A new payload was the block this node built: accepted without re-execution.
+    pub(crate) fn record_reused_payload(&self) {
+        self.payloads_reused.inc();
     }
 
     /// The canonical head moved to `number`.
