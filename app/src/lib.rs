@@ -21,6 +21,7 @@ pub mod config;
 pub mod grpc;
 pub mod metrics;
 pub mod server;
+pub mod service;
 
 mod accounts;
 mod app;

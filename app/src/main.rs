@@ -232,7 +232,12 @@ async fn spawn_services(
     let services: FuturesUnordered<BoxFuture<'static, Stopped>> = FuturesUnordered::new();
     services.push(abci.wait().map(Stopped::Abci).boxed());
     services.push(grpc.wait().map(Stopped::Grpc).boxed());
-    services.push(metrics_server.wait().map(Stopped::Metrics).boxed());
+    services.push(
+        metrics_server
+            .wait()
+            .map(|r| Stopped::Metrics(r.wrap_err("metrics server failed")))
+            .boxed(),
+    );
     Ok(services)
 }
 

@@ -29,8 +29,10 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::service::Service;
 
 /// Content type of the Prometheus text exposition format served on `/metrics`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -204,15 +206,10 @@ fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// The `/metrics` HTTP server task.
-#[derive(Debug)]
-pub struct MetricsServer {
-    local_addr: SocketAddr,
-    cancel: CancellationToken,
-    task: JoinHandle<std::io::Result<()>>,
-}
+/// The running metrics server.
+pub type MetricsServer = Service<SocketAddr, std::io::Error>;
 
-impl MetricsServer {
+impl Service<SocketAddr, std::io::Error> {
     /// Binds `listen` and serves `GET /metrics` until [`MetricsServer::shutdown`] or until
     /// `cancel` (a parent token) is cancelled.
     pub async fn spawn(
@@ -239,30 +236,7 @@ impl MetricsServer {
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await
         });
-        Ok(Self {
-            local_addr,
-            cancel,
-            task,
-        })
-    }
-
-    /// The address actually bound (useful with port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Asks the server to stop.
-    pub fn shutdown(&self) {
-        self.cancel.cancel();
-    }
-
-    /// Waits for the server to stop; an error means it failed while serving.
-    pub async fn wait(self) -> eyre::Result<()> {
-        use eyre::WrapErr as _;
-        self.task
-            .await
-            .wrap_err("metrics server task panicked")?
-            .wrap_err("metrics server failed")
+        Ok(Self::new("metrics", local_addr, cancel, task))
     }
 }
 

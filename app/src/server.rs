@@ -35,12 +35,15 @@ use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader, BufWriter},
     net::{TcpListener, UnixListener},
     sync::Mutex,
-    task::{JoinHandle, JoinSet},
+    task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::metrics::Metrics;
+use crate::{
+    metrics::Metrics,
+    service::{Panicked, Service},
+};
 
 /// Default bound on one ABCI frame. `CometBFT` caps a block at 100 MiB, and a `FinalizeBlock`
 /// request carries the whole block.
@@ -181,6 +184,12 @@ pub enum ServerError {
     Panicked,
 }
 
+impl From<Panicked> for ServerError {
+    fn from(_: Panicked) -> Self {
+        Self::Panicked
+    }
+}
+
 /// Server options.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -213,15 +222,10 @@ struct Shared<A> {
     config: ServerConfig,
 }
 
-/// A running ABCI server.
-#[derive(Debug)]
-pub struct AbciServer {
-    local_addr: ListenAddr,
-    cancel: CancellationToken,
-    task: JoinHandle<Result<(), ServerError>>,
-}
+/// The running ABCI server.
+pub type AbciServer = Service<ListenAddr, ServerError>;
 
-impl AbciServer {
+impl Service<ListenAddr, ServerError> {
     /// Binds `listen` and serves ABCI connections until [`AbciServer::shutdown`], until
     /// `cancel` (a parent token) is cancelled, or until a consensus call fails.
     ///
@@ -266,26 +270,7 @@ impl AbciServer {
             }
         };
         info!(listen = %local_addr, "ABCI server listening");
-        Ok(Self {
-            local_addr,
-            cancel,
-            task,
-        })
-    }
-
-    /// The address actually bound (with the real port when port 0 was asked for).
-    pub fn local_addr(&self) -> &ListenAddr {
-        &self.local_addr
-    }
-
-    /// Asks the server to stop. Requests being handled are completed and answered first.
-    pub fn shutdown(&self) {
-        self.cancel.cancel();
-    }
-
-    /// Waits until the server has stopped.
-    pub async fn wait(self) -> Result<(), ServerError> {
-        self.task.await.map_err(|_| ServerError::Panicked)?
+        Ok(Self::new("ABCI", local_addr, cancel, task))
     }
 }
 

@@ -19,10 +19,12 @@ use tandem_proto::sequencerblock::v1::{
     sequencer_service_server::SequencerServiceServer,
     transaction_service_server::TransactionServiceServer,
 };
-use tokio::{net::TcpListener, sync::broadcast, task::JoinHandle};
+use tokio::{net::TcpListener, sync::broadcast};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
+
+use crate::service::Service;
 
 pub use self::{
     sequencer::{SequencerApi, MAX_ROLLUP_IDS_PER_REQUEST},
@@ -90,12 +92,7 @@ pub struct GrpcConfig {
 }
 
 /// The running gRPC server.
-#[derive(Debug)]
-pub struct GrpcServer {
-    local_addr: SocketAddr,
-    cancel: CancellationToken,
-    task: JoinHandle<Result<(), tonic::transport::Error>>,
-}
+pub type GrpcServer = Service<SocketAddr, eyre::Report>;
 
 /// Why the gRPC server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +117,7 @@ pub enum GrpcError {
     },
 }
 
-impl GrpcServer {
+impl Service<SocketAddr, eyre::Report> {
     /// Binds and serves both services until [`GrpcServer::shutdown`] or until `cancel`
     /// (a parent token) is cancelled. Open streams end at shutdown.
     pub async fn spawn<S: BlockSource>(
@@ -149,39 +146,18 @@ impl GrpcServer {
             source,
         })?;
         let shutdown = cancel.clone();
-        let task = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(SequencerServiceServer::new(sequencer))
-                .add_service(TransactionServiceServer::new(transactions))
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(listener),
-                    shutdown.cancelled_owned(),
-                ),
-        );
+        let serve = tonic::transport::Server::builder()
+            .add_service(SequencerServiceServer::new(sequencer))
+            .add_service(TransactionServiceServer::new(transactions))
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener),
+                shutdown.cancelled_owned(),
+            );
+        let task = tokio::spawn(async move {
+            use eyre::WrapErr as _;
+            serve.await.wrap_err("gRPC server failed")
+        });
         info!(listen = %local_addr, "gRPC server listening");
-        Ok(Self {
-            local_addr,
-            cancel,
-            task,
-        })
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Asks the server to stop.
-    pub fn shutdown(&self) {
-        self.cancel.cancel();
-    }
-
-    /// Waits for the server to stop; an error means it failed while serving.
-    pub async fn wait(self) -> eyre::Result<()> {
-        use eyre::WrapErr as _;
-        self.task
-            .await
-            .wrap_err("gRPC server task panicked")?
-            .wrap_err("gRPC server failed")
+        Ok(Self::new("gRPC", local_addr, cancel, task))
     }
 }
