@@ -208,24 +208,13 @@ async fn sigkill_host_app_or_both_twenty_times_keeps_one_chain() {
     solo.start();
     solo.wait_up().await;
 
-    let rpc = solo.rpc.clone();
-    let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
     settle(&solo.client()).await;
-    let submitter = tokio::spawn(async move {
-        let mut i = 0;
-        while i < MIN_TXS || !*done_rx.borrow_and_update() {
-            submit_until_committed(&rpc, i).await;
-            i += 1;
-        }
-        i
-    });
-
-    let kinds = kill_at_random(&mut rng, &mut solo, &mut app).await;
-    done_tx.send(true).unwrap();
-    let txs = tokio::time::timeout(DEADLINE * 4, submitter)
-        .await
-        .unwrap()
-        .unwrap();
+    let rpc = solo.rpc.clone();
+    let (kinds, txs) = submit_while_killing(&mut rng, &mut solo, &mut app, move |i| {
+        let rpc = rpc.clone();
+        async move { submit_until_committed(&rpc, i).await }
+    })
+    .await;
     eprintln!("kills (host, app, both) = {kinds:?}, txs = {txs}");
 
     let client = solo.client();
@@ -290,6 +279,37 @@ impl Restartable for InProcessApp {
         }
         self.app = Some(TestApp::start_on(&self.addr).await);
     }
+}
+
+/// Sends tx 0, 1, … with `submit` (each call returns once its tx is committed) while
+/// [`kill_at_random`] kills and restarts; returns the kills of each kind and how many txs were
+/// sent (at least [`MIN_TXS`]).
+pub(crate) async fn submit_while_killing<F, Fut>(
+    rng: &mut rand::rngs::StdRng,
+    solo: &mut Solo,
+    app: &mut impl Restartable,
+    submit: F,
+) -> ([usize; 3], usize)
+where
+    F: Fn(usize) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let submitter = tokio::spawn(async move {
+        let mut i = 0;
+        while i < MIN_TXS || !*done_rx.borrow() {
+            submit(i).await;
+            i += 1;
+        }
+        i
+    });
+    let kinds = kill_at_random(rng, solo, app).await;
+    done_tx.send(true).unwrap();
+    let txs = tokio::time::timeout(DEADLINE * 4, submitter)
+        .await
+        .expect("the submitter finished after the kills")
+        .unwrap();
+    (kinds, txs)
 }
 
 /// Kills the host, the app or both at [`KILLS`] random moments 20 to 400 ms apart, restarting

@@ -17,12 +17,12 @@ use tendermint_rpc::Client;
 
 use crate::{
     kill::{
-        chain, free_port, kill_at_random, seeded_rng, send_tx_until_committed, Restartable, Solo,
+        chain, free_port, seeded_rng, send_tx_until_committed, submit_while_killing, Restartable,
+        Solo,
     },
     support::{eventually, write_tandemd_home, Tandemd, CHAIN_ID},
 };
 
-const MIN_TXS: u64 = 25;
 const DEADLINE: Duration = Duration::from_mins(1);
 
 fn signer() -> SigningKey {
@@ -30,9 +30,9 @@ fn signer() -> SigningKey {
 }
 
 /// Tx `i` of the run: account 0 (the only genesis account) at sequence `i`, one rollup item.
-fn tx(i: u64) -> Vec<u8> {
+fn tx(i: usize) -> Vec<u8> {
     let key = signer();
-    TxBuilder::new(CHAIN_ID, 0, i)
+    TxBuilder::new(CHAIN_ID, 0, u64::try_from(i).unwrap())
         .message(Message::SubmitRollupData(SubmitRollupData {
             signer: key.address(),
             rollup_id: RollupId::from_name(&format!("rollup-{}", i % 3)),
@@ -114,22 +114,11 @@ async fn sigkill_solo_tandemd_or_both_twenty_times_keeps_one_chain() {
     solo.wait_up().await;
 
     let client = solo.client();
-    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-    let submitter = tokio::spawn(async move {
-        let mut i = 0;
-        while i < MIN_TXS || !*done_rx.borrow() {
-            send_tx_until_committed(&client, &tx(i)).await;
-            i += 1;
-        }
-        i
-    });
-
-    let kinds = kill_at_random(&mut rng, &mut solo, &mut app).await;
-    done_tx.send(true).unwrap();
-    let txs = tokio::time::timeout(DEADLINE * 4, submitter)
-        .await
-        .unwrap()
-        .unwrap();
+    let (kinds, txs) = submit_while_killing(&mut rng, &mut solo, &mut app, move |i| {
+        let client = client.clone();
+        async move { send_tx_until_committed(&client, &tx(i)).await }
+    })
+    .await;
     eprintln!("kills (solo, tandemd, both) = {kinds:?}, txs = {txs}");
 
     // The killed chain, contiguous and linked (checked by `chain`), and every tx in it once.
