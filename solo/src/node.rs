@@ -386,12 +386,7 @@ impl Consensus {
             .expect("lock is never poisoned: no panics while held") =
             Some(genesis_state.validators.clone());
         let mut state = match last_state {
-            Some(h) => {
-                store
-                    .results(h)?
-                    .ok_or_else(|| NodeError::Handshake(format!("state record {h} vanished")))?
-                    .state
-            }
+            Some(h) => self.stored_results(h)?.state,
             None => genesis_state,
         };
         let state_height = state.last_block_height;
@@ -422,9 +417,7 @@ impl Consensus {
         // A block saved before a crash but not applied yet.
         if let Some((_, last_block)) = blocks {
             if last_block == state.next_height() {
-                let stored = store.block(last_block)?.ok_or_else(|| {
-                    NodeError::Handshake(format!("block record {last_block} vanished"))
-                })?;
+                let stored = self.stored_block(last_block)?;
                 info!(
                     height = last_block,
                     "applying the block saved before the last stop"
@@ -462,16 +455,10 @@ impl Consensus {
     }
 
     async fn replay(&self, height: u64) -> Result<(), Step> {
-        let store = &self.shared.store;
-        let missing =
-            |what: &str| NodeError::Handshake(format!("{what} record {height} is missing"));
-        let stored = store.block(height)?.ok_or_else(|| missing("block"))?;
-        let expected = store.results(height)?.ok_or_else(|| missing("state"))?;
+        let stored = self.stored_block(height)?;
+        let expected = self.stored_results(height)?;
         let last_validators = if height > expected.state.initial_height {
-            store
-                .block(height - 1)?
-                .ok_or_else(|| missing("block"))?
-                .validators
+            self.stored_block(height - 1)?.validators
         } else {
             tendermint::validator::Set::without_proposer(Vec::new())
         };
@@ -556,29 +543,18 @@ impl Consensus {
         let mut committed = Vec::new();
         let mut current = current;
         for height in (*finished + 1)..=through {
-            let event = if let Some(event) =
-                current.take_if(|e| e.block.header.height.value() == height)
-            {
-                event
-            } else {
-                let missing =
-                    |what: &str| NodeError::Handshake(format!("{what} record {height} is missing"));
-                let stored = self
-                    .shared
-                    .store
-                    .block(height)?
-                    .ok_or_else(|| missing("block"))?;
-                let results = self
-                    .shared
-                    .store
-                    .results(height)?
-                    .ok_or_else(|| missing("state"))?;
-                BlockEvent {
-                    block: stored.block,
-                    block_id: stored.block_id,
-                    results: results.results,
-                }
-            };
+            let event =
+                if let Some(event) = current.take_if(|e| e.block.header.height.value() == height) {
+                    event
+                } else {
+                    let stored = self.stored_block(height)?;
+                    let results = self.stored_results(height)?;
+                    BlockEvent {
+                        block: stored.block,
+                        block_id: stored.block_id,
+                        results: results.results,
+                    }
+                };
             self.shared.store.index_block_txs(&event.block);
             committed.extend(event.block.data.iter().cloned());
             let _ = self.shared.events.send(Arc::new(event));
@@ -628,19 +604,29 @@ impl Consensus {
         })
     }
 
+    /// Block `height`, which the block store must hold.
+    fn stored_block(&self, height: u64) -> Result<StoredBlock, Step> {
+        self.shared
+            .store
+            .block(height)?
+            .ok_or_else(|| missing_record("block", height))
+    }
+
+    /// The results and state after block `height`, which the block store must hold.
+    fn stored_results(&self, height: u64) -> Result<StoredResults, Step> {
+        self.shared
+            .store
+            .results(height)?
+            .ok_or_else(|| missing_record("state", height))
+    }
+
     /// `CometBFT` makes a block even without txs at the first height and when the last block
     /// changed the app hash, so that the new app hash is committed in a header.
     fn need_proof_block(&self, state: &ChainState) -> Result<bool, Step> {
         if state.last_block_height == 0 {
             return Ok(true);
         }
-        let last = self
-            .shared
-            .store
-            .block(state.last_block_height)?
-            .ok_or_else(|| {
-                NodeError::Handshake(format!("block {} is missing", state.last_block_height))
-            })?;
+        let last = self.stored_block(state.last_block_height)?;
         Ok(last.block.header.app_hash != state.app_hash)
     }
 
@@ -702,13 +688,7 @@ impl Consensus {
         let (last_commit, time) = if state.last_block_height == 0 {
             (None, state.last_block_time)
         } else {
-            let last = self
-                .shared
-                .store
-                .block(state.last_block_height)?
-                .ok_or_else(|| {
-                    NodeError::Handshake(format!("block {} is missing", state.last_block_height))
-                })?;
+            let last = self.stored_block(state.last_block_height)?;
             let time = commit_time(&last.commit).unwrap_or(state.last_block_time);
             (Some(last.commit), time)
         };
@@ -767,6 +747,12 @@ impl Consensus {
         self.apply(state, &stored).await?;
         Ok(())
     }
+}
+
+fn missing_record(what: &str, height: u64) -> Step {
+    Step::Fatal(NodeError::Handshake(format!(
+        "the block store has no {what} record for height {height}"
+    )))
 }
 
 /// The time of a commit: the timestamp of its first signature (one validator signs).
