@@ -26,7 +26,7 @@ use crate::{
     abci::{connect_with_retry, AbciError, AppConnections},
     chain::{self, ChainError, ChainState},
     config::NodeConfig,
-    mempool::Mempool,
+    mempool::{Mempool, UpdateGuard},
     rpc,
     store::{BlockStore, StoreError, StoredBlock, StoredResults},
 };
@@ -428,10 +428,7 @@ impl Consensus {
         // Finish heights whose Commit failed last time, and recheck what the mempool holds:
         // the application's view of it was lost with the connection.
         let guard = self.shared.mempool.lock_for_update().await;
-        let committed = self.finish_committed(state.last_block_height, None)?;
-        self.shared
-            .mempool
-            .update(&guard, &committed, &self.conns.mempool)
+        self.finish_committed(&guard, state.last_block_height, None)
             .await?;
         drop(guard);
         info!(height = state.last_block_height, app_hash = %state.app_hash, "handshake complete");
@@ -510,57 +507,71 @@ impl Consensus {
         let guard = self.shared.mempool.lock_for_update().await;
         self.conns.consensus.commit().await?;
         self.shared.set_state(next.clone());
-        let committed = self.finish_committed(
+        self.finish_committed(
+            &guard,
             height,
             Some(BlockEvent {
                 block: stored.block.clone(),
                 block_id: stored.block_id,
                 results,
             }),
-        )?;
-        self.shared
-            .mempool
-            .update(&guard, &committed, &self.conns.mempool)
-            .await?;
+        )
+        .await?;
         drop(guard);
         Ok(next)
     }
 
-    /// The post-Commit work for every height up to `through` not finished yet: index the txs
-    /// and publish the block event (`current` is `through`'s own, already in memory; earlier
-    /// heights come from the store). Returns the txs the mempool must drop. The caller holds
-    /// the mempool's update lock.
-    fn finish_committed(
+    /// The post-Commit work for every height up to `through` not finished yet: index the
+    /// txs, drop them from the mempool and recheck the rest, then publish the block events
+    /// (`current` is `through`'s own, already in memory; earlier heights come from the store).
+    async fn finish_committed(
         &self,
+        guard: &UpdateGuard<'_>,
         through: u64,
         current: Option<BlockEvent>,
-    ) -> Result<Vec<Vec<u8>>, Step> {
-        let mut finished = self
-            .shared
-            .finished_height
-            .lock()
-            .expect("finished_height lock is never poisoned: no panics while held");
-        let mut committed = Vec::new();
+    ) -> Result<(), Step> {
+        let from = {
+            let mut finished = self
+                .shared
+                .finished_height
+                .lock()
+                .expect("finished_height lock is never poisoned: no panics while held");
+            let from = *finished + 1;
+            *finished = (*finished).max(through);
+            from
+        };
         let mut current = current;
-        for height in (*finished + 1)..=through {
+        let mut events = Vec::new();
+        for height in from..=through {
             let event =
                 if let Some(event) = current.take_if(|e| e.block.header.height.value() == height) {
                     event
                 } else {
                     let stored = self.stored_block(height)?;
-                    let results = self.stored_results(height)?;
                     BlockEvent {
                         block: stored.block,
                         block_id: stored.block_id,
-                        results: results.results,
+                        results: self.stored_results(height)?.results,
                     }
                 };
             self.shared.store.index_block_txs(&event.block);
-            committed.extend(event.block.data.iter().cloned());
+            events.push(event);
+        }
+        let committed: Vec<Vec<u8>> = events
+            .iter()
+            .flat_map(|e| e.block.data.iter().cloned())
+            .collect();
+        // The mempool drops the committed txs before its first await, so a subscriber that
+        // hears of a block can no longer get its txs admitted again.
+        let updated = self
+            .shared
+            .mempool
+            .update(guard, &committed, &self.conns.mempool)
+            .await;
+        for event in events {
             let _ = self.shared.events.send(Arc::new(event));
         }
-        *finished = (*finished).max(through);
-        Ok(committed)
+        Ok(updated?)
     }
 
     async fn produce_blocks(&mut self) -> Result<(), Step> {
