@@ -1001,6 +1001,15 @@ mod tests {
             .contains("tandem_evm_payloads_reused_total 1"));
         let block = chain.block(&hash).unwrap();
         assert_eq!(block.block.body.transactions.len(), 80);
+        // The state root was computed incrementally over the genesis state's cached subtries:
+        // it must equal alloy's computation from scratch.
+        let full = alloy_trie::root::state_root_unhashed(
+            block
+                .state
+                .accounts()
+                .map(|account| (account.address, account.trie_account())),
+        );
+        assert_eq!(block.header().state_root, full);
         assert_eq!(
             block
                 .state

@@ -368,21 +368,28 @@ enum Mode {
 
 /// Turns a header template and an execution outcome into a sealed block.
 ///
-/// The state root is computed on a second thread while this one computes the transactions and
-/// receipts roots; the three are independent, so the result does not depend on the split.
+/// The state root (its changed subtries split over two threads) is computed beside this thread,
+/// which computes the transactions and receipts roots; all are independent, so the result does
+/// not depend on the split.
 #[tracing::instrument(level = "debug", skip_all)]
-fn seal(mut header: Header, outcome: Outcome, withdrawals: Vec<Withdrawal>) -> ExecutedBlock {
+fn seal(mut header: Header, mut outcome: Outcome, withdrawals: Vec<Withdrawal>) -> ExecutedBlock {
+    let Outcome {
+        state,
+        transactions,
+        receipts,
+        ..
+    } = &mut outcome;
     let roots = || {
         (
-            calculate_transaction_root(&outcome.transactions),
-            calculate_receipt_root(&outcome.receipts),
+            calculate_transaction_root(transactions),
+            calculate_receipt_root(receipts),
         )
     };
-    let (state_root, (transactions_root, receipts_root)) = if outcome.transactions.len() < 64 {
-        (outcome.state.state_root(), roots())
+    let (state_root, (transactions_root, receipts_root)) = if transactions.len() < 64 {
+        (state.state_root(false), roots())
     } else {
         std::thread::scope(|scope| {
-            let state_root = scope.spawn(|| outcome.state.state_root());
+            let state_root = scope.spawn(|| state.state_root(true));
             let others = roots();
             (
                 state_root

@@ -176,7 +176,7 @@ pub(crate) fn build(genesis: &Genesis) -> Result<(Header, WorldState), GenesisEr
             .map(|(slot, value)| (U256::from_be_bytes(slot.0), U256::from_be_bytes(value.0)))
             .collect(),
     });
-    let state = WorldState::from_accounts(entries)?;
+    let mut state = WorldState::from_accounts(entries)?;
     let config = &genesis.config;
     let shanghai = config.shanghai_time.is_some_and(|t| t <= genesis.timestamp);
     let cancun = config.cancun_time.is_some_and(|t| t <= genesis.timestamp);
@@ -185,7 +185,7 @@ pub(crate) fn build(genesis: &Genesis) -> Result<(Header, WorldState), GenesisEr
         parent_hash: genesis.parent_hash.unwrap_or_default(),
         ommers_hash: EMPTY_OMMER_ROOT_HASH,
         beneficiary: genesis.coinbase,
-        state_root: state.state_root(),
+        state_root: state.state_root(true),
         transactions_root: EMPTY_ROOT_HASH,
         receipts_root: EMPTY_ROOT_HASH,
         logs_bloom: alloy_primitives::Bloom::ZERO,

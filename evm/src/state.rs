@@ -33,9 +33,8 @@ pub(crate) struct Account {
     /// Storage keyed by `keccak256(slot)`, holding `(slot, value)`; zero values are never stored.
     pub(crate) storage: OrdMap<B256, (U256, U256)>,
     pub(crate) storage_root: B256,
-    /// Cached hashes of the 16 subtries under the root branch of the storage trie (by the first
-    /// nibble of the hashed slot); `None` when empty or changed since the last computation.
-    shard_hashes: [Option<B256>; 16],
+    /// Cached hashes of the storage trie's subtries.
+    storage_shards: Shards,
 }
 
 impl Account {
@@ -47,7 +46,7 @@ impl Account {
             code_hash: KECCAK_EMPTY,
             storage: OrdMap::new(),
             storage_root: EMPTY_ROOT_HASH,
-            shard_hashes: [None; 16],
+            storage_shards: Shards::default(),
         }
     }
 
@@ -56,61 +55,91 @@ impl Account {
         self.nonce == 0 && self.balance.is_zero() && self.code_hash == KECCAK_EMPTY
     }
 
-    fn trie_account(&self) -> TrieAccount {
+    pub(crate) fn trie_account(&self) -> TrieAccount {
         TrieAccount::new(self.nonce, self.balance, self.storage_root, self.code_hash)
     }
 
     /// Marks the storage subtrie holding `hashed_slot` as changed.
     fn touch_slot(&mut self, hashed_slot: &B256) {
-        self.shard_hashes[usize::from(hashed_slot[0] >> 4)] = None;
+        self.storage_shards.touch(hashed_slot);
     }
 
     /// Recomputes the storage root, rehashing only the subtries whose slots changed.
-    ///
-    /// When slots fall under at least two first nibbles, the trie root is a branch node whose
-    /// children are the subtries by first nibble; each child is a node of more than 32 bytes
-    /// (a storage leaf alone carries a 31-byte path and a value), so it is referenced by hash.
-    /// Otherwise the whole trie is built at once.
     fn recompute_storage_root(&mut self) {
+        self.storage_root =
+            self.storage_shards
+                .root(&self.storage, |(_, value), buf| value.encode(buf), false);
+    }
+}
+
+/// Cached hashes of the 16 subtries under the root branch of a trie keyed by 32-byte hashes,
+/// by the first nibble of the key; `None` when the subtrie is empty or changed since it was
+/// last hashed. Used for the account trie and for every storage trie.
+///
+/// When keys fall under at least two first nibbles, the root is a branch node whose children
+/// are these subtries. Each child is a node of more than 32 bytes (a leaf alone carries a path
+/// of at least 31 bytes and a value: an account, or a storage value), so it is referenced by
+/// its hash, which is what is cached. Otherwise the whole trie is hashed at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Shards([Option<B256>; 16]);
+
+impl Shards {
+    /// Marks the subtrie holding `key` as changed.
+    fn touch(&mut self, key: &B256) {
+        self.0[usize::from(key[0] >> 4)] = None;
+    }
+
+    /// The root of the trie over `entries` (leaf values written by `encode`), rehashing only
+    /// the changed subtries; with `parallel`, the changed subtries are split over two threads
+    /// (the result does not depend on the split).
+    fn root<V: Send + Sync>(
+        &mut self,
+        entries: &OrdMap<B256, V>,
+        encode: impl Fn(&V, &mut Vec<u8>) + Sync,
+        parallel: bool,
+    ) -> B256 {
         let mut occupied = [false; 16];
         for nibble in 0..16u8 {
-            let low = first_key(nibble);
-            occupied[usize::from(nibble)] = self
-                .storage
-                .range(low..)
+            occupied[usize::from(nibble)] = entries
+                .range(first_key(nibble)..)
                 .next()
                 .is_some_and(|(k, _)| k[0] >> 4 == nibble);
         }
         if occupied.iter().filter(|o| **o).count() < 2 {
-            self.shard_hashes = [None; 16];
-            self.storage_root = full_storage_root(self.storage.iter());
-            return;
+            self.0 = [None; 16];
+            return trie_root(entries.iter(), 0, &encode);
         }
+        let mut changed = Vec::new();
         for nibble in 0..16u8 {
             let index = usize::from(nibble);
             if !occupied[index] {
-                self.shard_hashes[index] = None;
-                continue;
+                self.0[index] = None;
+            } else if self.0[index].is_none() {
+                changed.push(nibble);
             }
-            if self.shard_hashes[index].is_some() {
-                continue;
-            }
-            let low = first_key(nibble);
-            let mut builder = HashBuilder::default();
-            let mut buf = Vec::with_capacity(40);
-            for (hashed_slot, (_, value)) in self
-                .storage
-                .range(low..)
-                .take_while(|(k, _)| k[0] >> 4 == nibble)
-            {
-                buf.clear();
-                value.encode(&mut buf);
-                builder.add_leaf(Nibbles::unpack(hashed_slot).slice(1..), &buf);
-            }
-            self.shard_hashes[index] = Some(builder.root());
+        }
+        let subtrie = |nibble: u8| {
+            let entries = entries
+                .range(first_key(nibble)..)
+                .take_while(move |(k, _)| k[0] >> 4 == nibble);
+            (nibble, trie_root(entries, 1, &encode))
+        };
+        let hashed: Vec<(u8, B256)> = if parallel && changed.len() > 1 {
+            let (first, second) = changed.split_at(changed.len() / 2);
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| first.iter().map(|n| subtrie(*n)).collect::<Vec<_>>());
+                let mut mine: Vec<(u8, B256)> = second.iter().map(|n| subtrie(*n)).collect();
+                mine.extend(other.join().expect("subtrie hashing does not panic"));
+                mine
+            })
+        } else {
+            changed.iter().map(|n| subtrie(*n)).collect()
+        };
+        for (nibble, hash) in hashed {
+            self.0[usize::from(nibble)] = Some(hash);
         }
         let payload_length: usize = self
-            .shard_hashes
+            .0
             .iter()
             .map(|h| if h.is_some() { 33 } else { 1 })
             .sum::<usize>()
@@ -121,27 +150,32 @@ impl Account {
             payload_length,
         }
         .encode(&mut node);
-        for hash in &self.shard_hashes {
+        for hash in &self.0 {
             match hash {
                 Some(hash) => hash.encode(&mut node),
                 None => node.push(alloy_rlp::EMPTY_STRING_CODE),
             }
         }
         node.push(alloy_rlp::EMPTY_STRING_CODE);
-        self.storage_root = keccak256(&node);
+        keccak256(&node)
     }
 }
 
-/// The storage root over `(hashed slot, (slot, value))` entries in key order, in one pass.
-fn full_storage_root<'a>(entries: impl Iterator<Item = (&'a B256, &'a (U256, U256))>) -> B256 {
+/// The root of the trie over `entries` in key order, keys shortened by their first `skip`
+/// nibbles (all equal), in one pass.
+fn trie_root<'a, V: 'a>(
+    entries: impl Iterator<Item = (&'a B256, &'a V)>,
+    skip: usize,
+    encode: &impl Fn(&V, &mut Vec<u8>),
+) -> B256 {
     let mut builder = HashBuilder::default();
-    let mut buf = Vec::with_capacity(40);
+    let mut buf = Vec::with_capacity(128);
     let mut any = false;
-    for (hashed_slot, (_, value)) in entries {
+    for (key, value) in entries {
         any = true;
         buf.clear();
-        value.encode(&mut buf);
-        builder.add_leaf(Nibbles::unpack(hashed_slot), &buf);
+        encode(value, &mut buf);
+        builder.add_leaf(Nibbles::unpack(key).slice(skip..), &buf);
     }
     if any {
         builder.root()
@@ -160,6 +194,8 @@ fn first_key(nibble: u8) -> B256 {
 /// The full world state after some block.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct WorldState {
+    /// Cached hashes of the account trie's subtries.
+    shards: Shards,
     /// Behind an `Arc`: map nodes hold up to 64 entries and an account is ~700 bytes (cached
     /// storage subtrie hashes included), so inline values made every insert shift and every
     /// first write to a shared node copy tens of kilobytes.
@@ -219,20 +255,19 @@ impl WorldState {
             .unwrap_or_default()
     }
 
-    /// The Merkle-Patricia root over all accounts.
+    /// The Merkle-Patricia root over all accounts, rehashing only the subtries (by first
+    /// nibble of the hashed address) that changed since the last call; with `parallel`, over
+    /// two threads.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub(crate) fn state_root(&self) -> B256 {
+    pub(crate) fn state_root(&mut self, parallel: bool) -> B256 {
         if self.accounts.is_empty() {
             return EMPTY_ROOT_HASH;
         }
-        let mut builder = HashBuilder::default();
-        let mut buf = Vec::with_capacity(128);
-        for (hashed_address, account) in &self.accounts {
-            buf.clear();
-            account.trie_account().encode(&mut buf);
-            builder.add_leaf(Nibbles::unpack(hashed_address), &buf);
-        }
-        builder.root()
+        self.shards.root(
+            &self.accounts,
+            |account, buf| account.trie_account().encode(buf),
+            parallel,
+        )
     }
 
     /// Iterates over all accounts in trie-key order.
@@ -258,7 +293,9 @@ impl WorldState {
             match db_account.account_state {
                 CacheAccountState::None => continue,
                 CacheAccountState::NotExisting => {
-                    self.accounts.remove(&key);
+                    if self.accounts.remove(&key).is_some() {
+                        self.shards.touch(&key);
+                    }
                     continue;
                 }
                 CacheAccountState::Touched | CacheAccountState::StorageCleared => {}
@@ -287,6 +324,7 @@ impl WorldState {
             if storage_changed || storage_cleared {
                 account.recompute_storage_root();
             }
+            self.shards.touch(&key);
             if account.is_empty() && account.storage.is_empty() {
                 self.accounts.remove(&key);
             } else {
@@ -392,7 +430,7 @@ mod tests {
 
     #[test]
     fn state_root_matches_alloy_trie_reference() {
-        let state = WorldState::from_accounts([
+        let mut state = WorldState::from_accounts([
             entry(1, 10, vec![]),
             entry(2, 0, vec![(1, 5), (2, 0), (300, 7)]),
             entry(3, 99, vec![(0, 1)]),
@@ -413,7 +451,7 @@ mod tests {
             );
             (account.address, trie)
         }));
-        assert_eq!(state.state_root(), reference);
+        assert_eq!(state.state_root(false), reference);
         assert_eq!(
             state.storage(Address::repeat_byte(2), U256::from(300)),
             U256::from(7)
@@ -458,8 +496,48 @@ mod tests {
     }
 
     #[test]
+    fn cached_state_root_matches_alloy_through_changes() {
+        let reference = |state: &WorldState| {
+            alloy_trie::root::state_root_unhashed(
+                state
+                    .accounts()
+                    .map(|account| (account.address, account.trie_account())),
+            )
+        };
+        let mut state = WorldState::default();
+        // One account (a single subtrie), then many, then changes and removals touching few
+        // subtries, with and without the second thread.
+        for step in 0..400u64 {
+            let mut bytes = [0u8; 20];
+            bytes[..8].copy_from_slice(&(step % 97).to_be_bytes());
+            let address = Address::from(bytes);
+            let key = keccak256(address);
+            if step % 7 == 6 {
+                state.accounts.remove(&key);
+            } else {
+                let mut account = Account::empty(address);
+                account.nonce = step;
+                account.balance = U256::from(step + 1);
+                state.accounts.insert(key, Arc::new(account));
+            }
+            state.shards.touch(&key);
+            assert_eq!(
+                state.state_root(step % 2 == 0),
+                reference(&state),
+                "step {step}"
+            );
+        }
+        while let Some(key) = state.accounts.get_min().map(|(k, _)| *k) {
+            state.accounts.remove(&key);
+            state.shards.touch(&key);
+            assert_eq!(state.state_root(true), reference(&state));
+        }
+        assert_eq!(state.state_root(true), EMPTY_ROOT_HASH);
+    }
+
+    #[test]
     fn empty_state_has_empty_root() {
-        assert_eq!(WorldState::default().state_root(), EMPTY_ROOT_HASH);
+        assert_eq!(WorldState::default().state_root(true), EMPTY_ROOT_HASH);
     }
 
     #[test]
