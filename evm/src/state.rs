@@ -5,9 +5,10 @@
 //! shares all untouched data with it.
 //!
 //! Accounts are keyed by `keccak256(address)` and storage slots by `keccak256(slot)`, which is
-//! exactly the key order of the Merkle-Patricia trie. The state root is then one ordered pass
-//! over the accounts through alloy-trie's [`HashBuilder`]; each account caches its storage root,
-//! which is recomputed only when its storage changes.
+//! exactly the key order of the Merkle-Patricia trie. A root is an ordered pass through
+//! alloy-trie's [`HashBuilder`] over the subtries (by first key nibble) that changed since the
+//! last root: the account trie and each storage trie cache their subtrie hashes (`Shards`), and
+//! each account caches its storage root.
 
 use std::sync::Arc;
 
