@@ -210,7 +210,7 @@ fn saturating_i64(value: u64) -> i64 {
 pub type MetricsServer = Service<SocketAddr, std::io::Error>;
 
 impl Service<SocketAddr, std::io::Error> {
-    /// Binds `listen` and serves `GET /metrics` until [`MetricsServer::shutdown`] or until
+    /// Binds `listen` and serves `GET /metrics` until [`Service::shutdown`] or until
     /// `cancel` (a parent token) is cancelled.
     pub async fn spawn(
         listen: SocketAddr,

@@ -13,7 +13,7 @@
 //! block is being finalized.
 //!
 //! An [`Application`] error from a consensus call is fatal: the server logs it with its
-//! context, answers nothing more on any connection and [`AbciServer::wait`] returns
+//! context, answers nothing more on any connection and [`Service::wait`] returns
 //! [`ServerError::Application`], on which `tandemd` exits non-zero. Answering a consensus
 //! call wrongly would fork the chain; stopping lets `CometBFT` replay after a restart.
 
@@ -226,7 +226,7 @@ struct Shared<A> {
 pub type AbciServer = Service<ListenAddr, ServerError>;
 
 impl Service<ListenAddr, ServerError> {
-    /// Binds `listen` and serves ABCI connections until [`AbciServer::shutdown`], until
+    /// Binds `listen` and serves ABCI connections until [`Service::shutdown`], until
     /// `cancel` (a parent token) is cancelled, or until a consensus call fails.
     ///
     /// A Unix socket file left over from a previous run is removed before binding.

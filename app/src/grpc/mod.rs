@@ -118,7 +118,7 @@ pub enum GrpcError {
 }
 
 impl Service<SocketAddr, eyre::Report> {
-    /// Binds and serves both services until [`GrpcServer::shutdown`] or until `cancel`
+    /// Binds and serves both services until [`Service::shutdown`] or until `cancel`
     /// (a parent token) is cancelled. Open streams end at shutdown.
     pub async fn spawn<S: BlockSource>(
         config: &GrpcConfig,
