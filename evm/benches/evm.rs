@@ -283,6 +283,11 @@ fn bench_blocks(c: &mut Criterion) {
             envelope.execution_payload
         };
 
+        let validate = |mut chain: Chain| {
+            let status = chain.new_payload(payload.clone(), &[], BEACON_ROOT);
+            assert!(status.is_valid(), "{status:?}");
+        };
+
         group.bench_function("build_cold_senders", |b| {
             b.iter_batched(
                 || Chain::open(&work.genesis, None).unwrap(),
@@ -308,10 +313,7 @@ fn bench_blocks(c: &mut Criterion) {
         group.bench_function("validate_cold_senders", |b| {
             b.iter_batched(
                 || Chain::open(&work.genesis, None).unwrap(),
-                |mut chain| {
-                    let status = chain.new_payload(payload.clone(), &[], BEACON_ROOT);
-                    assert!(status.is_valid(), "{status:?}");
-                },
+                validate,
                 BatchSize::LargeInput,
             );
         });
@@ -320,20 +322,14 @@ fn bench_blocks(c: &mut Criterion) {
             // the payload is not this node's own, so it is re-executed.
             b.iter_batched(
                 || chain_that_built(&work.genesis, attributes(&work.raw, 1_600_000_000)),
-                |mut chain| {
-                    let status = chain.new_payload(payload.clone(), &[], BEACON_ROOT);
-                    assert!(status.is_valid(), "{status:?}");
-                },
+                validate,
                 BatchSize::LargeInput,
             );
         });
         group.bench_function("new_payload_of_own_build", |b| {
             b.iter_batched(
                 || chain_that_built(&work.genesis, attrs.clone()),
-                |mut chain| {
-                    let status = chain.new_payload(payload.clone(), &[], BEACON_ROOT);
-                    assert!(status.is_valid(), "{status:?}");
-                },
+                validate,
                 BatchSize::LargeInput,
             );
         });

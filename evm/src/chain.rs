@@ -908,26 +908,29 @@ mod tests {
 
     #[test]
     fn large_blocks_take_the_parallel_paths_and_validate() {
-        let raw = dev_transfers();
-        let mut a = attrs(12);
-        a.transactions = Some(raw);
         let mut builder = Chain::open(&genesis::dev_genesis(), None).unwrap();
-        let genesis = builder.genesis_hash();
-        let fcs = ForkchoiceState {
-            head_block_hash: genesis,
-            ..Default::default()
-        };
-        let id = builder
-            .forkchoice_updated(fcs, Some(a))
-            .unwrap()
-            .payload_id
-            .unwrap();
-        let payload = builder.get_payload(id).unwrap().execution_payload;
+        let payload = build_on_genesis(&mut builder, dev_transfers());
         assert_eq!(payload.payload_inner.payload_inner.transactions.len(), 80);
         // A fresh chain recovers every sender itself (no cache) and must agree on every root.
         let mut validator = Chain::open(&genesis::dev_genesis(), None).unwrap();
         let status = validator.new_payload(payload, &[], B256::repeat_byte(3));
         assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
+    }
+
+    /// The payload `chain` builds on its genesis from `attrs(12)` with `transactions` forced.
+    fn build_on_genesis(chain: &mut Chain, transactions: Vec<Bytes>) -> ExecutionPayloadV3 {
+        let fcs = ForkchoiceState {
+            head_block_hash: chain.genesis_hash(),
+            ..Default::default()
+        };
+        let mut a = attrs(12);
+        a.transactions = Some(transactions);
+        let id = chain
+            .forkchoice_updated(fcs, Some(a))
+            .unwrap()
+            .payload_id
+            .unwrap();
+        chain.get_payload(id).unwrap().execution_payload
     }
 
     /// 80 EIP-1559 transfers from the dev account, nonces 0..80, as raw EIP-2718 bytes.
@@ -966,19 +969,7 @@ mod tests {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let mut chain = Chain::open(&genesis::dev_genesis(), None).unwrap();
         chain.set_metrics(metrics.clone());
-        let genesis = chain.genesis_hash();
-        let fcs = ForkchoiceState {
-            head_block_hash: genesis,
-            ..Default::default()
-        };
-        let mut a = attrs(12);
-        a.transactions = Some(dev_transfers());
-        let id = chain
-            .forkchoice_updated(fcs, Some(a))
-            .unwrap()
-            .payload_id
-            .unwrap();
-        let payload = chain.get_payload(id).unwrap().execution_payload;
+        let payload = build_on_genesis(&mut chain, dev_transfers());
         let hash = payload.payload_inner.payload_inner.block_hash;
 
         // The same block with its last transaction dropped and the hash kept: the decoded

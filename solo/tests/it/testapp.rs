@@ -171,11 +171,11 @@ fn parse_tx(tx: &[u8]) -> Option<Tx> {
     Some(Tx::Set(k.as_bytes().to_vec(), v.as_bytes().to_vec()))
 }
 
+/// The answer to `req`, or `None` to drop the connection.
 #[expect(
     clippy::too_many_lines,
     reason = "one match arm per ABCI method reads best in one place"
 )]
-/// The answer to `req`, or `None` to drop the connection.
 fn handle(state: &Mutex<AppState>, req: Request) -> Option<Response> {
     let mut s = state.lock().unwrap();
     let value = match req.value {
