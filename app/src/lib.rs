@@ -18,6 +18,7 @@
 //! of the `tandemd` binary.
 
 pub mod config;
+pub mod daemon;
 pub mod grpc;
 pub mod metrics;
 pub mod server;

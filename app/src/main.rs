@@ -2,22 +2,19 @@
 //! the ABCI server, the gRPC API and the metrics endpoint (`start`) until `SIGTERM`/SIGINT or
 //! until one of them stops. Exit codes are listed in [`Exit`].
 
-use std::{process::ExitCode, sync::Arc, time::Duration};
+use std::{process::ExitCode, time::Duration};
 
 use clap::Parser as _;
 use eyre::WrapErr as _;
-use futures::{future::BoxFuture, stream::FuturesUnordered, FutureExt as _, StreamExt as _};
 use tandem_app::{
     config::{
         Cli, Command, Config, InitArgs, LogFormat, StartArgs, CONFIG_FILE, GENESIS_APP_STATE_FILE,
     },
-    grpc::{GrpcConfig, GrpcServer},
-    metrics::{Metrics, MetricsServer},
-    server::{error_chain, AbciServer, ServerConfig, ServerError},
-    App, AppConfig, GenesisAppState,
+    daemon::{Daemon, Stopped},
+    server::error_chain,
+    GenesisAppState,
 };
 use tokio::signal::unix::{signal, SignalKind};
-use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 /// How long the services get to stop after a shutdown request.
@@ -127,32 +124,15 @@ fn init_tracing(config: &Config) -> eyre::Result<()> {
     installed.map_err(|e| eyre::eyre!("failed to install the log subscriber: {e}"))
 }
 
-/// Why a service stopped.
-enum Stopped {
-    Abci(Result<(), ServerError>),
-    Grpc(eyre::Result<()>),
-    Metrics(eyre::Result<()>),
-}
-
-impl Stopped {
-    /// The exit code this stop calls for; `expected` is true during shutdown.
-    fn exit(&self, expected: bool) -> Exit {
-        match self {
-            Self::Abci(Err(ServerError::Application { .. })) => Exit::ApplicationFault,
-            Self::Abci(Err(_)) | Self::Grpc(Err(_)) | Self::Metrics(Err(_)) => Exit::ServiceFailed,
-            _ if expected => Exit::Clean,
-            _ => Exit::ServiceFailed,
-        }
-    }
-
-    fn log(&self) {
-        match self {
-            Self::Abci(Ok(())) => info!("ABCI server stopped"),
-            Self::Grpc(Ok(())) => info!("gRPC server stopped"),
-            Self::Metrics(Ok(())) => info!("metrics server stopped"),
-            Self::Abci(Err(e)) => error!(error = %error_chain(e), "ABCI server failed"),
-            Self::Grpc(Err(e)) => error!(error = ?e, "gRPC server failed"),
-            Self::Metrics(Err(e)) => error!(error = ?e, "metrics server failed"),
+impl Exit {
+    /// The exit code a server's stop calls for; `expected` is true during shutdown.
+    fn of(stopped: &Stopped, expected: bool) -> Self {
+        if stopped.is_application_fault() {
+            Self::ApplicationFault
+        } else if stopped.is_failure() || !expected {
+            Self::ServiceFailed
+        } else {
+            Self::Clean
         }
     }
 }
@@ -160,92 +140,6 @@ impl Stopped {
 async fn run(args: &StartArgs, config: Config) -> Exit {
     let data_dir = config.data_dir(&args.home);
     info!(home = %args.home.display(), data_dir = %data_dir.display(), "starting tandemd");
-    let metrics = Arc::new(Metrics::new());
-    let mut app_config = AppConfig::new(data_dir);
-    app_config.metrics = Some(metrics.clone());
-    let app = match App::open(app_config).await {
-        Ok(app) => app,
-        Err(e) => {
-            error!(error = %error_chain(&e), "failed to open the application state");
-            return Exit::StartupFailed;
-        }
-    };
-    metrics.set_height(app.latest_block_height());
-
-    let cancel = CancellationToken::new();
-    let services = match spawn_services(&config, &app, &metrics, &cancel).await {
-        Ok(services) => services,
-        Err(e) => {
-            error!(error = ?e, "failed to start");
-            cancel.cancel();
-            return Exit::StartupFailed;
-        }
-    };
-    let exit = supervise(services, &cancel).await;
-    app.shutdown().await;
-    info!(code = exit as u8, "tandemd stopped");
-    exit
-}
-
-async fn spawn_services(
-    config: &Config,
-    app: &App,
-    metrics: &Arc<Metrics>,
-    cancel: &CancellationToken,
-) -> eyre::Result<FuturesUnordered<BoxFuture<'static, Stopped>>> {
-    let metrics_server = MetricsServer::spawn(config.metrics_listen, metrics.clone(), cancel)
-        .await
-        .wrap_err_with(|| {
-            format!(
-                "failed to bind the metrics listener on {}",
-                config.metrics_listen
-            )
-        })?;
-    let grpc = GrpcServer::spawn(
-        &GrpcConfig {
-            listen: config.grpc_listen,
-            cometbft_rpc: config.cometbft_rpc.clone(),
-        },
-        Arc::new(app.clone()),
-        cancel,
-    )
-    .await
-    .wrap_err("failed to start the gRPC server")?;
-    let abci = AbciServer::spawn(
-        &config.abci_listen,
-        app.clone(),
-        ServerConfig {
-            max_frame_bytes: config.abci_max_frame_bytes,
-            // The application records its own phase latencies.
-            metrics: None,
-        },
-        cancel,
-    )
-    .await
-    .wrap_err_with(|| format!("failed to bind the ABCI listener on {}", config.abci_listen))?;
-    info!(
-        abci = %abci.local_addr(),
-        grpc = %grpc.local_addr(),
-        metrics = %metrics_server.local_addr(),
-        "tandemd is running"
-    );
-    let services: FuturesUnordered<BoxFuture<'static, Stopped>> = FuturesUnordered::new();
-    services.push(abci.wait().map(Stopped::Abci).boxed());
-    services.push(grpc.wait().map(Stopped::Grpc).boxed());
-    services.push(
-        metrics_server
-            .wait()
-            .map(|r| Stopped::Metrics(r.wrap_err("metrics server failed")))
-            .boxed(),
-    );
-    Ok(services)
-}
-
-/// Waits for `SIGTERM`/SIGINT or for a service to stop, then stops everything.
-async fn supervise(
-    mut services: FuturesUnordered<BoxFuture<'static, Stopped>>,
-    cancel: &CancellationToken,
-) -> Exit {
     let (mut sigterm, mut sigint) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -253,7 +147,13 @@ async fn supervise(
         (Ok(term), Ok(int)) => (term, int),
         (Err(e), _) | (_, Err(e)) => {
             error!(error = %e, "failed to install signal handlers");
-            cancel.cancel();
+            return Exit::StartupFailed;
+        }
+    };
+    let mut daemon = match Daemon::start(&config, data_dir).await {
+        Ok(daemon) => daemon,
+        Err(e) => {
+            error!(error = %e, "failed to start");
             return Exit::StartupFailed;
         }
     };
@@ -266,22 +166,20 @@ async fn supervise(
             info!("SIGINT received; shutting down");
             Exit::Clean
         }
-        Some(stopped) = services.next() => {
+        Some(stopped) = daemon.next_stop() => {
             stopped.log();
-            stopped.exit(false)
+            Exit::of(&stopped, false)
         }
     };
-    cancel.cancel();
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while let Some(stopped) = services.next().await {
-            stopped.log();
-            exit = exit.max(stopped.exit(true));
-        }
-    })
-    .await;
-    if drained.is_err() {
+    let (stopped, in_time) = daemon.shutdown(SHUTDOWN_GRACE).await;
+    for stop in &stopped {
+        stop.log();
+        exit = exit.max(Exit::of(stop, true));
+    }
+    if !in_time {
         warn!(grace = ?SHUTDOWN_GRACE, "services did not stop in time");
         exit = exit.max(Exit::ServiceFailed);
     }
+    info!(code = exit as u8, "tandemd stopped");
     exit
 }

@@ -14,6 +14,9 @@ struct Cli {
 enum Command {
     /// Write N validator home directories with a shared Tandem genesis.
     Testnet(tandem_cli::testnet::TestnetArgs),
+    /// Run the whole stack on this machine, on loopback: tandemd under tandem-solo, and
+    /// tandem-evm beside them.
+    Devnet(tandem_cli::devnet::DevnetArgs),
 }
 
 fn main() -> eyre::Result<()> {
@@ -23,6 +26,7 @@ fn main() -> eyre::Result<()> {
             println!("{summary}");
             Ok(())
         }
+        Command::Devnet(args) => tandem_cli::devnet::main(&args),
     }
 }
 
@@ -41,8 +45,24 @@ mod tests {
             "/tmp/a.json",
         ])
         .unwrap();
-        let Command::Testnet(args) = cli.command;
+        let Command::Testnet(args) = cli.command else {
+            panic!("parsed as another command: {:?}", cli.command);
+        };
         assert_eq!(args.validators, 4);
         assert_eq!(args.chain_id, "tandem-testnet");
+    }
+
+    #[test]
+    fn devnet_defaults_parse() {
+        let cli = Cli::try_parse_from(["tandem", "devnet"]).unwrap();
+        let Command::Devnet(args) = cli.command else {
+            panic!("parsed as another command: {:?}", cli.command);
+        };
+        assert_eq!(args.home, std::path::PathBuf::from(".tandem-devnet"));
+        assert_eq!(
+            (args.rpc_port, args.grpc_port, args.eth_rpc_port),
+            (26657, 9090, 8545)
+        );
+        assert!(!args.reset);
     }
 }

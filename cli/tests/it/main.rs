@@ -1,4 +1,5 @@
 //! Integration tests for the `tandem` CLI and the deploy/ files it feeds.
 
 mod deploy;
+mod devnet;
 mod testnet;

@@ -1,0 +1,243 @@
+//! `tandem devnet` as a user runs it: the real binary on free loopback ports, a transfer signed
+//! with the development key, `SIGTERM`, and a second run that resumes the same chain.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    net::SocketAddr,
+    path::Path,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use tandem_core::{Coin, Message, Send, SigningKey, TxBuilder, NATIVE_DENOM};
+use tendermint_rpc::{Client as _, HttpClient};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const DEADLINE: Duration = Duration::from_mins(2);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The ports one devnet run uses.
+struct Ports {
+    rpc: u16,
+    eth_rpc: u16,
+    args: Vec<String>,
+}
+
+impl Ports {
+    fn free() -> Self {
+        let [rpc, abci, grpc, metrics, eth_rpc, engine] = std::array::from_fn(|_| free_port());
+        let args = [
+            ("--rpc-port", rpc),
+            ("--abci-port", abci),
+            ("--grpc-port", grpc),
+            ("--metrics-port", metrics),
+            ("--eth-rpc-port", eth_rpc),
+            ("--engine-port", engine),
+        ]
+        .into_iter()
+        .flat_map(|(flag, port)| [flag.to_owned(), port.to_string()])
+        .collect();
+        Self { rpc, eth_rpc, args }
+    }
+}
+
+/// A running `tandem devnet`, killed on drop.
+struct Devnet {
+    child: Option<Child>,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl Devnet {
+    fn spawn(home: &Path, ports: &Ports) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .arg("devnet")
+            .arg("--home")
+            .arg(home)
+            .args(["--block-time", "100ms", "--log", "warn"])
+            .args(&ports.args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines, stdout) = mpsc::channel();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child: Some(child),
+            stdout,
+        }
+    }
+
+    /// Waits for the summary the devnet prints once its first block is committed.
+    fn summary(&self) -> String {
+        let end = Instant::now() + DEADLINE;
+        let mut text = String::new();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let line = self
+                .stdout
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("no summary within {DEADLINE:?} ({e}); got:\n{text}"));
+            text.push_str(&line);
+            text.push('\n');
+            if line.starts_with("Ctrl-C stops the devnet") {
+                return text;
+            }
+        }
+    }
+
+    /// Sends `SIGTERM` and waits, with a deadline, for the exit status.
+    fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < end,
+                "the devnet did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The development account's sequence, through ABCI Query.
+async fn dev_sequence(client: &HttpClient) -> u64 {
+    let dev = SigningKey::secp256k1_from_seed(tandem_cli::devnet::DEV_SEED).address();
+    let answer = client
+        .abci_query(Some(format!("/tandem/sequence/{dev}")), vec![], None, false)
+        .await
+        .unwrap();
+    assert!(answer.code.is_ok(), "{answer:?}");
+    let value: serde_json::Value = serde_json::from_slice(&answer.value).unwrap();
+    value["sequence"].as_u64().unwrap()
+}
+
+/// `eth_chainId` over one HTTP/1.1 POST.
+async fn eth_chain_id(port: u16) -> String {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let io = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    };
+    let response = tokio::time::timeout(DEADLINE, io).await.unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    let value: serde_json::Value = serde_json::from_str(body).unwrap();
+    value["result"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devnet_runs_the_stack_and_resumes_after_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("devnet");
+    let ports = Ports::free();
+    let mut devnet = Devnet::spawn(&home, &ports);
+    let summary = devnet.summary();
+    let dev = SigningKey::secp256k1_from_seed(tandem_cli::devnet::DEV_SEED);
+    assert!(summary.contains(&dev.address().to_string()), "{summary}");
+    assert!(
+        summary.contains(&format!("http://127.0.0.1:{}", ports.rpc)),
+        "{summary}"
+    );
+
+    // A transfer signed with the development key lands in a block.
+    let client = HttpClient::new(format!("http://127.0.0.1:{}", ports.rpc).as_str()).unwrap();
+    let to = SigningKey::secp256k1_from_seed(b"devnet-test-recipient").address();
+    let tx = TxBuilder::new("tandem-devnet", 0, 0)
+        .message(Message::Send(Send {
+            from: dev.address(),
+            to,
+            amount: vec![Coin {
+                denom: NATIVE_DENOM.to_owned(),
+                amount: 5,
+            }],
+        }))
+        .fee(1_000_000)
+        .sign(&dev)
+        .unwrap();
+    let committed = tokio::time::timeout(DEADLINE, client.broadcast_tx_commit(tx))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(committed.check_tx.code.is_ok(), "{:?}", committed.check_tx);
+    assert!(
+        committed.tx_result.code.is_ok(),
+        "{:?}",
+        committed.tx_result
+    );
+    assert_eq!(dev_sequence(&client).await, 1);
+    // tandem-evm serves its development chain beside the sequencer.
+    assert_eq!(eth_chain_id(ports.eth_rpc).await, "0x539");
+
+    assert!(devnet.terminate().success());
+
+    // The second run resumes the same chain from the home directory.
+    let ports = Ports::free();
+    let devnet = Devnet::spawn(&home, &ports);
+    devnet.summary();
+    let client = HttpClient::new(format!("http://127.0.0.1:{}", ports.rpc).as_str()).unwrap();
+    let status = client.status().await.unwrap();
+    assert!(
+        status.sync_info.latest_block_height.value() > committed.height.value(),
+        "resumed at {} after the transfer at {}",
+        status.sync_info.latest_block_height,
+        committed.height
+    );
+    assert_eq!(dev_sequence(&client).await, 1);
+}
+
+#[test]
+fn devnet_refuses_a_home_that_is_not_a_devnet() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("devnet")
+        .arg("--home")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("holds no devnet") && stderr.contains("--reset"),
+        "{stderr}"
+    );
+    assert!(dir.path().join("notes.txt").exists(), "nothing was deleted");
+}
