@@ -398,7 +398,7 @@ impl Chain {
         let parent = &self.blocks[&parent_hash];
         let hashes = self.block_hashes(parent);
         let (block, skipped) =
-            executor::build_block(self.chain_id, parent, &hashes, &input, candidates).map_err(
+            executor::build_block(self.chain_id, parent, &hashes, &input, &candidates).map_err(
                 |err| {
                     EngineError::InvalidPayloadAttributes(format!("block building failed: {err}"))
                 },
@@ -436,6 +436,7 @@ impl Chain {
     /// Recovers the senders of `txs`, in order, from the cache or in parallel over the
     /// available cores (the result does not depend on how the work is split).
     fn recover_all(&mut self, txs: &[&TxEnvelope]) -> Vec<Result<Address, String>> {
+        hash_all(txs);
         let mut results: Vec<Option<Result<Address, String>>> = txs
             .iter()
             .map(|tx| self.senders.get(tx.tx_hash()).map(|s| Ok(*s)))
@@ -783,6 +784,24 @@ impl Chain {
 }
 
 /// A payload id derived from the parent and the attributes, so equal requests get equal ids.
+/// Computes every transaction's hash (re-encoding and keccak; each envelope keeps its own),
+/// from 64 transactions on split over the available cores.
+fn hash_all(txs: &[&TxEnvelope]) {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if txs.len() < 64 || threads < 2 {
+        return;
+    }
+    std::thread::scope(|scope| {
+        for part in txs.chunks(txs.len().div_ceil(threads)) {
+            scope.spawn(move || {
+                for tx in part {
+                    tx.tx_hash();
+                }
+            });
+        }
+    });
+}
+
 fn payload_id(parent: B256, attrs: &OpPayloadAttributes) -> PayloadId {
     let mut buf = Vec::with_capacity(256);
     buf.extend_from_slice(parent.as_slice());
@@ -912,9 +931,34 @@ mod tests {
         let payload = build_on_genesis(&mut builder, dev_transfers());
         assert_eq!(payload.payload_inner.payload_inner.transactions.len(), 80);
         // A fresh chain recovers every sender itself (no cache) and must agree on every root.
+        let hash = payload.payload_inner.payload_inner.block_hash;
         let mut validator = Chain::open(&genesis::dev_genesis(), None).unwrap();
         let status = validator.new_payload(payload, &[], B256::repeat_byte(3));
         assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
+        // The transactions root, computed beside execution, is alloy's.
+        let block = &validator.block(&hash).unwrap().block;
+        assert_eq!(
+            block.header.transactions_root,
+            alloy_consensus::proofs::calculate_transaction_root(&block.body.transactions)
+        );
+    }
+
+    #[test]
+    fn a_large_build_that_skips_a_transaction_roots_only_the_included_ones() {
+        let mut transactions = dev_transfers();
+        // Without nonce 60, nonces 61..80 are skipped.
+        transactions.remove(60);
+        let mut chain = Chain::open(&genesis::dev_genesis(), None).unwrap();
+        let payload = build_on_genesis(&mut chain, transactions);
+        assert_eq!(payload.payload_inner.payload_inner.transactions.len(), 60);
+        let hash = payload.payload_inner.payload_inner.block_hash;
+        let status = chain.new_payload(payload, &[], B256::repeat_byte(3));
+        assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
+        let block = &chain.block(&hash).unwrap().block;
+        assert_eq!(
+            block.header.transactions_root,
+            alloy_consensus::proofs::calculate_transaction_root(&block.body.transactions)
+        );
     }
 
     /// The payload `chain` builds on its genesis from `attrs(12)` with `transactions` forced.

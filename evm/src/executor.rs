@@ -11,6 +11,7 @@ use alloy_consensus::{
 };
 use alloy_eips::{
     eip1559::BaseFeeParams,
+    eip2718::Encodable2718 as _,
     eip4788::{BEACON_ROOTS_ADDRESS, SYSTEM_ADDRESS},
     eip4895::Withdrawal,
     eip7840::BlobParams,
@@ -160,7 +161,7 @@ pub(crate) fn build_block(
     parent: &ExecutedBlock,
     block_hashes: &[(u64, B256)],
     input: &BuildInput,
-    candidates: Vec<Candidate>,
+    candidates: &[Candidate],
 ) -> Result<(ExecutedBlock, Vec<Skipped>), BlockError> {
     let parent_header = parent.header();
     let header = Header {
@@ -187,10 +188,19 @@ pub(crate) fn build_block(
         block_hashes,
         header,
     };
-    let outcome = execute(&context, candidates, &input.withdrawals, Mode::Build)?;
+    let (outcome, transactions_root) =
+        execute_beside_root(&context, candidates, &input.withdrawals, Mode::Build);
+    let outcome = outcome?;
     let skipped = outcome.skipped.clone();
+    // The root of the candidates is the block's unless building left some out.
+    let transactions_root = transactions_root.filter(|_| skipped.is_empty());
     Ok((
-        seal(context.header, outcome, input.withdrawals.clone()),
+        seal(
+            context.header,
+            outcome,
+            input.withdrawals.clone(),
+            transactions_root,
+        ),
         skipped,
     ))
 }
@@ -220,7 +230,7 @@ pub(crate) fn validate_block(
             senders.len()
         )));
     }
-    let candidates = body
+    let candidates: Vec<Candidate> = body
         .transactions
         .into_iter()
         .zip(senders)
@@ -237,8 +247,10 @@ pub(crate) fn validate_block(
         block_hashes,
         header: expected_header,
     };
-    let outcome = execute(&context, candidates, &withdrawals, Mode::Validate)?;
-    let executed = seal(context.header, outcome, withdrawals);
+    let (outcome, transactions_root) =
+        execute_beside_root(&context, &candidates, &withdrawals, Mode::Validate);
+    // Validation includes every transaction or fails, so the candidates' root is the block's.
+    let executed = seal(context.header, outcome?, withdrawals, transactions_root);
     let computed = executed.header();
     compare(
         "baseFeePerGas",
@@ -372,7 +384,12 @@ enum Mode {
 /// which computes the transactions and receipts roots; all are independent, so the result does
 /// not depend on the split.
 #[tracing::instrument(level = "debug", skip_all)]
-fn seal(mut header: Header, mut outcome: Outcome, withdrawals: Vec<Withdrawal>) -> ExecutedBlock {
+fn seal(
+    mut header: Header,
+    mut outcome: Outcome,
+    withdrawals: Vec<Withdrawal>,
+    transactions_root: Option<B256>,
+) -> ExecutedBlock {
     let Outcome {
         state,
         transactions,
@@ -381,7 +398,7 @@ fn seal(mut header: Header, mut outcome: Outcome, withdrawals: Vec<Withdrawal>) 
     } = &mut outcome;
     let roots = || {
         (
-            calculate_transaction_root(transactions),
+            transactions_root.unwrap_or_else(|| calculate_transaction_root(transactions)),
             calculate_receipt_root(receipts),
         )
     };
@@ -476,17 +493,44 @@ pub(crate) fn cfg_env(chain_id: u64) -> CfgEnv {
 }
 
 #[tracing::instrument(level = "debug", skip_all)]
+/// Runs [`execute`] while a second thread computes the transactions root of all `candidates`
+/// (from 64 of them on; below that a thread costs more than it saves). The root does not depend
+/// on execution, so the block pays for it only where execution is shorter.
+fn execute_beside_root(
+    context: &BlockContext<'_>,
+    candidates: &[Candidate],
+    withdrawals: &[Withdrawal],
+    mode: Mode,
+) -> (Result<Outcome, BlockError>, Option<B256>) {
+    if candidates.len() < 64 {
+        return (execute(context, candidates, withdrawals, mode), None);
+    }
+    std::thread::scope(|scope| {
+        let root = scope.spawn(|| {
+            alloy_trie::root::ordered_trie_root_with_encoder(candidates, |candidate, buf| {
+                candidate.tx.encode_2718(buf);
+            })
+        });
+        let outcome = execute(context, candidates, withdrawals, mode);
+        let root = root.join().expect("the transactions root does not panic");
+        (outcome, Some(root))
+    })
+}
+
 fn execute(
     context: &BlockContext<'_>,
-    candidates: Vec<Candidate>,
+    candidates: &[Candidate],
     withdrawals: &[Withdrawal],
     mode: Mode,
 ) -> Result<Outcome, BlockError> {
     let header = &context.header;
-    let db = CacheDB::new(StateDb {
+    let mut db = CacheDB::new(StateDb {
         state: &context.parent.state,
         block_hashes: context.block_hashes,
     });
+    // Room for a sender and a recipient per transaction, so that the map does not grow
+    // (rehashing every account loaded so far) while the block runs.
+    db.cache.accounts.reserve(2 * candidates.len() + 8);
     let mut evm = Context::mainnet()
         .with_db(db)
         .with_block(block_env(header))
@@ -525,7 +569,8 @@ fn execute(
         state: WorldState::default(),
         skipped: vec![],
     };
-    for (index, Candidate { tx, sender }) in candidates.into_iter().enumerate() {
+    for (index, Candidate { tx, sender }) in candidates.iter().enumerate() {
+        let sender = *sender;
         let rejection = if tx.is_eip4844() || tx.is_eip7702() {
             Some(format!("transaction type {} is not supported", tx.ty()))
         } else if tx.gas_limit() > header.gas_limit - outcome.gas_used {
@@ -539,7 +584,7 @@ fn execute(
         };
         let result = match rejection {
             Some(reason) => Err(reason),
-            None => match evm.transact_commit(tx_env(&tx, sender)) {
+            None => match evm.transact_commit(tx_env(tx, sender)) {
                 Ok(result) => Ok(result),
                 Err(revm::context::result::EVMError::Transaction(err)) => Err(err.to_string()),
                 Err(revm::context::result::EVMError::Header(err)) => Err(err.to_string()),
@@ -574,7 +619,7 @@ fn execute(
         };
         let receipt = ReceiptEnvelope::from_typed(tx.tx_type(), ReceiptWithBloom::from(receipt));
         outcome.receipts.push(receipt);
-        outcome.transactions.push(tx);
+        outcome.transactions.push(tx.clone());
         outcome.senders.push(sender);
     }
 

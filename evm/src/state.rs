@@ -34,8 +34,9 @@ pub(crate) struct Account {
     /// Storage keyed by `keccak256(slot)`, holding `(slot, value)`; zero values are never stored.
     pub(crate) storage: OrdMap<B256, (U256, U256)>,
     pub(crate) storage_root: B256,
-    /// Cached hashes of the storage trie's subtries.
-    storage_shards: Shards,
+    /// Cached hashes of the storage trie's subtries; `None` (all unknown) for an account
+    /// without storage, which keeps most accounts small: the hashes alone are 528 bytes.
+    storage_shards: Option<Box<Shards>>,
 }
 
 impl Account {
@@ -47,7 +48,7 @@ impl Account {
             code_hash: KECCAK_EMPTY,
             storage: OrdMap::new(),
             storage_root: EMPTY_ROOT_HASH,
-            storage_shards: Shards::default(),
+            storage_shards: None,
         }
     }
 
@@ -62,14 +63,23 @@ impl Account {
 
     /// Marks the storage subtrie holding `hashed_slot` as changed.
     fn touch_slot(&mut self, hashed_slot: &B256) {
-        self.storage_shards.touch(hashed_slot);
+        if let Some(shards) = &mut self.storage_shards {
+            shards.touch(hashed_slot);
+        }
     }
 
     /// Recomputes the storage root, rehashing only the subtries whose slots changed.
     fn recompute_storage_root(&mut self) {
-        self.storage_root =
-            self.storage_shards
-                .root(&self.storage, |(_, value), buf| value.encode(buf), false);
+        if self.storage.is_empty() {
+            self.storage_shards = None;
+            self.storage_root = EMPTY_ROOT_HASH;
+            return;
+        }
+        self.storage_root = self.storage_shards.get_or_insert_with(Box::default).root(
+            &self.storage,
+            |(_, value), buf| value.encode(buf),
+            false,
+        );
     }
 }
 
