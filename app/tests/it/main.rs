@@ -6,6 +6,7 @@ mod abci_server;
 mod components;
 mod crash;
 mod determinism;
+mod fuzz;
 mod grpc_api;
 mod grpc_node;
 mod harness;

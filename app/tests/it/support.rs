@@ -56,6 +56,13 @@ impl<S: std::io::Read + std::io::Write> RawClient<S> {
     }
 }
 
+impl RawClient<std::net::TcpStream> {
+    /// Closes the sending half: the server reads the end of the stream.
+    pub(crate) fn shutdown_write(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    }
+}
+
 /// A block time derived from the height (no wall clock).
 pub(crate) fn block_time(height: i64) -> Timestamp {
     Timestamp {

@@ -130,7 +130,7 @@ async fn invalid_forced_transactions_are_skipped_not_fatal() {
     node.stop().await;
 }
 
-async fn build(node: &TestNode, parent: B256, txs: &[Bytes]) -> Value {
+pub(crate) async fn build(node: &TestNode, parent: B256, txs: &[Bytes]) -> Value {
     let updated = node
         .engine(
             "engine_forkchoiceUpdatedV3",

@@ -5,6 +5,7 @@ mod engine;
 mod eth;
 mod fixtures;
 mod forward;
+mod fuzz;
 mod jwt;
 mod metrics;
 mod support;
