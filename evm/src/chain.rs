@@ -931,12 +931,17 @@ mod tests {
         let payload = build_on_genesis(&mut builder, dev_transfers());
         assert_eq!(payload.payload_inner.payload_inner.transactions.len(), 80);
         // A fresh chain recovers every sender itself (no cache) and must agree on every root.
-        let hash = payload.payload_inner.payload_inner.block_hash;
         let mut validator = Chain::open(&genesis::dev_genesis(), None).unwrap();
-        let status = validator.new_payload(payload, &[], B256::repeat_byte(3));
+        accept_with_alloys_transactions_root(&mut validator, payload);
+    }
+
+    /// `chain` accepts `payload`, and the transactions root (computed beside execution) is
+    /// alloy's over the block's transactions.
+    fn accept_with_alloys_transactions_root(chain: &mut Chain, payload: ExecutionPayloadV3) {
+        let hash = payload.payload_inner.payload_inner.block_hash;
+        let status = chain.new_payload(payload, &[], B256::repeat_byte(3));
         assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
-        // The transactions root, computed beside execution, is alloy's.
-        let block = &validator.block(&hash).unwrap().block;
+        let block = &chain.block(&hash).unwrap().block;
         assert_eq!(
             block.header.transactions_root,
             alloy_consensus::proofs::calculate_transaction_root(&block.body.transactions)
@@ -951,14 +956,7 @@ mod tests {
         let mut chain = Chain::open(&genesis::dev_genesis(), None).unwrap();
         let payload = build_on_genesis(&mut chain, transactions);
         assert_eq!(payload.payload_inner.payload_inner.transactions.len(), 60);
-        let hash = payload.payload_inner.payload_inner.block_hash;
-        let status = chain.new_payload(payload, &[], B256::repeat_byte(3));
-        assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
-        let block = &chain.block(&hash).unwrap().block;
-        assert_eq!(
-            block.header.transactions_root,
-            alloy_consensus::proofs::calculate_transaction_root(&block.body.transactions)
-        );
+        accept_with_alloys_transactions_root(&mut chain, payload);
     }
 
     /// The payload `chain` builds on its genesis from `attrs(12)` with `transactions` forced.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use proptest::{prelude::*, test_runner::TestCaseError};
 use tandem_app::server::{AbciServer, Application, ListenAddr, ServerConfig};
+use tandem_testkit::{cases, mutation};
 use tendermint::{
     block::Height,
     v0_38::abci::{request, response},
@@ -19,49 +20,6 @@ use crate::{
     harness::{key, process_request, rollup, send, submit, utnd, Chain},
     support::RawClient,
 };
-
-/// How one case changes valid bytes.
-#[derive(Clone, Debug)]
-enum Mutation {
-    /// XOR the byte at `index % len` with a non-zero `mask`.
-    Flip { index: usize, mask: u8 },
-    /// Keep only the first `len % original length` bytes.
-    Truncate { len: usize },
-    /// Insert `byte` before position `index % (len + 1)`.
-    Insert { index: usize, byte: u8 },
-    /// Replace everything with these bytes.
-    Replace(Vec<u8>),
-}
-
-impl Mutation {
-    fn apply(&self, valid: &[u8]) -> Vec<u8> {
-        let mut bytes = valid.to_vec();
-        match self {
-            Self::Flip { index, mask } => bytes[index % valid.len()] ^= mask,
-            Self::Truncate { len } => bytes.truncate(len % valid.len()),
-            Self::Insert { index, byte } => bytes.insert(index % (valid.len() + 1), *byte),
-            Self::Replace(other) => bytes.clone_from(other),
-        }
-        bytes
-    }
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        4 => (any::<usize>(), 1..=u8::MAX).prop_map(|(index, mask)| Mutation::Flip { index, mask }),
-        1 => any::<usize>().prop_map(|len| Mutation::Truncate { len }),
-        1 => (any::<usize>(), any::<u8>()).prop_map(|(index, byte)| Mutation::Insert { index, byte }),
-        1 => proptest::collection::vec(any::<u8>(), 0..2048).prop_map(Mutation::Replace),
-    ]
-}
-
-fn cases(n: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases: n,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 /// A changed tx is refused with a code and a log. The one exception would be bytes that carry
 /// exactly the signed content of the valid tx (same body, auth info and signature) in another
@@ -78,7 +36,7 @@ fn check_tx_refuses_arbitrary_and_mutated_bytes() {
             .ok()
             .map(|tx| (tx.sign_doc_bytes("", 0), *tx.signature()))
     };
-    proptest!(cases(512), |(change in mutation())| {
+    proptest!(cases(512), |(change in mutation(2048))| {
         let bytes = change.apply(&valid);
         prop_assume!(bytes != valid);
         let response = runtime.block_on(chain.check(&bytes));
@@ -169,7 +127,7 @@ fn process_proposal_rejects_every_mutated_proposal() {
             .block_on(chain.app.process_proposal(process_request(1, txs)))
             .unwrap()
     };
-    proptest!(cases(256), |(which in 0..proposal.len(), change in mutation())| {
+    proptest!(cases(256), |(which in 0..proposal.len(), change in mutation(2048))| {
         let mut txs = proposal.clone();
         let changed = change.apply(&txs[which]);
         prop_assume!(changed != txs[which]);

@@ -6,54 +6,12 @@
 use alloy_primitives::{keccak256, Bytes, B256};
 use proptest::{prelude::*, test_runner::TestCaseError};
 use serde_json::json;
+use tandem_testkit::{cases, mutation};
 
 use crate::{
     engine::{build, genesis_hash, transfers},
     support::{hash, TestNode},
 };
-
-/// How one case changes valid bytes.
-#[derive(Clone, Debug)]
-enum Mutation {
-    /// XOR the byte at `index % len` with a non-zero `mask`.
-    Flip { index: usize, mask: u8 },
-    /// Keep only the first `len % original length` bytes.
-    Truncate { len: usize },
-    /// Insert `byte` before position `index % (len + 1)`.
-    Insert { index: usize, byte: u8 },
-    /// Replace everything with these bytes.
-    Replace(Vec<u8>),
-}
-
-impl Mutation {
-    fn apply(&self, valid: &[u8]) -> Vec<u8> {
-        let mut bytes = valid.to_vec();
-        match self {
-            Self::Flip { index, mask } => bytes[index % valid.len()] ^= mask,
-            Self::Truncate { len } => bytes.truncate(len % valid.len()),
-            Self::Insert { index, byte } => bytes.insert(index % (valid.len() + 1), *byte),
-            Self::Replace(other) => bytes.clone_from(other),
-        }
-        bytes
-    }
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        4 => (any::<usize>(), 1..=u8::MAX).prop_map(|(index, mask)| Mutation::Flip { index, mask }),
-        1 => any::<usize>().prop_map(|len| Mutation::Truncate { len }),
-        1 => (any::<usize>(), any::<u8>()).prop_map(|(index, byte)| Mutation::Insert { index, byte }),
-        1 => proptest::collection::vec(any::<u8>(), 0..1024).prop_map(Mutation::Replace),
-    ]
-}
-
-fn cases(n: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases: n,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 /// A changed transaction is refused with a message: it no longer decodes, or its signature
 /// recovers another (unfunded) sender. The valid one is still accepted afterwards.
@@ -62,7 +20,7 @@ fn send_raw_transaction_refuses_arbitrary_and_mutated_bytes() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let node = runtime.block_on(TestNode::start());
     let valid = transfers(1).remove(0);
-    proptest!(cases(256), |(change in mutation())| {
+    proptest!(cases(256), |(change in mutation(1024))| {
         let bytes = change.apply(&valid);
         prop_assume!(bytes != valid.as_ref());
         let answer = runtime.block_on(node.rpc("eth_sendRawTransaction", json!([Bytes::from(bytes)])));
@@ -95,7 +53,7 @@ fn new_payload_refuses_a_mutated_transaction() {
             .block_on(validator.engine("engine_newPayloadV3", json!([payload, [], beacon_root])))
             .unwrap()
     };
-    proptest!(cases(128), |(which in 0..3_usize, change in mutation())| {
+    proptest!(cases(128), |(which in 0..3_usize, change in mutation(1024))| {
         let valid: Bytes = serde_json::from_value(payload["transactions"][which].clone()).unwrap();
         let bytes = change.apply(&valid);
         prop_assume!(bytes != valid.as_ref());
