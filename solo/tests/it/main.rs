@@ -7,6 +7,7 @@ mod light_client;
 mod mempool;
 mod restart;
 mod rpc;
+mod rpc_fuzz;
 mod support;
 mod tandemd;
 mod testapp;

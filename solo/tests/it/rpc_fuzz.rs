@@ -1,0 +1,117 @@
+//! Fuzzing the JSON-RPC server with proptest: arbitrary bodies, and requests for every method
+//! with arbitrary ids and params, over real HTTP. Each gets a JSON-RPC answer (a result or an
+//! error object) within the deadline, and the node keeps producing blocks.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use tendermint_rpc::Client as _;
+
+use crate::{
+    support::{raw_rpc, start_node, wait_height, write_home},
+    testapp::TestApp,
+};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+const METHODS: &[&str] = &[
+    "health",
+    "status",
+    "genesis",
+    "abci_info",
+    "abci_query",
+    "broadcast_tx_sync",
+    "broadcast_tx_async",
+    "broadcast_tx_commit",
+    "block",
+    "block_results",
+    "commit",
+    "validators",
+    "tx",
+    "num_unconfirmed_txs",
+    "subscribe",
+    "no_such_method",
+];
+
+/// JSON values two levels deep, with the strings and numbers params are made of.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        "[0-9]{0,20}".prop_map(Value::String),
+        "[A-Za-z0-9+/=]{0,64}".prop_map(Value::String),
+        ".{0,24}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(2, 16, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map(
+                prop_oneof![
+                    Just("height".to_owned()),
+                    Just("tx".to_owned()),
+                    Just("hash".to_owned()),
+                    Just("path".to_owned()),
+                    Just("data".to_owned()),
+                    Just("prove".to_owned()),
+                    "[a-z_]{1,8}",
+                ],
+                inner,
+                0..4
+            )
+            .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+fn body() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => (proptest::sample::select(METHODS), json_value(), json_value()).prop_map(
+            |(method, id, params)| json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
+        ),
+        1 => proptest::collection::vec(json_value(), 0..4).prop_map(|batch| Value::Array(batch).to_string()),
+        1 => ".{0,256}",
+    ]
+}
+
+#[test]
+fn every_body_gets_a_json_rpc_answer() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let app = runtime.block_on(TestApp::start());
+    let dir = tempfile::tempdir().unwrap();
+    write_home(dir.path(), app.addr, Duration::from_millis(20), true);
+    let (node, client) = runtime.block_on(start_node(dir.path(), |config| {
+        config.timeout_broadcast_tx_commit = Duration::from_secs(5);
+    }));
+    runtime.block_on(wait_height(&client, 1, DEADLINE));
+    let addr = node.rpc_addr();
+    let config = ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(body in body())| {
+        let answer = runtime
+            .block_on(async { tokio::time::timeout(DEADLINE, raw_rpc(addr, &body)).await })
+            .map_err(|_| TestCaseError::fail(format!("no answer within {DEADLINE:?} to {body}")))?;
+        let answers = match answer {
+            Value::Array(answers) => answers,
+            single => vec![single],
+        };
+        for answer in answers {
+            prop_assert_eq!(&answer["jsonrpc"], "2.0", "{}", answer);
+            let has_result = answer.get("result").is_some_and(|r| !r.is_null());
+            let has_error = answer.get("error").is_some_and(|e| e["code"].is_i64());
+            prop_assert!(has_result != has_error, "exactly one of result and error: {}", answer);
+        }
+    });
+    let before = runtime
+        .block_on(client.status())
+        .unwrap()
+        .sync_info
+        .latest_block_height
+        .value();
+    runtime.block_on(wait_height(&client, before + 2, DEADLINE));
+    runtime.block_on(node.shutdown()).unwrap();
+}
