@@ -21,9 +21,11 @@ use alloy_primitives::{Address, Bloom, Bytes, B256, B64, U256};
 use revm::{
     context::{BlockEnv, CfgEnv, TxEnv},
     context_interface::block::BlobExcessGasAndPrice,
-    database::CacheDB,
+    database::{CacheDB, DbAccount},
     primitives::{eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN, hardfork::SpecId},
-    Context, ExecuteCommitEvm as _, MainBuilder as _, MainContext as _, SystemCallEvm as _,
+    state::AccountInfo,
+    Context, DatabaseRef as _, ExecuteCommitEvm as _, MainBuilder as _, MainContext as _,
+    SystemCallEvm as _,
 };
 
 use crate::state::{StateDb, WorldState};
@@ -559,6 +561,8 @@ fn execute(
         evm.commit(state);
     }
 
+    prefetch_accounts(&mut evm.ctx.journaled_state.database, candidates);
+
     let base_fee = header.base_fee_per_gas.unwrap_or(0);
     let mut outcome = Outcome {
         transactions: Vec::with_capacity(candidates.len()),
@@ -571,18 +575,7 @@ fn execute(
     };
     for (index, Candidate { tx, sender }) in candidates.iter().enumerate() {
         let sender = *sender;
-        let rejection = if tx.is_eip4844() || tx.is_eip7702() {
-            Some(format!("transaction type {} is not supported", tx.ty()))
-        } else if tx.gas_limit() > header.gas_limit - outcome.gas_used {
-            Some(format!(
-                "gas limit {} exceeds the {} gas left in the block",
-                tx.gas_limit(),
-                header.gas_limit - outcome.gas_used
-            ))
-        } else {
-            None
-        };
-        let result = match rejection {
+        let result = match rejection(tx, header.gas_limit - outcome.gas_used) {
             Some(reason) => Err(reason),
             None => match evm.transact_commit(tx_env(tx, sender)) {
                 Ok(result) => Ok(result),
@@ -629,6 +622,63 @@ fn execute(
     state.apply(db);
     outcome.state = state;
     Ok(outcome)
+}
+
+/// Why `tx` cannot run at all in a block with `gas_left`, before revm sees it.
+fn rejection(tx: &TxEnvelope, gas_left: u64) -> Option<String> {
+    if tx.is_eip4844() || tx.is_eip7702() {
+        Some(format!("transaction type {} is not supported", tx.ty()))
+    } else if tx.gas_limit() > gas_left {
+        Some(format!(
+            "gas limit {} exceeds the {gas_left} gas left in the block",
+            tx.gas_limit()
+        ))
+    } else {
+        None
+    }
+}
+
+/// Loads every account the candidates name (senders and call targets) into the block's cache
+/// before they run, from 64 candidates on over the available cores: the same values execution
+/// would load one at a time, since the parent state does not change during the block. Entries
+/// already in the cache (the EIP-4788 system call's) are kept.
+fn prefetch_accounts(db: &mut CacheDB<StateDb<'_>>, candidates: &[Candidate]) {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if candidates.len() < 64 || threads < 2 {
+        return;
+    }
+    let addresses: Vec<Address> = candidates
+        .iter()
+        .flat_map(|c| [Some(c.sender), c.tx.kind().to().copied()])
+        .flatten()
+        .collect();
+    let source = db.db;
+    let loaded: Vec<(Address, Option<AccountInfo>)> = std::thread::scope(|scope| {
+        let parts: Vec<_> = addresses
+            .chunks(addresses.len().div_ceil(threads))
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        // `basic_ref` cannot fail; were it to, execution loads the account
+                        // itself and reports the error.
+                        .filter_map(|a| source.basic_ref(*a).ok().map(|info| (*a, info)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().expect("account prefetch does not panic"))
+            .collect()
+    });
+    for (address, info) in loaded {
+        db.cache.accounts.entry(address).or_insert_with(|| {
+            info.map_or_else(DbAccount::new_not_existing, |info| DbAccount {
+                info,
+                ..DbAccount::default()
+            })
+        });
+    }
 }
 
 /// Credits EIP-4895 withdrawals (amounts in gwei).
