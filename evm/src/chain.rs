@@ -26,6 +26,7 @@ use crate::{
     executor::{self, BuildInput, Candidate, ExecutedBlock, MIN_GAS_LIMIT},
     genesis,
     metrics::Metrics,
+    parallel::par_map,
 };
 
 /// How many ancestors `BLOCKHASH` can see.
@@ -442,31 +443,11 @@ impl Chain {
             .map(|tx| self.senders.get(tx.tx_hash()).map(|s| Ok(*s)))
             .collect();
         let missing: Vec<usize> = (0..txs.len()).filter(|i| results[*i].is_none()).collect();
-        let threads = if missing.len() < 64 {
-            1
-        } else {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        };
-        let recover = |i: &usize| {
+        let recovered = par_map(&missing, |i| {
             txs[*i]
                 .recover_signer()
                 .map_err(|err| format!("invalid signature: {err}"))
-        };
-        let recovered: Vec<Result<Address, String>> = if missing.len() < 64 || threads < 2 {
-            missing.iter().map(recover).collect()
-        } else {
-            let chunk = missing.len().div_ceil(threads);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = missing
-                    .chunks(chunk)
-                    .map(|part| scope.spawn(move || part.iter().map(recover).collect::<Vec<_>>()))
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().expect("signature recovery does not panic"))
-                    .collect()
-            })
-        };
+        });
         if self.senders.len() + missing.len() > MAX_SENDER_CACHE {
             self.senders.clear();
         }
@@ -785,20 +766,10 @@ impl Chain {
 
 /// A payload id derived from the parent and the attributes, so equal requests get equal ids.
 /// Computes every transaction's hash (re-encoding and keccak; each envelope keeps its own),
-/// from 64 transactions on split over the available cores.
+/// over the available cores.
 fn hash_all(txs: &[&TxEnvelope]) {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    if txs.len() < 64 || threads < 2 {
-        return;
-    }
-    std::thread::scope(|scope| {
-        for part in txs.chunks(txs.len().div_ceil(threads)) {
-            scope.spawn(move || {
-                for tx in part {
-                    tx.tx_hash();
-                }
-            });
-        }
+    par_map(txs, |tx| {
+        tx.tx_hash();
     });
 }
 

@@ -23,12 +23,14 @@ use revm::{
     context_interface::block::BlobExcessGasAndPrice,
     database::{CacheDB, DbAccount},
     primitives::{eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN, hardfork::SpecId},
-    state::AccountInfo,
     Context, DatabaseRef as _, ExecuteCommitEvm as _, MainBuilder as _, MainContext as _,
     SystemCallEvm as _,
 };
 
-use crate::state::{StateDb, WorldState};
+use crate::{
+    parallel::{par_map, MIN_PARALLEL_ITEMS},
+    state::{StateDb, WorldState},
+};
 
 /// Smallest block gas limit accepted.
 pub(crate) const MIN_GAS_LIMIT: u64 = 5_000;
@@ -496,7 +498,7 @@ pub(crate) fn cfg_env(chain_id: u64) -> CfgEnv {
 
 #[tracing::instrument(level = "debug", skip_all)]
 /// Runs [`execute`] while a second thread computes the transactions root of all `candidates`
-/// (from 64 of them on; below that a thread costs more than it saves). The root does not depend
+/// (from [`MIN_PARALLEL_ITEMS`] of them on). The root does not depend
 /// on execution, so the block pays for it only where execution is shorter.
 fn execute_beside_root(
     context: &BlockContext<'_>,
@@ -504,7 +506,7 @@ fn execute_beside_root(
     withdrawals: &[Withdrawal],
     mode: Mode,
 ) -> (Result<Outcome, BlockError>, Option<B256>) {
-    if candidates.len() < 64 {
+    if candidates.len() < MIN_PARALLEL_ITEMS {
         return (execute(context, candidates, withdrawals, mode), None);
     }
     std::thread::scope(|scope| {
@@ -639,12 +641,11 @@ fn rejection(tx: &TxEnvelope, gas_left: u64) -> Option<String> {
 }
 
 /// Loads every account the candidates name (senders and call targets) into the block's cache
-/// before they run, from 64 candidates on over the available cores: the same values execution
-/// would load one at a time, since the parent state does not change during the block. Entries
-/// already in the cache (the EIP-4788 system call's) are kept.
+/// before they run, from [`MIN_PARALLEL_ITEMS`] candidates on, over the available cores: the
+/// same values execution would load one at a time, since the parent state does not change
+/// during the block. Entries already in the cache (the EIP-4788 system call's) are kept.
 fn prefetch_accounts(db: &mut CacheDB<StateDb<'_>>, candidates: &[Candidate]) {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    if candidates.len() < 64 || threads < 2 {
+    if candidates.len() < MIN_PARALLEL_ITEMS {
         return;
     }
     let addresses: Vec<Address> = candidates
@@ -653,25 +654,10 @@ fn prefetch_accounts(db: &mut CacheDB<StateDb<'_>>, candidates: &[Candidate]) {
         .flatten()
         .collect();
     let source = db.db;
-    let loaded: Vec<(Address, Option<AccountInfo>)> = std::thread::scope(|scope| {
-        let parts: Vec<_> = addresses
-            .chunks(addresses.len().div_ceil(threads))
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        // `basic_ref` cannot fail; were it to, execution loads the account
-                        // itself and reports the error.
-                        .filter_map(|a| source.basic_ref(*a).ok().map(|info| (*a, info)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| part.join().expect("account prefetch does not panic"))
-            .collect()
-    });
-    for (address, info) in loaded {
+    // `basic_ref` cannot fail; were it to, execution loads the account itself and reports it.
+    let loaded = par_map(&addresses, |a| source.basic_ref(*a).ok());
+    for (address, info) in addresses.into_iter().zip(loaded) {
+        let Some(info) = info else { continue };
         db.cache.accounts.entry(address).or_insert_with(|| {
             info.map_or_else(DbAccount::new_not_existing, |info| DbAccount {
                 info,

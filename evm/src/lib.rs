@@ -19,6 +19,7 @@ pub mod genesis;
 pub mod jwt;
 pub mod metrics;
 pub mod node;
+mod parallel;
 mod state;
 
 pub use chain::{Chain, ChainError, EngineError, OpPayloadAttributes};
