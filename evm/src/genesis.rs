@@ -39,7 +39,7 @@ pub enum GenesisError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is larger than [`MAX_GENESIS_BYTES`].
+    /// The file is larger than 256 MiB.
     #[error("genesis file {path} is {size} bytes, more than the {MAX_GENESIS_BYTES} accepted")]
     TooLarge {
         /// The file.
