@@ -135,6 +135,13 @@ pub(crate) struct RpcRequest {
     pub(crate) params: Value,
 }
 
+fn invalid_request(message: &str) -> ResponseError {
+    ResponseError::new(
+        tendermint_rpc::Code::InvalidRequest,
+        Some(message.to_owned()),
+    )
+}
+
 pub(crate) fn parse_request(value: Value) -> Result<RpcRequest, (Id, ResponseError)> {
     let Value::Object(mut map) = value else {
         return Err((
@@ -142,10 +149,18 @@ pub(crate) fn parse_request(value: Value) -> Result<RpcRequest, (Id, ResponseErr
             ResponseError::invalid_params("request must be a JSON object"),
         ));
     };
-    let id: Id = map
-        .remove("id")
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or(Id::None);
+    // JSON-RPC 2.0: an id is a string, a number or null.
+    let id: Id = match map.remove("id") {
+        None | Some(Value::Null) => Id::None,
+        Some(value @ (Value::String(_) | Value::Number(_))) => serde_json::from_value(value)
+            .map_err(|e| (Id::None, invalid_request(&format!("unusable id: {e}"))))?,
+        Some(_) => {
+            return Err((
+                Id::None,
+                invalid_request("id must be a string, a number or null"),
+            ))
+        }
+    };
     let Some(Value::String(method)) = map.remove("method") else {
         return Err((id, ResponseError::invalid_params("request has no method")));
     };
@@ -212,5 +227,25 @@ mod tests {
         let v = uri_params("height=5&path=%22%2Fstore%22");
         assert_eq!(v["height"], "5");
         assert_eq!(v["path"], "/store");
+    }
+
+    #[test]
+    fn ids_are_strings_numbers_or_null() {
+        let id_of = |id: Value| {
+            parse_request(serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "status"}))
+                .map(|request| request.id)
+        };
+        assert_eq!(id_of(serde_json::json!(5)).unwrap(), Id::Num(5));
+        assert_eq!(id_of(serde_json::json!("a")).unwrap(), Id::Str("a".into()));
+        assert_eq!(id_of(Value::Null).unwrap(), Id::None);
+        for bad in [
+            serde_json::json!({"x": 1}),
+            serde_json::json!([1]),
+            serde_json::json!(true),
+        ] {
+            let (id, error) = id_of(bad).unwrap_err();
+            assert_eq!(id, Id::None);
+            assert_eq!(error.code(), tendermint_rpc::Code::InvalidRequest);
+        }
     }
 }

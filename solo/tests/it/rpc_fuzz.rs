@@ -95,6 +95,13 @@ fn every_body_gets_a_json_rpc_answer() {
         let answer = runtime
             .block_on(async { tokio::time::timeout(DEADLINE, raw_rpc(addr, &body)).await })
             .map_err(|_| TestCaseError::fail(format!("no answer within {DEADLINE:?} to {body}")))?;
+        let bad_id = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|request| request.get("id").cloned())
+            .is_some_and(|id| !(id.is_null() || id.is_string() || id.is_i64()));
+        if bad_id {
+            prop_assert_eq!(&answer["error"]["code"], -32600, "an id that is no string or number: {}", answer);
+        }
         let answers = match answer {
             Value::Array(answers) => answers,
             single => vec![single],
