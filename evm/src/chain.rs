@@ -920,6 +920,35 @@ mod tests {
     }
 
     #[test]
+    fn a_block_touching_many_accounts_has_alloys_state_root() {
+        // 80 fresh recipients, spread over every subtrie of the account trie.
+        let transactions =
+            dev_transfers_to(|n| Address::left_padding_from(&(n + 1000).to_be_bytes()));
+        let mut builder = Chain::open(&genesis::dev_genesis(), None).unwrap();
+        let payload = build_on_genesis(&mut builder, transactions);
+        let hash = payload.payload_inner.payload_inner.block_hash;
+        let mut validator = Chain::open(&genesis::dev_genesis(), None).unwrap();
+        accept_with_alloys_transactions_root(&mut validator, payload);
+        let block = validator.block(&hash).unwrap();
+        let full = alloy_trie::root::state_root_unhashed(
+            block
+                .state
+                .accounts()
+                .map(|account| (account.address, account.trie_account())),
+        );
+        assert_eq!(block.header().state_root, full);
+        // The recipient of nonce 0 got 0 wei: an empty account, which EIP-161 never creates.
+        let balance = |n: u64| {
+            let to = Address::left_padding_from(&(n + 1000).to_be_bytes());
+            block.state.account(to).map(|a| a.balance)
+        };
+        assert_eq!(balance(0), None);
+        for n in 1..80u64 {
+            assert_eq!(balance(n), Some(U256::from(n)));
+        }
+    }
+
+    #[test]
     fn a_large_build_that_skips_a_transaction_roots_only_the_included_ones() {
         let mut transactions = dev_transfers();
         // Without nonce 60, nonces 61..80 are skipped.
@@ -946,8 +975,14 @@ mod tests {
         chain.get_payload(id).unwrap().execution_payload
     }
 
-    /// 80 EIP-1559 transfers from the dev account, nonces 0..80, as raw EIP-2718 bytes.
+    /// 80 EIP-1559 transfers from the dev account to one recipient, nonces 0..80.
     fn dev_transfers() -> Vec<Bytes> {
+        dev_transfers_to(|_| Address::with_last_byte(0x80))
+    }
+
+    /// 80 EIP-1559 transfers from the dev account, nonces 0..80, the one of nonce `n` to
+    /// `to(n)`, as raw EIP-2718 bytes.
+    fn dev_transfers_to(to: impl Fn(u64) -> Address) -> Vec<Bytes> {
         use alloy_consensus::{SignableTransaction as _, TxEip1559};
         use alloy_eips::eip2718::Encodable2718 as _;
         use alloy_signer::SignerSync as _;
@@ -964,7 +999,7 @@ mod tests {
                     gas_limit: 21_000,
                     max_fee_per_gas: 20_000_000_000,
                     max_priority_fee_per_gas: 1,
-                    to: alloy_primitives::TxKind::Call(Address::with_last_byte(0x80)),
+                    to: alloy_primitives::TxKind::Call(to(nonce)),
                     value: U256::from(nonce),
                     access_list: alloy_eips::eip2930::AccessList::default(),
                     input: Bytes::new(),
