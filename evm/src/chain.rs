@@ -906,6 +906,16 @@ mod tests {
         accept_with_alloys_transactions_root(&mut validator, payload);
     }
 
+    /// alloy's state root over every account of `block`'s post-state, computed from scratch.
+    fn alloys_state_root(block: &ExecutedBlock) -> B256 {
+        alloy_trie::root::state_root_unhashed(
+            block
+                .state
+                .accounts()
+                .map(|account| (account.address, account.trie_account())),
+        )
+    }
+
     /// `chain` accepts `payload`, and the transactions root (computed beside execution) is
     /// alloy's over the block's transactions.
     fn accept_with_alloys_transactions_root(chain: &mut Chain, payload: ExecutionPayloadV3) {
@@ -930,13 +940,7 @@ mod tests {
         let mut validator = Chain::open(&genesis::dev_genesis(), None).unwrap();
         accept_with_alloys_transactions_root(&mut validator, payload);
         let block = validator.block(&hash).unwrap();
-        let full = alloy_trie::root::state_root_unhashed(
-            block
-                .state
-                .accounts()
-                .map(|account| (account.address, account.trie_account())),
-        );
-        assert_eq!(block.header().state_root, full);
+        assert_eq!(block.header().state_root, alloys_state_root(block));
         // The recipient of nonce 0 got 0 wei: an empty account, which EIP-161 never creates.
         let balance = |n: u64| {
             let to = Address::left_padding_from(&(n + 1000).to_be_bytes());
@@ -1042,13 +1046,7 @@ mod tests {
         assert_eq!(block.block.body.transactions.len(), 80);
         // The state root was computed incrementally over the genesis state's cached subtries:
         // it must equal alloy's computation from scratch.
-        let full = alloy_trie::root::state_root_unhashed(
-            block
-                .state
-                .accounts()
-                .map(|account| (account.address, account.trie_account())),
-        );
-        assert_eq!(block.header().state_root, full);
+        assert_eq!(block.header().state_root, alloys_state_root(block));
         assert_eq!(
             block
                 .state

@@ -75,8 +75,14 @@ fn body() -> impl Strategy<Value = String> {
     ]
 }
 
-#[test]
-fn every_body_gets_a_json_rpc_answer() {
+/// A node with 20 ms blocks over the test app, past its first block, on its own runtime.
+fn running_node() -> (
+    tokio::runtime::Runtime,
+    TestApp,
+    tempfile::TempDir,
+    tandem_solo::NodeHandle,
+    tendermint_rpc::HttpClient,
+) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let app = runtime.block_on(TestApp::start());
     let dir = tempfile::tempdir().unwrap();
@@ -85,6 +91,12 @@ fn every_body_gets_a_json_rpc_answer() {
         config.timeout_broadcast_tx_commit = Duration::from_secs(5);
     }));
     runtime.block_on(wait_height(&client, 1, DEADLINE));
+    (runtime, app, dir, node, client)
+}
+
+#[test]
+fn every_body_gets_a_json_rpc_answer() {
+    let (runtime, _app, _dir, node, client) = running_node();
     let addr = node.rpc_addr();
     let config = ProptestConfig {
         cases: 256,
@@ -127,12 +139,7 @@ fn every_body_gets_a_json_rpc_answer() {
 /// starts with padding. Found by the fuzz test above; each gets an Invalid Params error.
 #[test]
 fn malformed_base64_params_are_invalid_params() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let app = runtime.block_on(TestApp::start());
-    let dir = tempfile::tempdir().unwrap();
-    write_home(dir.path(), app.addr, Duration::from_millis(20), true);
-    let (node, client) = runtime.block_on(start_node(dir.path(), |_| {}));
-    runtime.block_on(wait_height(&client, 1, DEADLINE));
+    let (runtime, _app, _dir, node, _client) = running_node();
     for (method, field) in [
         ("broadcast_tx_sync", "tx"),
         ("broadcast_tx_async", "tx"),
