@@ -415,12 +415,7 @@ impl Chain {
             "built payload"
         );
         if let Some(metrics) = &self.metrics {
-            metrics.record_block(
-                true,
-                start.elapsed().as_secs_f64(),
-                block.block.body.transactions.len(),
-                block.header().gas_used,
-            );
+            metrics.record_block(true, start, &block);
         }
         if !self.payloads.contains_key(&payload_id) {
             self.payload_order.push_back(payload_id);
@@ -579,12 +574,7 @@ impl Chain {
         claimed_hash: B256,
     ) -> PayloadStatus {
         if let Some(metrics) = &self.metrics {
-            metrics.record_block(
-                false,
-                start.elapsed().as_secs_f64(),
-                executed.block.body.transactions.len(),
-                executed.header().gas_used,
-            );
+            metrics.record_block(false, start, &executed);
         }
         if let Err(err) = self.persist_block(&executed) {
             tracing::error!(%err, "failed to append block to the block log");
@@ -764,7 +754,6 @@ impl Chain {
     }
 }
 
-/// A payload id derived from the parent and the attributes, so equal requests get equal ids.
 /// Computes every transaction's hash (re-encoding and keccak; each envelope keeps its own),
 /// over the available cores.
 fn hash_all(txs: &[&TxEnvelope]) {
@@ -773,6 +762,7 @@ fn hash_all(txs: &[&TxEnvelope]) {
     });
 }
 
+/// A payload id derived from the parent and the attributes, so equal requests get equal ids.
 fn payload_id(parent: B256, attrs: &OpPayloadAttributes) -> PayloadId {
     let mut buf = Vec::with_capacity(256);
     buf.extend_from_slice(parent.as_slice());

@@ -406,20 +406,21 @@ fn seal(
             calculate_receipt_root(receipts),
         )
     };
-    let (state_root, (transactions_root, receipts_root)) = if transactions.len() < 64 {
-        (state.state_root(false), roots())
-    } else {
-        std::thread::scope(|scope| {
-            let state_root = scope.spawn(|| state.state_root(true));
-            let others = roots();
-            (
-                state_root
-                    .join()
-                    .expect("state root computation does not panic"),
-                others,
-            )
-        })
-    };
+    let (state_root, (transactions_root, receipts_root)) =
+        if transactions.len() < MIN_PARALLEL_ITEMS {
+            (state.state_root(false), roots())
+        } else {
+            std::thread::scope(|scope| {
+                let state_root = scope.spawn(|| state.state_root(true));
+                let others = roots();
+                (
+                    state_root
+                        .join()
+                        .expect("state root computation does not panic"),
+                    others,
+                )
+            })
+        };
     header.state_root = state_root;
     header.transactions_root = transactions_root;
     header.receipts_root = receipts_root;
@@ -496,10 +497,9 @@ pub(crate) fn cfg_env(chain_id: u64) -> CfgEnv {
     cfg
 }
 
-#[tracing::instrument(level = "debug", skip_all)]
 /// Runs [`execute`] while a second thread computes the transactions root of all `candidates`
-/// (from [`MIN_PARALLEL_ITEMS`] of them on). The root does not depend
-/// on execution, so the block pays for it only where execution is shorter.
+/// (from [`MIN_PARALLEL_ITEMS`] of them on). The root does not depend on execution, so the
+/// block pays for it only where execution is shorter.
 fn execute_beside_root(
     context: &BlockContext<'_>,
     candidates: &[Candidate],
@@ -521,6 +521,7 @@ fn execute_beside_root(
     })
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 fn execute(
     context: &BlockContext<'_>,
     candidates: &[Candidate],

@@ -139,16 +139,22 @@ impl Metrics {
         }
     }
 
-    /// A block was built (`built`) or validated, with `txs` transactions and `gas_used`.
-    pub(crate) fn record_block(&self, built: bool, seconds: f64, txs: usize, gas_used: u64) {
+    /// `block` was built (`built`) or validated, in the time since `start`.
+    pub(crate) fn record_block(
+        &self,
+        built: bool,
+        start: std::time::Instant,
+        block: &crate::executor::ExecutedBlock,
+    ) {
+        let seconds = start.elapsed().as_secs_f64();
         if built {
             self.build_seconds.observe(seconds);
         } else {
             self.validate_seconds.observe(seconds);
         }
-        let txs = u64::try_from(txs).unwrap_or(u64::MAX);
+        let txs = u64::try_from(block.block.body.transactions.len()).unwrap_or(u64::MAX);
         self.block_txs.set(as_i64(txs));
-        self.block_gas_used.set(as_i64(gas_used));
+        self.block_gas_used.set(as_i64(block.header().gas_used));
         self.txs_total.inc_by(txs);
     }
 
