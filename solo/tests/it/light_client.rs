@@ -11,10 +11,7 @@ use tendermint_light_client_verifier::{
 };
 use tendermint_rpc::{Client, HttpClient, Paging};
 
-use crate::{
-    support::{start_node, validator_key, wait_height, write_home},
-    testapp::TestApp,
-};
+use crate::support::{start_test_node, validator_key, wait_height};
 
 const DEADLINE: Duration = Duration::from_mins(1);
 
@@ -108,10 +105,7 @@ fn verify_first(block: &LightBlock) {
 
 #[tokio::test]
 async fn commits_of_heights_1_to_20_verify_and_a_tampered_one_does_not() {
-    let app = TestApp::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    write_home(dir.path(), app.addr, Duration::ZERO, true);
-    let (node, client) = start_node(dir.path(), |_| {}).await;
+    let (app, _dir, node, client) = start_test_node(Duration::ZERO, true, |_| {}).await;
     wait_height(&client, 21, DEADLINE).await;
 
     let mut blocks = Vec::new();
@@ -159,10 +153,7 @@ async fn commits_of_heights_1_to_20_verify_and_a_tampered_one_does_not() {
 
 #[tokio::test]
 async fn validator_updates_take_effect_at_h_plus_2_and_keep_verifying() {
-    let app = TestApp::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    write_home(dir.path(), app.addr, Duration::from_millis(20), true);
-    let (node, client) = start_node(dir.path(), |_| {}).await;
+    let (app, _dir, node, client) = start_test_node(Duration::from_millis(20), true, |_| {}).await;
     wait_height(&client, 2, DEADLINE).await;
 
     // Raise our power to 30 and add a second validator with power 1: we keep > 2/3.

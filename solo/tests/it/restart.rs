@@ -7,7 +7,7 @@ use tendermint_rpc::{Client, HttpClient};
 
 use crate::{
     kill::{chain, send_tx_until_committed},
-    support::{eventually, raw_rpc, start_node, wait_height, write_home},
+    support::{eventually, raw_rpc, start_node, start_test_node, wait_height, write_home},
     testapp::TestApp,
 };
 
@@ -25,10 +25,7 @@ async fn app_hashes(client: &HttpClient, to: u64) -> Vec<tendermint::AppHash> {
 
 #[tokio::test]
 async fn abci_calls_follow_cometbft_order() {
-    let app = TestApp::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    write_home(dir.path(), app.addr, Duration::from_millis(10), true);
-    let (node, client) = start_node(dir.path(), |_| {}).await;
+    let (app, _dir, node, client) = start_test_node(Duration::from_millis(10), true, |_| {}).await;
     wait_height(&client, 3, DEADLINE).await;
     node.shutdown().await.unwrap();
     let calls = app.calls();
@@ -94,10 +91,7 @@ async fn host_restart_resumes_and_app_restart_replays() {
 /// never be proposed a second time.
 #[tokio::test]
 async fn a_failed_commit_is_finished_after_the_reconnect() {
-    let app = TestApp::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    write_home(dir.path(), app.addr, Duration::from_millis(10), false);
-    let (node, client) = start_node(dir.path(), |_| {}).await;
+    let (app, _dir, node, client) = start_test_node(Duration::from_millis(10), false, |_| {}).await;
     wait_height(&client, 1, DEADLINE).await;
 
     app.state.lock().unwrap().fail_next_commit = true;

@@ -9,7 +9,7 @@ use tendermint_rpc::{
 };
 
 use crate::{
-    support::{raw_rpc, start_node, wait_height, write_home, CHAIN_ID},
+    support::{raw_rpc, start_node, start_test_node, wait_height, write_home, CHAIN_ID},
     testapp::TestApp,
 };
 
@@ -125,10 +125,7 @@ async fn http_client_reads_chain_and_broadcasts() {
 
 #[tokio::test]
 async fn websocket_new_block_and_tx_subscriptions() {
-    let app = TestApp::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    write_home(dir.path(), app.addr, Duration::from_millis(50), true);
-    let (node, client) = start_node(dir.path(), |_| {}).await;
+    let (app, _dir, node, client) = start_test_node(Duration::from_millis(50), true, |_| {}).await;
     wait_height(&client, 1, DEADLINE).await;
 
     let url = format!("ws://{}/websocket", node.rpc_addr());

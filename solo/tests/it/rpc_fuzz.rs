@@ -6,12 +6,10 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
+use tandem_testkit::cases;
 use tendermint_rpc::Client as _;
 
-use crate::{
-    support::{raw_rpc, start_node, wait_height, write_home},
-    testapp::TestApp,
-};
+use crate::support::{raw_rpc, start_test_node, wait_height, TestNode};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -76,34 +74,21 @@ fn body() -> impl Strategy<Value = String> {
 }
 
 /// A node with 20 ms blocks over the test app, past its first block, on its own runtime.
-fn running_node() -> (
-    tokio::runtime::Runtime,
-    TestApp,
-    tempfile::TempDir,
-    tandem_solo::NodeHandle,
-    tendermint_rpc::HttpClient,
-) {
+fn running_node() -> (tokio::runtime::Runtime, TestNode) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let app = runtime.block_on(TestApp::start());
-    let dir = tempfile::tempdir().unwrap();
-    write_home(dir.path(), app.addr, Duration::from_millis(20), true);
-    let (node, client) = runtime.block_on(start_node(dir.path(), |config| {
-        config.timeout_broadcast_tx_commit = Duration::from_secs(5);
-    }));
+    let (app, dir, node, client) =
+        runtime.block_on(start_test_node(Duration::from_millis(20), true, |config| {
+            config.timeout_broadcast_tx_commit = Duration::from_secs(5);
+        }));
     runtime.block_on(wait_height(&client, 1, DEADLINE));
-    (runtime, app, dir, node, client)
+    (runtime, (app, dir, node, client))
 }
 
 #[test]
 fn every_body_gets_a_json_rpc_answer() {
-    let (runtime, _app, _dir, node, client) = running_node();
+    let (runtime, (_app, _dir, node, client)) = running_node();
     let addr = node.rpc_addr();
-    let config = ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    proptest!(config, |(body in body())| {
+    proptest!(cases(256), |(body in body())| {
         let answer = runtime
             .block_on(async { tokio::time::timeout(DEADLINE, raw_rpc(addr, &body)).await })
             .map_err(|_| TestCaseError::fail(format!("no answer within {DEADLINE:?} to {body}")))?;
@@ -139,7 +124,7 @@ fn every_body_gets_a_json_rpc_answer() {
 /// starts with padding. Found by the fuzz test above; each gets an Invalid Params error.
 #[test]
 fn malformed_base64_params_are_invalid_params() {
-    let (runtime, _app, _dir, node, _client) = running_node();
+    let (runtime, (_app, _dir, node, _client)) = running_node();
     for (method, field) in [
         ("broadcast_tx_sync", "tx"),
         ("broadcast_tx_async", "tx"),

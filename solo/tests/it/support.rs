@@ -3,6 +3,8 @@
 use std::{future::Future, path::Path, time::Duration};
 
 use tandem_solo::{home, NodeConfig, NodeHandle};
+
+use crate::testapp::TestApp;
 use tendermint::{PrivateKey, Time};
 use tendermint_rpc::{Client, HttpClient};
 
@@ -53,6 +55,23 @@ pub(crate) async fn start_node(
     let url = format!("http://{}", node.rpc_addr());
     let client = HttpClient::new(url.as_str()).unwrap();
     (node, client)
+}
+
+/// A running [`TestApp`], the node's home directory (removed on drop), the node, its client.
+pub(crate) type TestNode = (TestApp, tempfile::TempDir, NodeHandle, HttpClient);
+
+/// Starts a [`TestApp`] and a node over it with `timeout_commit` between blocks (and empty
+/// blocks when `empty_blocks`), `tweak` applied to its configuration.
+pub(crate) async fn start_test_node(
+    timeout_commit: Duration,
+    empty_blocks: bool,
+    tweak: impl FnOnce(&mut NodeConfig),
+) -> TestNode {
+    let app = TestApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_home(dir.path(), app.addr, timeout_commit, empty_blocks);
+    let (node, client) = start_node(dir.path(), tweak).await;
+    (app, dir, node, client)
 }
 
 /// Polls `f` until it returns `Some`, failing after `deadline`.
