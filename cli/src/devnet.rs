@@ -16,7 +16,6 @@
 
 use std::{
     fmt::Write as _,
-    future::Future,
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
@@ -438,11 +437,7 @@ pub fn main(args: &DevnetArgs) -> eyre::Result<()> {
         .with_writer(std::io::stderr)
         .try_init()
         .map_err(|e| eyre::eyre!("failed to install the log subscriber: {e}"))?;
-    block_on(run(args))
-}
-
-fn block_on<F: Future<Output = eyre::Result<()>>>(future: F) -> eyre::Result<()> {
     tokio::runtime::Runtime::new()
         .wrap_err("failed to start the tokio runtime")?
-        .block_on(future)
+        .block_on(run(args))
 }
