@@ -11,14 +11,17 @@ use std::{
     sync::Arc,
 };
 
-use alloy_consensus::{transaction::SignerRecoverable as _, Block, Transaction as _, TxEnvelope};
-use alloy_eips::eip2718::Decodable2718 as _;
+use alloy_consensus::{
+    transaction::SignerRecoverable as _, Block, BlockBody, Transaction as _, TxEnvelope,
+};
+use alloy_eips::eip2718::{Decodable2718 as _, Eip2718Error};
 use alloy_genesis::Genesis;
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy_rlp::{Decodable as _, Encodable as _};
 use alloy_rpc_types_engine::{
     BlobsBundleV1, ExecutionPayloadEnvelopeV3, ExecutionPayloadV3, ForkchoiceState,
-    ForkchoiceUpdated, PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum,
+    ForkchoiceUpdated, PayloadAttributes, PayloadError, PayloadId, PayloadStatus,
+    PayloadStatusEnum,
 };
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +29,7 @@ use crate::{
     executor::{self, BuildInput, Candidate, ExecutedBlock, MIN_GAS_LIMIT},
     genesis,
     metrics::Metrics,
-    parallel::par_map,
+    parallel::{par_map, MIN_PARALLEL_ITEMS},
 };
 
 /// How many ancestors `BLOCKHASH` can see.
@@ -376,14 +379,22 @@ impl Chain {
             parent_beacon_block_root: attrs.inner.parent_beacon_block_root.unwrap_or_default(),
             gas_limit,
         };
-        let payload_id = payload_id(parent_hash, attrs);
-        let mut decoded = Vec::new();
-        for (index, raw) in attrs.transactions.iter().flatten().enumerate() {
-            match TxEnvelope::decode_2718_exact(raw.as_ref()) {
-                Ok(tx) => decoded.push((index, tx)),
-                Err(err) => tracing::warn!(index, %err, "skipping undecodable forced transaction"),
+        let raw = attrs.transactions.as_deref().unwrap_or_default();
+        let mut decoded = Vec::with_capacity(raw.len());
+        let mut ids = Vec::with_capacity(raw.len());
+        for (index, (raw, tx)) in raw.iter().zip(decode_all(raw)).enumerate() {
+            match tx {
+                Ok(tx) => {
+                    ids.push(*tx.tx_hash());
+                    decoded.push((index, tx));
+                }
+                Err(err) => {
+                    tracing::warn!(index, %err, "skipping undecodable forced transaction");
+                    ids.push(keccak256(raw));
+                }
             }
         }
+        let payload_id = payload_id(parent_hash, attrs, &ids);
         let txs: Vec<&TxEnvelope> = decoded.iter().map(|(_, tx)| tx).collect();
         let senders = self.recover_all(&txs);
         let mut candidates = Vec::with_capacity(decoded.len());
@@ -430,9 +441,10 @@ impl Chain {
     }
 
     /// Recovers the senders of `txs`, in order, from the cache or in parallel over the
-    /// available cores (the result does not depend on how the work is split).
+    /// available cores (the result does not depend on how the work is split). The sender
+    /// cache is keyed by transaction hash: hashing `txs` first ([`decode_all`], [`hash_all`])
+    /// spreads that work over the cores too.
     fn recover_all(&mut self, txs: &[&TxEnvelope]) -> Vec<Result<Address, String>> {
-        hash_all(txs);
         let mut results: Vec<Option<Result<Address, String>>> = txs
             .iter()
             .map(|tx| self.senders.get(tx.tx_hash()).map(|s| Ok(*s)))
@@ -502,7 +514,7 @@ impl Chain {
                 ),
             );
         }
-        let mut block: Block<TxEnvelope> = match payload.try_into_block() {
+        let mut block = match payload_block(payload) {
             Ok(block) => block,
             Err(err) => return invalid(None, format!("malformed payload: {err}")),
         };
@@ -740,6 +752,7 @@ impl Chain {
             return Err(format!("parent {parent_hash} of block {hash} is unknown"));
         }
         let txs: Vec<&TxEnvelope> = block.body.transactions.iter().collect();
+        hash_all(&txs);
         let senders = self
             .recover_all(&txs)
             .into_iter()
@@ -762,8 +775,53 @@ fn hash_all(txs: &[&TxEnvelope]) {
     });
 }
 
+/// The block of `payload`, as [`ExecutionPayloadV3::try_into_block`] makes it (same checks, in
+/// the same order), with the transactions decoded and hashed over the available cores while
+/// another thread computes the transactions root from their bytes.
+fn payload_block(mut payload: ExecutionPayloadV3) -> Result<Block<TxEnvelope>, PayloadError> {
+    let raw = std::mem::take(&mut payload.payload_inner.payload_inner.transactions);
+    let root = || alloy_consensus::proofs::ordered_trie_root_encoded(&raw);
+    let (transactions_root, decoded) = if raw.len() < MIN_PARALLEL_ITEMS {
+        (root(), decode_all(&raw))
+    } else {
+        std::thread::scope(|scope| {
+            let root = scope.spawn(root);
+            let decoded = decode_all(&raw);
+            (
+                root.join().expect("the transactions root does not panic"),
+                decoded,
+            )
+        })
+    };
+    let block = payload.into_block_raw_with_transactions_root(transactions_root)?;
+    let transactions = decoded
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| PayloadError::from(alloy_rlp::Error::from(err)))?;
+    Ok(Block {
+        header: block.header,
+        body: BlockBody {
+            transactions,
+            ommers: vec![],
+            withdrawals: block.body.withdrawals,
+        },
+    })
+}
+
+/// Decodes EIP-2718 transactions, each with its hash computed, over the available cores.
+fn decode_all(raw: &[Bytes]) -> Vec<Result<TxEnvelope, Eip2718Error>> {
+    par_map(raw, |raw| {
+        let tx = TxEnvelope::decode_2718_exact(raw.as_ref())?;
+        tx.tx_hash();
+        Ok(tx)
+    })
+}
+
 /// A payload id derived from the parent and the attributes, so equal requests get equal ids.
-fn payload_id(parent: B256, attrs: &OpPayloadAttributes) -> PayloadId {
+/// `ids` stand for the forced transactions, in order: the hash of each that decodes and
+/// `keccak256` of the bytes of each that does not. Transactions that decode alike build alike,
+/// so they may share an id.
+fn payload_id(parent: B256, attrs: &OpPayloadAttributes, ids: &[B256]) -> PayloadId {
     let mut buf = Vec::with_capacity(256);
     buf.extend_from_slice(parent.as_slice());
     buf.extend_from_slice(&attrs.inner.timestamp.to_be_bytes());
@@ -783,8 +841,8 @@ fn payload_id(parent: B256, attrs: &OpPayloadAttributes) -> PayloadId {
             .unwrap_or_default()
             .as_slice(),
     );
-    for tx in attrs.transactions.iter().flatten() {
-        buf.extend_from_slice(keccak256(tx).as_slice());
+    for id in ids {
+        buf.extend_from_slice(id.as_slice());
     }
     buf.push(u8::from(attrs.no_tx_pool.unwrap_or(false)));
     buf.extend_from_slice(&attrs.gas_limit.unwrap_or(0).to_be_bytes());
@@ -894,6 +952,36 @@ mod tests {
         // A fresh chain recovers every sender itself (no cache) and must agree on every root.
         let mut validator = Chain::open(&genesis::dev_genesis(), None).unwrap();
         accept_with_alloys_transactions_root(&mut validator, payload);
+    }
+
+    #[test]
+    fn payload_block_is_alloys_conversion() {
+        let mut builder = Chain::open(&genesis::dev_genesis(), None).unwrap();
+        let large = build_on_genesis(&mut builder, dev_transfers());
+        let mut small = large.clone();
+        small.payload_inner.payload_inner.transactions.truncate(3);
+        for payload in [large, small] {
+            let ours = payload_block(payload.clone()).unwrap();
+            let alloys: Block<TxEnvelope> = payload.clone().try_into_block().unwrap();
+            assert_eq!(ours, alloys);
+            assert_eq!(ours.header.hash_slow(), alloys.header.hash_slow());
+            // Errors, in the same order: an undecodable transaction, then extra data too long
+            // (checked first).
+            let mut broken = payload;
+            broken.payload_inner.payload_inner.transactions[1] = Bytes::from_static(&[0x02, 0xc0]);
+            let expected = broken.clone().try_into_block::<TxEnvelope>().unwrap_err();
+            assert_eq!(
+                payload_block(broken.clone()).unwrap_err().to_string(),
+                expected.to_string()
+            );
+            broken.payload_inner.payload_inner.extra_data = Bytes::from(vec![0; 33]);
+            let expected = broken.clone().try_into_block::<TxEnvelope>().unwrap_err();
+            assert!(matches!(expected, PayloadError::ExtraData(_)), "{expected}");
+            assert_eq!(
+                payload_block(broken).unwrap_err().to_string(),
+                expected.to_string()
+            );
+        }
     }
 
     /// alloy's state root over every account of `block`'s post-state, computed from scratch.

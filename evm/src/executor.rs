@@ -23,13 +23,12 @@ use revm::{
     context_interface::block::BlobExcessGasAndPrice,
     database::{CacheDB, DbAccount},
     primitives::{eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN, hardfork::SpecId},
-    Context, DatabaseRef as _, ExecuteCommitEvm as _, MainBuilder as _, MainContext as _,
-    SystemCallEvm as _,
+    Context, ExecuteCommitEvm as _, MainBuilder as _, MainContext as _, SystemCallEvm as _,
 };
 
 use crate::{
     parallel::{par_map, MIN_PARALLEL_ITEMS},
-    state::{StateDb, WorldState},
+    state::{Preloaded, StateDb, WorldState},
 };
 
 /// Smallest block gas limit accepted.
@@ -150,6 +149,8 @@ struct Outcome {
     transactions: Vec<TxEnvelope>,
     senders: Vec<Address>,
     receipts: Vec<ReceiptEnvelope>,
+    /// The root of `receipts`.
+    receipts_root: B256,
     gas_used: u64,
     block_value: U256,
     state: WorldState,
@@ -384,9 +385,9 @@ enum Mode {
 
 /// Turns a header template and an execution outcome into a sealed block.
 ///
-/// The state root (its changed subtries split over two threads) is computed beside this thread,
-/// which computes the transactions and receipts roots; all are independent, so the result does
-/// not depend on the split.
+/// The state root (its changed subtries split over two threads) is computed here, beside the
+/// transactions root when it is still missing (a build that left transactions out); both are
+/// independent, so the result does not depend on the split.
 #[tracing::instrument(level = "debug", skip_all)]
 fn seal(
     mut header: Header,
@@ -397,33 +398,29 @@ fn seal(
     let Outcome {
         state,
         transactions,
-        receipts,
         ..
     } = &mut outcome;
-    let roots = || {
-        (
-            transactions_root.unwrap_or_else(|| calculate_transaction_root(transactions)),
-            calculate_receipt_root(receipts),
-        )
+    let parallel = transactions.len() >= MIN_PARALLEL_ITEMS;
+    let (state_root, transactions_root) = match transactions_root {
+        Some(root) => (state.state_root(parallel), root),
+        None if !parallel => (
+            state.state_root(false),
+            calculate_transaction_root(transactions),
+        ),
+        None => std::thread::scope(|scope| {
+            let state_root = scope.spawn(|| state.state_root(true));
+            let transactions_root = calculate_transaction_root(transactions);
+            (
+                state_root
+                    .join()
+                    .expect("state root computation does not panic"),
+                transactions_root,
+            )
+        }),
     };
-    let (state_root, (transactions_root, receipts_root)) =
-        if transactions.len() < MIN_PARALLEL_ITEMS {
-            (state.state_root(false), roots())
-        } else {
-            std::thread::scope(|scope| {
-                let state_root = scope.spawn(|| state.state_root(true));
-                let others = roots();
-                (
-                    state_root
-                        .join()
-                        .expect("state root computation does not panic"),
-                    others,
-                )
-            })
-        };
     header.state_root = state_root;
     header.transactions_root = transactions_root;
-    header.receipts_root = receipts_root;
+    header.receipts_root = outcome.receipts_root;
     header.logs_bloom = outcome
         .receipts
         .iter()
@@ -564,7 +561,7 @@ fn execute(
         evm.commit(state);
     }
 
-    prefetch_accounts(&mut evm.ctx.journaled_state.database, candidates);
+    let preloaded = prefetch_accounts(&mut evm.ctx.journaled_state.database, candidates);
 
     let base_fee = header.base_fee_per_gas.unwrap_or(0);
     let mut outcome = Outcome {
@@ -573,6 +570,7 @@ fn execute(
         receipts: Vec::with_capacity(candidates.len()),
         gas_used: 0,
         block_value: U256::ZERO,
+        receipts_root: B256::ZERO,
         state: WorldState::default(),
         skipped: vec![],
     };
@@ -622,7 +620,18 @@ fn execute(
     let mut db = evm.ctx.journaled_state.database;
     apply_withdrawals(&mut db, withdrawals)?;
     let mut state = context.parent.state.clone();
-    state.apply(db);
+    // The receipts root is computed beside applying the changes: both are long for a large
+    // block, and neither depends on the other.
+    outcome.receipts_root = if outcome.receipts.len() < MIN_PARALLEL_ITEMS {
+        state.apply(db, &preloaded);
+        calculate_receipt_root(&outcome.receipts)
+    } else {
+        std::thread::scope(|scope| {
+            let root = scope.spawn(|| calculate_receipt_root(&outcome.receipts));
+            state.apply(db, &preloaded);
+            root.join().expect("the receipts root does not panic")
+        })
+    };
     outcome.state = state;
     Ok(outcome)
 }
@@ -645,27 +654,32 @@ fn rejection(tx: &TxEnvelope, gas_left: u64) -> Option<String> {
 /// before they run, from [`MIN_PARALLEL_ITEMS`] candidates on, over the available cores: the
 /// same values execution would load one at a time, since the parent state does not change
 /// during the block. Entries already in the cache (the EIP-4788 system call's) are kept.
-fn prefetch_accounts(db: &mut CacheDB<StateDb<'_>>, candidates: &[Candidate]) {
+/// Returns what was read, for [`WorldState::apply`] to reuse.
+fn prefetch_accounts(db: &mut CacheDB<StateDb<'_>>, candidates: &[Candidate]) -> Preloaded {
+    let mut preloaded = Preloaded::default();
     if candidates.len() < MIN_PARALLEL_ITEMS {
-        return;
+        return preloaded;
     }
     let addresses: Vec<Address> = candidates
         .iter()
         .flat_map(|c| [Some(c.sender), c.tx.kind().to().copied()])
         .flatten()
         .collect();
-    let source = db.db;
-    // `basic_ref` cannot fail; were it to, execution loads the account itself and reports it.
-    let loaded = par_map(&addresses, |a| source.basic_ref(*a).ok());
-    for (address, info) in addresses.into_iter().zip(loaded) {
-        let Some(info) = info else { continue };
+    let state = db.db.state;
+    let loaded = par_map(&addresses, |address| state.preload(*address));
+    preloaded.reserve(addresses.len());
+    for (address, (key, account)) in addresses.into_iter().zip(loaded) {
         db.cache.accounts.entry(address).or_insert_with(|| {
-            info.map_or_else(DbAccount::new_not_existing, |info| DbAccount {
-                info,
-                ..DbAccount::default()
-            })
+            account
+                .as_ref()
+                .map_or_else(DbAccount::new_not_existing, |account| DbAccount {
+                    info: state.account_info(account),
+                    ..DbAccount::default()
+                })
         });
+        preloaded.insert(address, (key, account));
     }
+    preloaded
 }
 
 /// Credits EIP-4895 withdrawals (amounts in gwei).

@@ -5,25 +5,30 @@
 pub(crate) const MIN_PARALLEL_ITEMS: usize = 64;
 
 /// `f` over every item, in order, split into one contiguous chunk per available core when
-/// there are at least [`MIN_PARALLEL_ITEMS`]. The result does not depend on the split.
+/// there are at least [`MIN_PARALLEL_ITEMS`]; the calling thread takes the last chunk. The
+/// result does not depend on the split.
 pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     if items.len() < MIN_PARALLEL_ITEMS || threads < 2 {
         return items.iter().map(f).collect();
     }
     let f = &f;
+    let mut parts = items.chunks(items.len().div_ceil(threads));
+    let mine = parts.next_back().expect("at least one chunk");
     std::thread::scope(|scope| {
-        let parts: Vec<_> = items
-            .chunks(items.len().div_ceil(threads))
+        let others: Vec<_> = parts
             .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
             .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| match part.join() {
-                Ok(results) => results,
+        let mine: Vec<R> = mine.iter().map(f).collect();
+        let mut results = Vec::with_capacity(items.len());
+        for other in others {
+            match other.join() {
+                Ok(part) => results.extend(part),
                 Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
+            }
+        }
+        results.extend(mine);
+        results
     })
 }
 

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy_primitives::{keccak256, map::AddressMap, Address, Bytes, B256, U256};
 use alloy_rlp::Encodable as _;
 use alloy_trie::{HashBuilder, Nibbles, TrieAccount, EMPTY_ROOT_HASH, KECCAK_EMPTY};
 use imbl::OrdMap;
@@ -287,11 +287,37 @@ impl WorldState {
         self.accounts.values().map(Arc::as_ref)
     }
 
+    /// Reads the account at `address` for [`Preloaded`]: its trie key and the account.
+    pub(crate) fn preload(&self, address: Address) -> (B256, Option<Arc<Account>>) {
+        let key = keccak256(address);
+        (key, self.accounts.get(&key).cloned())
+    }
+
+    /// The revm view of `account`, with its code.
+    pub(crate) fn account_info(&self, account: &Account) -> AccountInfo {
+        // Accounts without code (most of them) skip the code map: it never holds the empty
+        // code.
+        let code = (account.code_hash != KECCAK_EMPTY)
+            .then(|| self.codes.get(&account.code_hash))
+            .flatten()
+            .map(|code| Bytecode::new_raw(code.clone()));
+        AccountInfo {
+            balance: account.balance,
+            nonce: account.nonce,
+            code_hash: account.code_hash,
+            code,
+            ..AccountInfo::default()
+        }
+    }
+
     /// Applies the changes an execution left in a [`CacheDB`] over this state.
     ///
     /// Only accounts the EVM touched are applied; accounts that end up empty are removed
-    /// (EIP-161), accounts created or self-destructed get their storage replaced.
-    pub(crate) fn apply(&mut self, cache: CacheDB<StateDb<'_>>) {
+    /// (EIP-161), accounts created or self-destructed get their storage replaced. `preloaded`
+    /// holds accounts read from this same state before the execution ([`Self::preload`]); for
+    /// those, the key and the account are taken from it instead of hashing and looking up the
+    /// address again.
+    pub(crate) fn apply(&mut self, cache: CacheDB<StateDb<'_>>, preloaded: &Preloaded) {
         let CacheDB { cache, .. } = cache;
         for (hash, code) in cache.contracts {
             if hash != KECCAK_EMPTY && !self.codes.contains_key(&hash) {
@@ -299,20 +325,24 @@ impl WorldState {
             }
         }
         for (address, db_account) in cache.accounts {
-            let key = keccak256(address);
+            let (key, existing) = match preloaded.get(&address) {
+                Some((key, existing)) => (*key, existing.clone()),
+                None => self.preload(address),
+            };
             let storage_cleared = db_account.account_state.is_storage_cleared();
             match db_account.account_state {
                 CacheAccountState::None => continue,
                 CacheAccountState::NotExisting => {
-                    if self.accounts.remove(&key).is_some() {
+                    if existing.is_some() {
+                        self.accounts.remove(&key);
                         self.shards.touch(&key);
                     }
                     continue;
                 }
                 CacheAccountState::Touched | CacheAccountState::StorageCleared => {}
             }
-            let mut account = match self.accounts.get(&key) {
-                Some(existing) if !storage_cleared => Account::clone(existing),
+            let mut account = match existing {
+                Some(existing) if !storage_cleared => Account::clone(&existing),
                 _ => Account::empty(address),
             };
             account.nonce = db_account.info.nonce;
@@ -344,6 +374,9 @@ impl WorldState {
         }
     }
 }
+
+/// Accounts read ahead of a block by [`WorldState::preload`], by address.
+pub(crate) type Preloaded = AddressMap<(B256, Option<Arc<Account>>)>;
 
 /// A genesis allocation entry in plain form.
 pub(crate) struct GenesisEntry {
@@ -379,21 +412,10 @@ impl DatabaseRef for StateDb<'_> {
     type Error = StateError;
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
-        Ok(self.state.account(address).map(|account| {
-            // Accounts without code (most of them) skip the code map: it never holds the
-            // empty code.
-            let code = (account.code_hash != KECCAK_EMPTY)
-                .then(|| self.state.codes.get(&account.code_hash))
-                .flatten()
-                .map(|code| Bytecode::new_raw(code.clone()));
-            AccountInfo {
-                balance: account.balance,
-                nonce: account.nonce,
-                code_hash: account.code_hash,
-                code,
-                ..AccountInfo::default()
-            }
-        }))
+        Ok(self
+            .state
+            .account(address)
+            .map(|account| self.state.account_info(account)))
     }
 
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
