@@ -224,10 +224,7 @@ fn simulate(
         ..Default::default()
     };
     let hashes = [(header.number, block.hash)];
-    let db = CacheDB::new(StateDb {
-        state: &block.state,
-        block_hashes: &hashes,
-    });
+    let db = CacheDB::new(StateDb::new(&block.state, &hashes));
     let mut evm = Context::mainnet()
         .with_db(db)
         .with_block(env)
@@ -338,10 +335,7 @@ fn validate_raw(chain: &mut Chain, raw: &[u8]) -> Result<Candidate, ErrorObjectO
     let mut cfg = executor::cfg_env(chain.chain_id());
     cfg.disable_nonce_check = true;
     let hashes = [(header.number, head.hash)];
-    let db = CacheDB::new(StateDb {
-        state: &head.state,
-        block_hashes: &hashes,
-    });
+    let db = CacheDB::new(StateDb::new(&head.state, &hashes));
     let mut evm = Context::mainnet()
         .with_db(db)
         .with_block(env)

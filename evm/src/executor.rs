@@ -21,7 +21,7 @@ use alloy_primitives::{Address, Bloom, Bytes, B256, B64, U256};
 use revm::{
     context::{BlockEnv, CfgEnv, TxEnv},
     context_interface::block::BlobExcessGasAndPrice,
-    database::{CacheDB, DbAccount},
+    database::CacheDB,
     primitives::{eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN, hardfork::SpecId},
     Context, ExecuteCommitEvm as _, MainBuilder as _, MainContext as _, SystemCallEvm as _,
 };
@@ -526,10 +526,12 @@ fn execute(
     mode: Mode,
 ) -> Result<Outcome, BlockError> {
     let header = &context.header;
-    let mut db = CacheDB::new(StateDb {
-        state: &context.parent.state,
-        block_hashes: context.block_hashes,
-    });
+    let state = &context.parent.state;
+    let mut db = CacheDB::new(StateDb::with_preloaded(
+        state,
+        context.block_hashes,
+        preload_accounts(state, candidates),
+    ));
     // Room for a sender and a recipient per transaction, so that the map does not grow
     // (rehashing every account loaded so far) while the block runs.
     db.cache.accounts.reserve(2 * candidates.len() + 8);
@@ -560,8 +562,6 @@ fn execute(
         state.retain(|address, _| *address == BEACON_ROOTS_ADDRESS);
         evm.commit(state);
     }
-
-    let preloaded = prefetch_accounts(&mut evm.ctx.journaled_state.database, candidates);
 
     let base_fee = header.base_fee_per_gas.unwrap_or(0);
     let mut outcome = Outcome {
@@ -623,12 +623,12 @@ fn execute(
     // The receipts root is computed beside applying the changes: both are long for a large
     // block, and neither depends on the other.
     outcome.receipts_root = if outcome.receipts.len() < MIN_PARALLEL_ITEMS {
-        state.apply(db, &preloaded);
+        state.apply(db);
         calculate_receipt_root(&outcome.receipts)
     } else {
         std::thread::scope(|scope| {
             let root = scope.spawn(|| calculate_receipt_root(&outcome.receipts));
-            state.apply(db, &preloaded);
+            state.apply(db);
             root.join().expect("the receipts root does not panic")
         })
     };
@@ -650,36 +650,22 @@ fn rejection(tx: &TxEnvelope, gas_left: u64) -> Option<String> {
     }
 }
 
-/// Loads every account the candidates name (senders and call targets) into the block's cache
+/// Reads every account the candidates name (senders and call targets) from the parent state
 /// before they run, from [`MIN_PARALLEL_ITEMS`] candidates on, over the available cores: the
-/// same values execution would load one at a time, since the parent state does not change
-/// during the block. Entries already in the cache (the EIP-4788 system call's) are kept.
-/// Returns what was read, for [`WorldState::apply`] to reuse.
-fn prefetch_accounts(db: &mut CacheDB<StateDb<'_>>, candidates: &[Candidate]) -> Preloaded {
-    let mut preloaded = Preloaded::default();
+/// same accounts execution would read one at a time (the parent state does not change during
+/// the block), each with its trie key, so that neither execution nor [`WorldState::apply`]
+/// hashes and looks up these addresses again.
+fn preload_accounts(state: &WorldState, candidates: &[Candidate]) -> Preloaded {
     if candidates.len() < MIN_PARALLEL_ITEMS {
-        return preloaded;
+        return Preloaded::default();
     }
     let addresses: Vec<Address> = candidates
         .iter()
         .flat_map(|c| [Some(c.sender), c.tx.kind().to().copied()])
         .flatten()
         .collect();
-    let state = db.db.state;
     let loaded = par_map(&addresses, |address| state.preload(*address));
-    preloaded.reserve(addresses.len());
-    for (address, (key, account)) in addresses.into_iter().zip(loaded) {
-        db.cache.accounts.entry(address).or_insert_with(|| {
-            account
-                .as_ref()
-                .map_or_else(DbAccount::new_not_existing, |account| DbAccount {
-                    info: state.account_info(account),
-                    ..DbAccount::default()
-                })
-        });
-        preloaded.insert(address, (key, account));
-    }
-    preloaded
+    addresses.into_iter().zip(loaded).collect()
 }
 
 /// Credits EIP-4895 withdrawals (amounts in gwei).

@@ -10,9 +10,13 @@
 //! last root: the account trie and each storage trie cache their subtrie hashes (`Shards`), and
 //! each account caches its storage root.
 
-use std::sync::Arc;
+use std::{cell::RefCell, sync::Arc};
 
-use alloy_primitives::{keccak256, map::AddressMap, Address, Bytes, B256, U256};
+use alloy_primitives::{
+    keccak256,
+    map::{AddressMap, U256Map},
+    Address, Bytes, B256, U256,
+};
 use alloy_rlp::Encodable as _;
 use alloy_trie::{HashBuilder, Nibbles, TrieAccount, EMPTY_ROOT_HASH, KECCAK_EMPTY};
 use imbl::OrdMap;
@@ -23,6 +27,8 @@ use revm::{
     state::AccountInfo,
     DatabaseRef,
 };
+
+use crate::parallel::MIN_PARALLEL_ITEMS;
 
 /// One account of the world state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,8 +74,9 @@ impl Account {
         }
     }
 
-    /// Recomputes the storage root, rehashing only the subtries whose slots changed.
-    fn recompute_storage_root(&mut self) {
+    /// Recomputes the storage root, rehashing only the subtries whose slots changed; with
+    /// `parallel`, over two threads.
+    fn recompute_storage_root(&mut self, parallel: bool) {
         if self.storage.is_empty() {
             self.storage_shards = None;
             self.storage_root = EMPTY_ROOT_HASH;
@@ -78,7 +85,7 @@ impl Account {
         self.storage_root = self.storage_shards.get_or_insert_with(Box::default).root(
             &self.storage,
             |(_, value), buf| value.encode(buf),
-            false,
+            parallel,
         );
     }
 }
@@ -237,7 +244,7 @@ impl WorldState {
                         .insert(keccak256(slot.to_be_bytes::<32>()), (slot, value));
                 }
             }
-            account.recompute_storage_root();
+            account.recompute_storage_root(account.storage.len() >= MIN_PARALLEL_ITEMS);
             let key = keccak256(entry.address);
             if state.accounts.insert(key, Arc::new(account)).is_some() {
                 return Err(StateError::DuplicateAccount(entry.address));
@@ -313,12 +320,17 @@ impl WorldState {
     /// Applies the changes an execution left in a [`CacheDB`] over this state.
     ///
     /// Only accounts the EVM touched are applied; accounts that end up empty are removed
-    /// (EIP-161), accounts created or self-destructed get their storage replaced. `preloaded`
-    /// holds accounts read from this same state before the execution ([`Self::preload`]); for
-    /// those, the key and the account are taken from it instead of hashing and looking up the
-    /// address again.
-    pub(crate) fn apply(&mut self, cache: CacheDB<StateDb<'_>>, preloaded: &Preloaded) {
-        let CacheDB { cache, .. } = cache;
+    /// (EIP-161), accounts created or self-destructed get their storage replaced. The
+    /// [`StateDb`] must read this same state: the keys, accounts and slot hashes it learned
+    /// are reused instead of being hashed and looked up again.
+    pub(crate) fn apply(&mut self, cache: CacheDB<StateDb<'_>>) {
+        let CacheDB { cache, db } = cache;
+        let StateDb {
+            preloaded,
+            slot_keys,
+            ..
+        } = db;
+        let slot_keys = slot_keys.into_inner();
         for (hash, code) in cache.contracts {
             if hash != KECCAK_EMPTY && !self.codes.contains_key(&hash) {
                 self.codes.insert(hash, code.original_bytes());
@@ -348,22 +360,25 @@ impl WorldState {
             account.nonce = db_account.info.nonce;
             account.balance = db_account.info.balance;
             account.code_hash = db_account.info.code_hash;
-            let mut storage_changed = false;
+            let mut storage_changes = 0;
             for (slot, value) in db_account.storage {
-                let hashed_slot = keccak256(slot.to_be_bytes::<32>());
+                let hashed_slot = slot_keys
+                    .get(&slot)
+                    .copied()
+                    .unwrap_or_else(|| keccak256(slot.to_be_bytes::<32>()));
                 if value.is_zero() {
                     if account.storage.remove(&hashed_slot).is_some() {
                         account.touch_slot(&hashed_slot);
-                        storage_changed = true;
+                        storage_changes += 1;
                     }
                 } else if account.storage.get(&hashed_slot).map(|(_, v)| *v) != Some(value) {
                     account.storage.insert(hashed_slot, (slot, value));
                     account.touch_slot(&hashed_slot);
-                    storage_changed = true;
+                    storage_changes += 1;
                 }
             }
-            if storage_changed || storage_cleared {
-                account.recompute_storage_root();
+            if storage_changes > 0 || storage_cleared {
+                account.recompute_storage_root(storage_changes >= MIN_PARALLEL_ITEMS);
             }
             self.shards.touch(&key);
             if account.is_empty() && account.storage.is_empty() {
@@ -401,11 +416,47 @@ pub enum StateError {
 impl DBErrorMarker for StateError {}
 
 /// A read-only revm database over a [`WorldState`] plus the recent block hashes.
-#[derive(Clone, Copy, Debug)]
+///
+/// It remembers what reads learned that [`WorldState::apply`] needs again: the accounts
+/// preloaded before a block ([`Preloaded`]; an account there is found without hashing its
+/// address) and the hash of every storage slot read.
+#[derive(Debug)]
 pub(crate) struct StateDb<'a> {
-    pub(crate) state: &'a WorldState,
+    state: &'a WorldState,
     /// Hashes of recent ancestors, `(number, hash)`, highest first.
-    pub(crate) block_hashes: &'a [(u64, B256)],
+    block_hashes: &'a [(u64, B256)],
+    preloaded: Preloaded,
+    /// `keccak256` of every storage slot read, by slot.
+    slot_keys: RefCell<U256Map<B256>>,
+}
+
+impl<'a> StateDb<'a> {
+    /// A database over `state`, with `block_hashes` for `BLOCKHASH`.
+    pub(crate) fn new(state: &'a WorldState, block_hashes: &'a [(u64, B256)]) -> Self {
+        Self::with_preloaded(state, block_hashes, Preloaded::default())
+    }
+
+    /// A database over `state` with accounts already read from it ([`WorldState::preload`]).
+    pub(crate) fn with_preloaded(
+        state: &'a WorldState,
+        block_hashes: &'a [(u64, B256)],
+        preloaded: Preloaded,
+    ) -> Self {
+        Self {
+            state,
+            block_hashes,
+            preloaded,
+            slot_keys: RefCell::default(),
+        }
+    }
+
+    /// The account at `address`, from the preloaded accounts if it is among them.
+    fn account(&self, address: Address) -> Option<&Account> {
+        match self.preloaded.get(&address) {
+            Some((_, account)) => account.as_deref(),
+            None => self.state.account(address),
+        }
+    }
 }
 
 impl DatabaseRef for StateDb<'_> {
@@ -413,7 +464,6 @@ impl DatabaseRef for StateDb<'_> {
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
         Ok(self
-            .state
             .account(address)
             .map(|account| self.state.account_info(account)))
     }
@@ -428,7 +478,15 @@ impl DatabaseRef for StateDb<'_> {
     }
 
     fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
-        Ok(self.state.storage(address, index))
+        let Some(account) = self.account(address) else {
+            return Ok(U256::ZERO);
+        };
+        let key = keccak256(index.to_be_bytes::<32>());
+        self.slot_keys.borrow_mut().insert(index, key);
+        Ok(account
+            .storage
+            .get(&key)
+            .map_or(U256::ZERO, |(_, value)| *value))
     }
 
     fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
@@ -516,13 +574,14 @@ mod tests {
                 account.storage.insert(hashed, (slot, U256::from(step + 1)));
             }
             account.touch_slot(&hashed);
-            account.recompute_storage_root();
+            // Both ways of hashing must give the same root.
+            account.recompute_storage_root(step % 2 == 0);
             assert_eq!(account.storage_root, reference(&account), "step {step}");
         }
         while let Some((hashed, _)) = account.storage.get_min().map(|(k, v)| (*k, *v)) {
             account.storage.remove(&hashed);
             account.touch_slot(&hashed);
-            account.recompute_storage_root();
+            account.recompute_storage_root(false);
             assert_eq!(account.storage_root, reference(&account));
         }
         assert_eq!(account.storage_root, EMPTY_ROOT_HASH);
