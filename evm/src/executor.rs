@@ -22,6 +22,7 @@ use revm::{
     context::{BlockEnv, CfgEnv, TxEnv},
     context_interface::block::BlobExcessGasAndPrice,
     database::CacheDB,
+    handler::{MainnetContext, MainnetEvm},
     primitives::{eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN, hardfork::SpecId},
     Context, ExecuteCommitEvm as _, MainBuilder as _, MainContext as _, SystemCallEvm as _,
 };
@@ -143,6 +144,9 @@ struct BlockContext<'a> {
     block_hashes: &'a [(u64, B256)],
     header: Header,
 }
+
+/// The EVM that runs a block.
+type BlockEvm<'a> = MainnetEvm<MainnetContext<CacheDB<StateDb<'a>>>>;
 
 /// The result of running a block's transactions.
 struct Outcome {
@@ -518,13 +522,12 @@ fn execute_beside_root(
     })
 }
 
-#[tracing::instrument(level = "debug", skip_all)]
-fn execute(
-    context: &BlockContext<'_>,
+/// The EVM of `context`'s block over its parent state, with the accounts `candidates` name
+/// preloaded, after the EIP-4788 system call.
+fn block_evm<'a>(
+    context: &BlockContext<'a>,
     candidates: &[Candidate],
-    withdrawals: &[Withdrawal],
-    mode: Mode,
-) -> Result<Outcome, BlockError> {
+) -> Result<BlockEvm<'a>, BlockError> {
     let header = &context.header;
     let state = &context.parent.state;
     let mut db = CacheDB::new(StateDb::with_preloaded(
@@ -543,9 +546,7 @@ fn execute(
 
     // EIP-4788: store the parent beacon block root, if the contract is deployed.
     let beacon_root = header.parent_beacon_block_root.unwrap_or_default();
-    if context
-        .parent
-        .state
+    if state
         .account(BEACON_ROOTS_ADDRESS)
         .is_some_and(|a| a.code_hash != alloy_trie::KECCAK_EMPTY)
     {
@@ -562,7 +563,20 @@ fn execute(
         state.retain(|address, _| *address == BEACON_ROOTS_ADDRESS);
         evm.commit(state);
     }
+    Ok(evm)
+}
 
+/// Runs the candidates in order, then applies the block's changes (withdrawals included) to a
+/// copy of the parent state while another thread computes the receipts root.
+#[tracing::instrument(level = "debug", skip_all)]
+fn execute(
+    context: &BlockContext<'_>,
+    candidates: &[Candidate],
+    withdrawals: &[Withdrawal],
+    mode: Mode,
+) -> Result<Outcome, BlockError> {
+    let header = &context.header;
+    let mut evm = block_evm(context, candidates)?;
     let base_fee = header.base_fee_per_gas.unwrap_or(0);
     let mut outcome = Outcome {
         transactions: Vec::with_capacity(candidates.len()),
