@@ -7,7 +7,7 @@
 use alloy_consensus::{
     proofs::{calculate_receipt_root, calculate_transaction_root, calculate_withdrawals_root},
     Block, BlockBody, Eip658Value, Header, Receipt, ReceiptEnvelope, ReceiptWithBloom,
-    Transaction as _, TxEnvelope, EMPTY_OMMER_ROOT_HASH,
+    Transaction as _, TxEnvelope, TxType, EMPTY_OMMER_ROOT_HASH,
 };
 use alloy_eips::{
     eip1559::BaseFeeParams,
@@ -17,7 +17,7 @@ use alloy_eips::{
     eip7840::BlobParams,
     Typed2718 as _,
 };
-use alloy_primitives::{Address, Bloom, Bytes, B256, B64, U256};
+use alloy_primitives::{map::AddressSet, Address, Bloom, Bytes, B256, B64, U256};
 use revm::{
     context::{BlockEnv, CfgEnv, TxEnv},
     context_interface::block::BlobExcessGasAndPrice,
@@ -567,7 +567,7 @@ fn block_evm<'a>(
 }
 
 /// Runs the candidates in order, then applies the block's changes (withdrawals included) to a
-/// copy of the parent state while another thread computes the receipts root.
+/// copy of the parent state while another thread builds the receipts and their root.
 #[tracing::instrument(level = "debug", skip_all)]
 fn execute(
     context: &BlockContext<'_>,
@@ -578,10 +578,11 @@ fn execute(
     let header = &context.header;
     let mut evm = block_evm(context, candidates)?;
     let base_fee = header.base_fee_per_gas.unwrap_or(0);
+    let mut receipts = Vec::with_capacity(candidates.len());
     let mut outcome = Outcome {
         transactions: Vec::with_capacity(candidates.len()),
         senders: Vec::with_capacity(candidates.len()),
-        receipts: Vec::with_capacity(candidates.len()),
+        receipts: vec![],
         gas_used: 0,
         block_value: U256::ZERO,
         receipts_root: B256::ZERO,
@@ -620,13 +621,14 @@ fn execute(
         outcome.gas_used += gas_used;
         let tip = tx.effective_tip_per_gas(base_fee).unwrap_or(0);
         outcome.block_value += U256::from(tip) * U256::from(gas_used);
-        let receipt = Receipt {
-            status: Eip658Value::Eip658(result.is_success()),
-            cumulative_gas_used: outcome.gas_used,
-            logs: result.into_logs(),
-        };
-        let receipt = ReceiptEnvelope::from_typed(tx.tx_type(), ReceiptWithBloom::from(receipt));
-        outcome.receipts.push(receipt);
+        receipts.push((
+            tx.tx_type(),
+            Receipt {
+                status: Eip658Value::Eip658(result.is_success()),
+                cumulative_gas_used: outcome.gas_used,
+                logs: result.into_logs(),
+            },
+        ));
         outcome.transactions.push(tx.clone());
         outcome.senders.push(sender);
     }
@@ -634,20 +636,33 @@ fn execute(
     let mut db = evm.ctx.journaled_state.database;
     apply_withdrawals(&mut db, withdrawals)?;
     let mut state = context.parent.state.clone();
-    // The receipts root is computed beside applying the changes: both are long for a large
-    // block, and neither depends on the other.
-    outcome.receipts_root = if outcome.receipts.len() < MIN_PARALLEL_ITEMS {
+    // The receipts (with their blooms, which hash every log's address and topics) and their
+    // root are built beside applying the changes: both are long for a large block, and
+    // neither depends on the other.
+    (outcome.receipts, outcome.receipts_root) = if receipts.len() < MIN_PARALLEL_ITEMS {
         state.apply(db);
-        calculate_receipt_root(&outcome.receipts)
+        seal_receipts(receipts)
     } else {
         std::thread::scope(|scope| {
-            let root = scope.spawn(|| calculate_receipt_root(&outcome.receipts));
+            let receipts = scope.spawn(|| seal_receipts(receipts));
             state.apply(db);
-            root.join().expect("the receipts root does not panic")
+            receipts
+                .join()
+                .expect("building the receipts does not panic")
         })
     };
     outcome.state = state;
     Ok(outcome)
+}
+
+/// The typed receipts, each with its bloom, and their root.
+fn seal_receipts(receipts: Vec<(TxType, Receipt)>) -> (Vec<ReceiptEnvelope>, B256) {
+    let receipts: Vec<ReceiptEnvelope> = receipts
+        .into_iter()
+        .map(|(ty, receipt)| ReceiptEnvelope::from_typed(ty, ReceiptWithBloom::from(receipt)))
+        .collect();
+    let root = calculate_receipt_root(&receipts);
+    (receipts, root)
 }
 
 /// Why `tx` cannot run at all in a block with `gas_left`, before revm sees it.
@@ -673,10 +688,13 @@ fn preload_accounts(state: &WorldState, candidates: &[Candidate]) -> Preloaded {
     if candidates.len() < MIN_PARALLEL_ITEMS {
         return Preloaded::default();
     }
+    // Each address once (a token contract is the target of many transactions).
+    let mut seen = AddressSet::default();
     let addresses: Vec<Address> = candidates
         .iter()
         .flat_map(|c| [Some(c.sender), c.tx.kind().to().copied()])
         .flatten()
+        .filter(|address| seen.insert(*address))
         .collect();
     let loaded = par_map(&addresses, |address| state.preload(*address));
     addresses.into_iter().zip(loaded).collect()
