@@ -1065,6 +1065,12 @@ mod tests {
     /// 80 EIP-1559 transfers from the dev account, nonces 0..80, the one of nonce `n` to
     /// `to(n)`, as raw EIP-2718 bytes.
     fn dev_transfers_to(to: impl Fn(u64) -> Address) -> Vec<Bytes> {
+        dev_transactions(|nonce| (to(nonce), U256::from(nonce), Bytes::new(), 21_000))
+    }
+
+    /// 80 EIP-1559 transactions from the dev account, nonces 0..80, the one of nonce `n` with
+    /// the recipient, value, input and gas limit `make(n)`, as raw EIP-2718 bytes.
+    fn dev_transactions(make: impl Fn(u64) -> (Address, U256, Bytes, u64)) -> Vec<Bytes> {
         use alloy_consensus::{SignableTransaction as _, TxEip1559};
         use alloy_eips::eip2718::Encodable2718 as _;
         use alloy_signer::SignerSync as _;
@@ -1075,16 +1081,17 @@ mod tests {
                 .unwrap();
         (0..80u64)
             .map(|nonce| {
+                let (to, value, input, gas_limit) = make(nonce);
                 let tx = TxEip1559 {
                     chain_id: genesis::DEV_CHAIN_ID,
                     nonce,
-                    gas_limit: 21_000,
+                    gas_limit,
                     max_fee_per_gas: 20_000_000_000,
                     max_priority_fee_per_gas: 1,
-                    to: alloy_primitives::TxKind::Call(to(nonce)),
-                    value: U256::from(nonce),
+                    to: alloy_primitives::TxKind::Call(to),
+                    value,
                     access_list: alloy_eips::eip2930::AccessList::default(),
-                    input: Bytes::new(),
+                    input,
                 };
                 let signature = key.sign_hash_sync(&tx.signature_hash()).unwrap();
                 TxEnvelope::from(tx.into_signed(signature))
@@ -1092,6 +1099,46 @@ mod tests {
                     .into()
             })
             .collect()
+    }
+
+    #[test]
+    fn a_block_writing_many_slots_has_alloys_storage_and_state_roots() {
+        // A contract that stores calldata word 1 at the slot given by calldata word 0
+        // (PUSH1 32 CALLDATALOAD PUSH1 0 CALLDATALOAD SSTORE STOP), with slots 0..10 set.
+        let store = Address::repeat_byte(0x5e);
+        let mut genesis = genesis::dev_genesis();
+        let slot = |n: u64| B256::from(U256::from(n));
+        genesis.alloc.insert(
+            store,
+            alloy_genesis::GenesisAccount {
+                code: Some(Bytes::from_static(&[
+                    0x60, 0x20, 0x35, 0x60, 0x00, 0x35, 0x55, 0x00,
+                ])),
+                storage: Some((0..10).map(|n| (slot(n), slot(1))).collect()),
+                ..Default::default()
+            },
+        );
+        // Nonces 0..10 clear the genesis slots; the other 70 write new ones. 80 changed slots
+        // take the parallel storage-root path, and every slot was read before its write.
+        let value = |n: u64| if n < 10 { 0 } else { 7 * n + 1 };
+        let transactions = dev_transactions(|n| {
+            let input = [slot(n), slot(value(n))].concat();
+            (store, U256::ZERO, input.into(), 100_000)
+        });
+        let mut builder = Chain::open(&genesis, None).unwrap();
+        let payload = build_on_genesis(&mut builder, transactions);
+        assert_eq!(payload.payload_inner.payload_inner.transactions.len(), 80);
+        let hash = payload.payload_inner.payload_inner.block_hash;
+        let mut validator = Chain::open(&genesis, None).unwrap();
+        accept_with_alloys_transactions_root(&mut validator, payload);
+        let block = validator.block(&hash).unwrap();
+        let account = block.state.account(store).unwrap();
+        assert_eq!(account.storage.len(), 70);
+        let expected = alloy_trie::root::storage_root_unhashed(
+            (10..80).map(|n| (slot(n), U256::from(value(n)))),
+        );
+        assert_eq!(account.storage_root, expected);
+        assert_eq!(block.header().state_root, alloys_state_root(block));
     }
 
     #[test]
