@@ -221,13 +221,16 @@ pub(crate) fn tx_hash(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-/// Maps `f` over `items` on all cores, keeping the input order in the output.
+/// Maps `f` over `items` on all cores, keeping the input order in the output. The items are
+/// split into one contiguous chunk per core; the calling thread maps the last one, so only the
+/// others wait for a thread to start.
 pub(crate) fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     if workers <= 1 || items.len() < 32 {
         return items.into_iter().map(f).collect();
     }
     let chunk = items.len().div_ceil(workers);
+    let total = items.len();
     let mut chunks: Vec<Vec<T>> = Vec::with_capacity(workers);
     let mut items = items.into_iter();
     loop {
@@ -237,19 +240,23 @@ pub(crate) fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync
         }
         chunks.push(part);
     }
+    let mine = chunks.pop().expect("at least 32 items make a chunk");
     let f = &f;
     std::thread::scope(|scope| {
         let handles: Vec<_> = chunks
             .into_iter()
             .map(|part| scope.spawn(move || part.into_iter().map(f).collect::<Vec<R>>()))
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| match h.join() {
-                Ok(out) => out,
+        let mine: Vec<R> = mine.into_iter().map(f).collect();
+        let mut out = Vec::with_capacity(total);
+        for handle in handles {
+            match handle.join() {
+                Ok(part) => out.extend(part),
                 Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
+            }
+        }
+        out.extend(mine);
+        out
     })
 }
 
@@ -757,10 +764,12 @@ mod tests {
 
     #[test]
     fn par_map_keeps_order() {
-        let input: Vec<u32> = (0..1000).collect();
-        let out = par_map(input.clone(), |x| x * 2);
-        assert_eq!(out, input.iter().map(|x| x * 2).collect::<Vec<_>>());
-        assert!(par_map(Vec::<u32>::new(), |x| x).is_empty());
+        // Below, at and above the threshold, and an uneven last chunk.
+        for len in [0u32, 31, 32, 33, 1000, 1001] {
+            let input: Vec<u32> = (0..len).collect();
+            let out = par_map(input.clone(), |x| x * 2);
+            assert_eq!(out, input.iter().map(|x| x * 2).collect::<Vec<_>>());
+        }
     }
 
     #[test]
