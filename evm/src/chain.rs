@@ -410,7 +410,7 @@ impl Chain {
         let parent = &self.blocks[&parent_hash];
         let hashes = self.block_hashes(parent);
         let (block, skipped) =
-            executor::build_block(self.chain_id, parent, &hashes, &input, &candidates).map_err(
+            executor::build_block(self.chain_id, parent, &hashes, &input, candidates).map_err(
                 |err| {
                     EngineError::InvalidPayloadAttributes(format!("block building failed: {err}"))
                 },

@@ -150,6 +150,10 @@ type BlockEvm<'a> = MainnetEvm<MainnetContext<CacheDB<StateDb<'a>>>>;
 
 /// The result of running a block's transactions.
 struct Outcome {
+    /// Indices of the candidates the block includes, in order.
+    included: Vec<usize>,
+    /// The included transactions and their senders, moved from the candidates after
+    /// execution ([`execute_beside_root`]).
     transactions: Vec<TxEnvelope>,
     senders: Vec<Address>,
     receipts: Vec<ReceiptEnvelope>,
@@ -170,7 +174,7 @@ pub(crate) fn build_block(
     parent: &ExecutedBlock,
     block_hashes: &[(u64, B256)],
     input: &BuildInput,
-    candidates: &[Candidate],
+    candidates: Vec<Candidate>,
 ) -> Result<(ExecutedBlock, Vec<Skipped>), BlockError> {
     let parent_header = parent.header();
     let header = Header {
@@ -257,7 +261,7 @@ pub(crate) fn validate_block(
         header: expected_header,
     };
     let (outcome, transactions_root) =
-        execute_beside_root(&context, &candidates, &withdrawals, Mode::Validate);
+        execute_beside_root(&context, candidates, &withdrawals, Mode::Validate);
     // Validation includes every transaction or fails, so the candidates' root is the block's.
     let executed = seal(context.header, outcome?, withdrawals, transactions_root);
     let computed = executed.header();
@@ -500,26 +504,39 @@ pub(crate) fn cfg_env(chain_id: u64) -> CfgEnv {
 
 /// Runs [`execute`] while a second thread computes the transactions root of all `candidates`
 /// (from [`MIN_PARALLEL_ITEMS`] of them on). The root does not depend on execution, so the
-/// block pays for it only where execution is shorter.
+/// block pays for it only where execution is shorter. The included candidates then move into
+/// the outcome.
 fn execute_beside_root(
     context: &BlockContext<'_>,
-    candidates: &[Candidate],
+    candidates: Vec<Candidate>,
     withdrawals: &[Withdrawal],
     mode: Mode,
 ) -> (Result<Outcome, BlockError>, Option<B256>) {
-    if candidates.len() < MIN_PARALLEL_ITEMS {
-        return (execute(context, candidates, withdrawals, mode), None);
-    }
-    std::thread::scope(|scope| {
-        let root = scope.spawn(|| {
-            alloy_trie::root::ordered_trie_root_with_encoder(candidates, |candidate, buf| {
-                candidate.tx.encode_2718(buf);
-            })
-        });
-        let outcome = execute(context, candidates, withdrawals, mode);
-        let root = root.join().expect("the transactions root does not panic");
-        (outcome, Some(root))
-    })
+    let (outcome, root) = if candidates.len() < MIN_PARALLEL_ITEMS {
+        (execute(context, &candidates, withdrawals, mode), None)
+    } else {
+        std::thread::scope(|scope| {
+            let root = scope.spawn(|| {
+                alloy_trie::root::ordered_trie_root_with_encoder(&candidates, |candidate, buf| {
+                    candidate.tx.encode_2718(buf);
+                })
+            });
+            let outcome = execute(context, &candidates, withdrawals, mode);
+            let root = root.join().expect("the transactions root does not panic");
+            (outcome, Some(root))
+        })
+    };
+    let outcome = outcome.map(|mut outcome| {
+        let mut included = outcome.included.iter().copied().peekable();
+        for (index, candidate) in candidates.into_iter().enumerate() {
+            if included.next_if_eq(&index).is_some() {
+                outcome.transactions.push(candidate.tx);
+                outcome.senders.push(candidate.sender);
+            }
+        }
+        outcome
+    });
+    (outcome, root)
 }
 
 /// The EVM of `context`'s block over its parent state, with the accounts `candidates` name
@@ -580,6 +597,7 @@ fn execute(
     let base_fee = header.base_fee_per_gas.unwrap_or(0);
     let mut receipts = Vec::with_capacity(candidates.len());
     let mut outcome = Outcome {
+        included: Vec::with_capacity(candidates.len()),
         transactions: Vec::with_capacity(candidates.len()),
         senders: Vec::with_capacity(candidates.len()),
         receipts: vec![],
@@ -629,8 +647,7 @@ fn execute(
                 logs: result.into_logs(),
             },
         ));
-        outcome.transactions.push(tx.clone());
-        outcome.senders.push(sender);
+        outcome.included.push(index);
     }
 
     let mut db = evm.ctx.journaled_state.database;
