@@ -658,10 +658,10 @@ fn execute(
     // neither depends on the other.
     (outcome.receipts, outcome.receipts_root) = if receipts.len() < MIN_PARALLEL_ITEMS {
         state.apply(db);
-        seal_receipts(receipts)
+        build_receipts(receipts)
     } else {
         std::thread::scope(|scope| {
-            let receipts = scope.spawn(|| seal_receipts(receipts));
+            let receipts = scope.spawn(|| build_receipts(receipts));
             state.apply(db);
             receipts
                 .join()
@@ -673,7 +673,7 @@ fn execute(
 }
 
 /// The typed receipts, each with its bloom, and their root.
-fn seal_receipts(receipts: Vec<(TxType, Receipt)>) -> (Vec<ReceiptEnvelope>, B256) {
+fn build_receipts(receipts: Vec<(TxType, Receipt)>) -> (Vec<ReceiptEnvelope>, B256) {
     let receipts: Vec<ReceiptEnvelope> = receipts
         .into_iter()
         .map(|(ty, receipt)| ReceiptEnvelope::from_typed(ty, ReceiptWithBloom::from(receipt)))
