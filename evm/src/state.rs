@@ -67,6 +67,13 @@ impl Account {
         TrieAccount::new(self.nonce, self.balance, self.storage_root, self.code_hash)
     }
 
+    /// The value of the storage slot whose trie key is `key` (zero when unset).
+    fn value_at(&self, key: &B256) -> U256 {
+        self.storage
+            .get(key)
+            .map_or(U256::ZERO, |(_, value)| *value)
+    }
+
     /// Marks the storage subtrie holding `hashed_slot` as changed.
     fn touch_slot(&mut self, hashed_slot: &B256) {
         if let Some(shards) = &mut self.storage_shards {
@@ -202,6 +209,11 @@ fn trie_root<'a, V: 'a>(
     }
 }
 
+/// The trie key of a storage slot.
+fn slot_key(slot: U256) -> B256 {
+    keccak256(slot.to_be_bytes::<32>())
+}
+
 /// The smallest hashed key whose first nibble is `nibble`.
 fn first_key(nibble: u8) -> B256 {
     let mut key = B256::ZERO;
@@ -239,9 +251,7 @@ impl WorldState {
             }
             for (slot, value) in entry.storage {
                 if !value.is_zero() {
-                    account
-                        .storage
-                        .insert(keccak256(slot.to_be_bytes::<32>()), (slot, value));
+                    account.storage.insert(slot_key(slot), (slot, value));
                 }
             }
             account.recompute_storage_root(account.storage.len() >= MIN_PARALLEL_ITEMS);
@@ -261,8 +271,7 @@ impl WorldState {
     /// Returns the value of a storage slot (zero when unset).
     pub(crate) fn storage(&self, address: Address, slot: U256) -> U256 {
         self.account(address)
-            .and_then(|account| account.storage.get(&keccak256(slot.to_be_bytes::<32>())))
-            .map_or(U256::ZERO, |(_, value)| *value)
+            .map_or(U256::ZERO, |account| account.value_at(&slot_key(slot)))
     }
 
     /// Returns the code of the account at `address` (empty when none).
@@ -365,13 +374,13 @@ impl WorldState {
                 let hashed_slot = slot_keys
                     .get(&slot)
                     .copied()
-                    .unwrap_or_else(|| keccak256(slot.to_be_bytes::<32>()));
+                    .unwrap_or_else(|| slot_key(slot));
                 if value.is_zero() {
                     if account.storage.remove(&hashed_slot).is_some() {
                         account.touch_slot(&hashed_slot);
                         storage_changes += 1;
                     }
-                } else if account.storage.get(&hashed_slot).map(|(_, v)| *v) != Some(value) {
+                } else if account.value_at(&hashed_slot) != value {
                     account.storage.insert(hashed_slot, (slot, value));
                     account.touch_slot(&hashed_slot);
                     storage_changes += 1;
@@ -481,12 +490,9 @@ impl DatabaseRef for StateDb<'_> {
         let Some(account) = self.account(address) else {
             return Ok(U256::ZERO);
         };
-        let key = keccak256(index.to_be_bytes::<32>());
+        let key = slot_key(index);
         self.slot_keys.borrow_mut().insert(index, key);
-        Ok(account
-            .storage
-            .get(&key)
-            .map_or(U256::ZERO, |(_, value)| *value))
+        Ok(account.value_at(&key))
     }
 
     fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
@@ -567,7 +573,7 @@ mod tests {
         // One slot (single subtrie), then many, then changes and removals touching few subtries.
         for step in 0..300u64 {
             let slot = U256::from(step % 97);
-            let hashed = keccak256(slot.to_be_bytes::<32>());
+            let hashed = slot_key(slot);
             if step % 5 == 4 {
                 account.storage.remove(&hashed);
             } else {
