@@ -551,8 +551,16 @@ impl Chain {
         }
         let parent = &self.blocks[&parent_hash];
         let hashes = self.block_hashes(parent);
-        match executor::validate_block(self.chain_id, parent, &hashes, block, senders, claimed_hash)
-        {
+        // `payload_block` computed the header's transactions root from these transactions.
+        match executor::validate_block(
+            self.chain_id,
+            parent,
+            &hashes,
+            block,
+            senders,
+            claimed_hash,
+            true,
+        ) {
             Ok(executed) => {
                 tracing::info!(number = executed.number(), hash = %executed.hash, "new payload valid");
                 self.accept_block(executed, start, claimed_hash)
@@ -760,7 +768,7 @@ impl Chain {
         let parent = &self.blocks[&parent_hash];
         let hashes = self.block_hashes(parent);
         let executed =
-            executor::validate_block(self.chain_id, parent, &hashes, block, senders, hash)
+            executor::validate_block(self.chain_id, parent, &hashes, block, senders, hash, false)
                 .map_err(|e| e.to_string())?;
         self.blocks.insert(hash, executed);
         Ok(())
@@ -994,8 +1002,8 @@ mod tests {
         )
     }
 
-    /// `chain` accepts `payload`, and the transactions root (computed beside execution) is
-    /// alloy's over the block's transactions.
+    /// `chain` accepts `payload`, and the accepted block's transactions root is alloy's over
+    /// its transactions.
     fn accept_with_alloys_transactions_root(chain: &mut Chain, payload: ExecutionPayloadV3) {
         let hash = payload.payload_inner.payload_inner.block_hash;
         let status = chain.new_payload(payload, &[], B256::repeat_byte(3));

@@ -202,7 +202,7 @@ pub(crate) fn build_block(
         header,
     };
     let (outcome, transactions_root) =
-        execute_beside_root(&context, candidates, &input.withdrawals, Mode::Build);
+        execute_beside_root(&context, candidates, &input.withdrawals, Mode::Build, true);
     let outcome = outcome?;
     let skipped = outcome.skipped.clone();
     // The root of the candidates is the block's unless building left some out.
@@ -219,6 +219,10 @@ pub(crate) fn build_block(
 }
 
 /// Re-executes `block` on `parent` and checks every header field against the result.
+///
+/// `root_from_body` says that the header's transactions root was computed from this very body
+/// (as a payload's is, [`crate::chain`]'s `payload_block`); it is then taken as is instead of
+/// being computed a second time. A block read back from disk must have it checked.
 #[tracing::instrument(level = "debug", skip_all)]
 pub(crate) fn validate_block(
     chain_id: u64,
@@ -227,6 +231,7 @@ pub(crate) fn validate_block(
     block: Block<TxEnvelope>,
     senders: Vec<Address>,
     claimed_hash: B256,
+    root_from_body: bool,
 ) -> Result<ExecutedBlock, BlockError> {
     let Block { header, body } = block;
     let header = &header;
@@ -260,9 +265,19 @@ pub(crate) fn validate_block(
         block_hashes,
         header: expected_header,
     };
-    let (outcome, transactions_root) =
-        execute_beside_root(&context, candidates, &withdrawals, Mode::Validate);
+    let (outcome, computed_root) = execute_beside_root(
+        &context,
+        candidates,
+        &withdrawals,
+        Mode::Validate,
+        !root_from_body,
+    );
     // Validation includes every transaction or fails, so the candidates' root is the block's.
+    let transactions_root = if root_from_body {
+        Some(header.transactions_root)
+    } else {
+        computed_root
+    };
     let executed = seal(context.header, outcome?, withdrawals, transactions_root);
     let computed = executed.header();
     compare(
@@ -502,17 +517,18 @@ pub(crate) fn cfg_env(chain_id: u64) -> CfgEnv {
     cfg
 }
 
-/// Runs [`execute`] while a second thread computes the transactions root of all `candidates`
-/// (from [`MIN_PARALLEL_ITEMS`] of them on). The root does not depend on execution, so the
-/// block pays for it only where execution is shorter. The included candidates then move into
-/// the outcome.
+/// Runs [`execute`]; with `root`, a second thread meanwhile computes the transactions root of
+/// all `candidates` (from [`MIN_PARALLEL_ITEMS`] of them on). The root does not depend on
+/// execution, so the block pays for it only where execution is shorter. The included
+/// candidates then move into the outcome.
 fn execute_beside_root(
     context: &BlockContext<'_>,
     candidates: Vec<Candidate>,
     withdrawals: &[Withdrawal],
     mode: Mode,
+    root: bool,
 ) -> (Result<Outcome, BlockError>, Option<B256>) {
-    let (outcome, root) = if candidates.len() < MIN_PARALLEL_ITEMS {
+    let (outcome, root) = if !root || candidates.len() < MIN_PARALLEL_ITEMS {
         (execute(context, &candidates, withdrawals, mode), None)
     } else {
         std::thread::scope(|scope| {
