@@ -69,8 +69,20 @@ fn is_padded_base64(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
+/// The base64 param of `method` that [`check_base64`] must see first, if it has one.
+fn base64_param(method: &str) -> Option<&'static str> {
+    match method {
+        "broadcast_tx_sync" | "broadcast_tx_async" | "broadcast_tx_commit" => Some("tx"),
+        "tx" => Some("hash"),
+        _ => None,
+    }
+}
+
 /// Dispatches one method call.
 pub(super) async fn call(shared: &Shared, method: &str, p: Value) -> RpcResult {
+    if let Some(name) = base64_param(method) {
+        check_base64(&p, name)?;
+    }
     match method {
         "health" => to_value(&endpoint::health::Response {}),
         "status" => status(shared),
@@ -79,15 +91,10 @@ pub(super) async fn call(shared: &Shared, method: &str, p: Value) -> RpcResult {
         }),
         "abci_info" => abci_info(shared).await,
         "abci_query" => abci_query(shared, required(p)?).await,
-        "broadcast_tx_sync" | "broadcast_tx_async" | "broadcast_tx_commit" | "tx" => {
-            check_base64(&p, if method == "tx" { "hash" } else { "tx" })?;
-            match method {
-                "broadcast_tx_sync" => broadcast_sync(shared, required(p)?).await,
-                "broadcast_tx_async" => broadcast_async(shared, required(p)?),
-                "broadcast_tx_commit" => broadcast_commit(shared, required(p)?).await,
-                _ => tx(shared, &required(p)?),
-            }
-        }
+        "broadcast_tx_sync" => broadcast_sync(shared, required(p)?).await,
+        "broadcast_tx_async" => broadcast_async(shared, required(p)?),
+        "broadcast_tx_commit" => broadcast_commit(shared, required(p)?).await,
+        "tx" => tx(shared, &required(p)?),
         "block" => {
             let r: endpoint::block::Request = params(p)?;
             let stored = load_block(shared, r.height)?;
