@@ -56,10 +56,46 @@ pub fn mutation(max_replacement: usize) -> impl Strategy<Value = Mutation> {
     ]
 }
 
-/// `n` cases and no regression files (the suites' inputs are built at run time).
+/// The environment variable that multiplies every fuzz suite's case count ([`scaled`]).
+pub const FUZZ_SCALE_VAR: &str = "TANDEM_FUZZ_SCALE";
+
+/// `n` times the positive integer in [`FUZZ_SCALE_VAR`] (1 when unset), so that a long fuzz
+/// campaign is the usual test command with the variable set.
+///
+/// # Panics
+///
+/// If the variable is set to anything but a positive integer: a campaign that silently ran
+/// the default number of cases would look like a pass.
+pub fn scaled(n: u32) -> u32 {
+    let value = std::env::var_os(FUZZ_SCALE_VAR);
+    match scale(value.as_deref().map(|v| v.to_str().ok_or(v))) {
+        Ok(scale) => n.saturating_mul(scale),
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// The scale that the value of [`FUZZ_SCALE_VAR`] (`None` when unset; `Err` when not
+/// Unicode) names.
+fn scale(value: Option<Result<&str, &std::ffi::OsStr>>) -> Result<u32, String> {
+    match value {
+        None => Ok(1),
+        Some(Ok(text)) => match text.trim().parse::<u32>() {
+            Ok(scale) if scale > 0 => Ok(scale),
+            _ => Err(format!(
+                "{FUZZ_SCALE_VAR} must be a positive integer, got {text:?}"
+            )),
+        },
+        Some(Err(raw)) => Err(format!(
+            "{FUZZ_SCALE_VAR} must be a positive integer, got \"{}\"",
+            raw.display()
+        )),
+    }
+}
+
+/// [`scaled`]`(n)` cases and no regression files (the suites' inputs are built at run time).
 pub fn cases(n: u32) -> Config {
     Config {
-        cases: n,
+        cases: scaled(n),
         failure_persistence: None,
         ..Config::default()
     }
@@ -68,6 +104,17 @@ pub fn cases(n: u32) -> Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scale_is_a_positive_integer_or_one_when_unset() {
+        assert_eq!(scale(None), Ok(1));
+        assert_eq!(scale(Some(Ok("20"))), Ok(20));
+        assert_eq!(scale(Some(Ok(" 3\n"))), Ok(3));
+        for bad in ["0", "-2", "1.5", "", "ten"] {
+            let err = scale(Some(Ok(bad))).unwrap_err();
+            assert!(err.contains(FUZZ_SCALE_VAR) && err.contains(bad), "{err}");
+        }
+    }
 
     #[test]
     fn every_mutation_changes_or_keeps_length_as_described() {

@@ -372,7 +372,7 @@ fn tree_size_is_bound_only_through_the_path_shape() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: tandem_testkit::scaled(256), ..ProptestConfig::default() })]
 
     #[test]
     fn flipped_leaf_bit_is_rejected((leaves, index) in tree_and_leaf(), bit in any::<prop::sample::Index>()) {
