@@ -307,18 +307,6 @@ impl Chain {
         state: ForkchoiceState,
         attributes: Option<OpPayloadAttributes>,
     ) -> Result<ForkchoiceUpdated, EngineError> {
-        if let Some(attrs) = &attributes {
-            if attrs.inner.withdrawals.is_none() {
-                return Err(EngineError::InvalidParams(
-                    "V3 payload attributes need `withdrawals`".into(),
-                ));
-            }
-            if attrs.inner.parent_beacon_block_root.is_none() {
-                return Err(EngineError::InvalidParams(
-                    "V3 payload attributes need `parentBeaconBlockRoot`".into(),
-                ));
-            }
-        }
         let Some(head) = self.blocks.get(&state.head_block_hash) else {
             tracing::info!(head = %state.head_block_hash, "forkchoice head unknown, syncing");
             return Ok(ForkchoiceUpdated::from_status(PayloadStatusEnum::Syncing));
@@ -346,6 +334,18 @@ impl Chain {
         let Some(attrs) = attributes else {
             return Ok(ForkchoiceUpdated::new(status));
         };
+        // The attributes are checked only now, after the forkchoice update, which a failure
+        // here does not undo (execution-apis: forkchoiceUpdatedV1 point 8, V3 point 2).
+        if attrs.inner.withdrawals.is_none() {
+            return Err(EngineError::InvalidPayloadAttributes(
+                "V3 payload attributes need `withdrawals`".into(),
+            ));
+        }
+        if attrs.inner.parent_beacon_block_root.is_none() {
+            return Err(EngineError::InvalidPayloadAttributes(
+                "V3 payload attributes need `parentBeaconBlockRoot`".into(),
+            ));
+        }
         let payload_id = self.build_payload(head_hash, &attrs)?;
         Ok(ForkchoiceUpdated::new(status).with_payload_id(payload_id))
     }
@@ -519,13 +519,33 @@ impl Chain {
             Err(err) => return invalid(None, format!("malformed payload: {err}")),
         };
         block.header.parent_beacon_block_root = Some(parent_beacon_block_root);
+        // The block hash is checked first, in all cases (execution-apis: newPayloadV1 point
+        // 2): a known hash or an unknown parent says nothing about a payload whose other
+        // fields do not hash to it.
+        let computed_hash = block.header.hash_slow();
+        if computed_hash != claimed_hash {
+            let mismatch = executor::BlockError::Mismatch {
+                field: "blockHash",
+                got: claimed_hash.to_string(),
+                expected: computed_hash.to_string(),
+            };
+            return invalid(None, mismatch.to_string());
+        }
         if self.blocks.contains_key(&claimed_hash) {
             return PayloadStatus::new(PayloadStatusEnum::Valid, Some(claimed_hash));
         }
         if !self.blocks.contains_key(&parent_hash) {
             return PayloadStatus::from_status(PayloadStatusEnum::Syncing);
         }
-        if let Some(built) = self.built_block(&block, claimed_hash) {
+        // A block this node built for `engine_getPayload` is reused without executing it
+        // again: the hash, checked above, commits to every header field, and `payload_block`
+        // recomputed the transactions and withdrawals roots from the payload's own lists, so
+        // an equal hash means the same block.
+        if let Some(built) = self
+            .payloads
+            .values()
+            .find(|built| built.hash == claimed_hash)
+        {
             tracing::info!(number = built.number(), hash = %built.hash, "new payload is the block this node built");
             let executed = built.clone();
             if let Some(metrics) = &self.metrics {
@@ -572,18 +592,6 @@ impl Chain {
             ) => invalid(None, err.to_string()),
             Err(err) => invalid(Some(parent_hash), err.to_string()),
         }
-    }
-
-    /// The block this node built for `engine_getPayload` that `block` (decoded from a
-    /// payload claiming `claimed_hash`) is, if any. The header hash commits to every header
-    /// field, and the decoding recomputed the transactions and withdrawals roots from the
-    /// payload's own lists, so an equal hash means the same block: its execution can be reused.
-    fn built_block(&self, block: &Block<TxEnvelope>, claimed_hash: B256) -> Option<&ExecutedBlock> {
-        let built = self
-            .payloads
-            .values()
-            .find(|built| built.hash == claimed_hash)?;
-        (block.header.hash_slow() == claimed_hash).then_some(built)
     }
 
     /// Records a valid new payload: metrics, the block log and the block tree.
@@ -736,10 +744,23 @@ impl Chain {
         if let Ok(bytes) = std::fs::read(&fc_path) {
             let saved: SavedForkchoice =
                 serde_json::from_slice(&bytes).map_err(|e| fail(&fc_path, e.to_string()))?;
-            if self.blocks.contains_key(&saved.head) {
-                self.set_canonical(saved.head);
-                self.safe = saved.safe;
-                self.finalized = saved.finalized;
+            // The head's block may not have reached the log (a crash while appending it):
+            // then the newest saved block that did is the head, and the consensus side sends
+            // the rest again, as after any restart that lost blocks.
+            let known = |hash: B256| self.blocks.contains_key(&hash).then_some(hash);
+            let head = [saved.head, saved.safe, saved.finalized]
+                .into_iter()
+                .find_map(known);
+            if let Some(head) = head {
+                if head != saved.head {
+                    tracing::warn!(saved_head = %saved.head, %head, "the saved forkchoice head is not in the block log; resuming from the newest saved block that is");
+                }
+                let (safe, finalized) = (known(saved.safe), known(saved.finalized));
+                self.set_canonical(head);
+                self.safe = safe.unwrap_or_default();
+                self.finalized = finalized.unwrap_or_default();
+            } else {
+                tracing::warn!(saved_head = %saved.head, "no block of the saved forkchoice is in the block log; resuming from genesis");
             }
         }
         tracing::info!(replayed, head = %self.head().hash, number = self.head().number(), "restored datadir");
@@ -1190,8 +1211,65 @@ mod tests {
         );
     }
 
+    /// Builds a block on `parent` through the Engine API calls and makes it the head, with
+    /// `safe` as the safe and finalized block.
+    fn extend(chain: &mut Chain, parent: B256, timestamp: u64, safe: B256) -> B256 {
+        let fcs = ForkchoiceState {
+            head_block_hash: parent,
+            ..Default::default()
+        };
+        let id = chain
+            .forkchoice_updated(fcs, Some(attrs(timestamp)))
+            .unwrap()
+            .payload_id
+            .unwrap();
+        let payload = chain.get_payload(id).unwrap().execution_payload;
+        let hash = payload.payload_inner.payload_inner.block_hash;
+        let status = chain.new_payload(payload, &[], B256::repeat_byte(3));
+        assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
+        let fcs = ForkchoiceState {
+            head_block_hash: hash,
+            safe_block_hash: safe,
+            finalized_block_hash: safe,
+        };
+        chain.forkchoice_updated(fcs, None).unwrap();
+        hash
+    }
+
     #[test]
-    fn attributes_without_beacon_root_are_wrong_version() {
+    fn a_datadir_resumes_its_forkchoice_and_survives_a_cut_last_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = genesis::dev_genesis();
+        let mut chain = Chain::open(&dev, Some(dir.path())).unwrap();
+        let genesis = chain.genesis_hash();
+        let first = extend(&mut chain, genesis, 12, genesis);
+        let second = extend(&mut chain, first, 13, first);
+        drop(chain);
+
+        let chain = Chain::open(&dev, Some(dir.path())).unwrap();
+        assert_eq!(chain.head().hash, second);
+        assert_eq!((chain.safe, chain.finalized), (first, first));
+        drop(chain);
+
+        // A crash while appending the second block: its record is cut short.
+        let log = dir.path().join("blocks.rlp");
+        let bytes = std::fs::read(&log).unwrap();
+        std::fs::write(&log, &bytes[..bytes.len() - 10]).unwrap();
+        let mut chain = Chain::open(&dev, Some(dir.path())).unwrap();
+        assert_eq!(chain.head().hash, first, "the saved safe block is the head");
+        assert!(chain.block(&second).is_none());
+        // The consensus side sends the lost block again, and the chain goes on from it.
+        assert_eq!(extend(&mut chain, first, 13, first), second);
+        drop(chain);
+
+        let mut other = dev.clone();
+        other.gas_limit += 1;
+        let err = Chain::open(&other, Some(dir.path())).unwrap_err();
+        assert!(err.to_string().contains("belongs to genesis"), "{err}");
+    }
+
+    #[test]
+    fn attributes_that_are_not_v3_are_invalid_attributes() {
         let mut chain = Chain::open(&genesis::dev_genesis(), None).unwrap();
         let genesis = chain.genesis_hash();
         let fcs = ForkchoiceState {
@@ -1202,7 +1280,13 @@ mod tests {
         a.inner.parent_beacon_block_root = None;
         assert_eq!(
             chain.forkchoice_updated(fcs, Some(a)).unwrap_err().code(),
-            -32602
+            -38003
+        );
+        let mut a = attrs(12);
+        a.inner.withdrawals = None;
+        assert_eq!(
+            chain.forkchoice_updated(fcs, Some(a)).unwrap_err().code(),
+            -38003
         );
         let a = attrs(0);
         assert_eq!(

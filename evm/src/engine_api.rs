@@ -11,9 +11,9 @@ use crate::{
     metrics::Metrics,
 };
 
-/// The methods this engine answers, as listed by `engine_exchangeCapabilities`.
-pub const CAPABILITIES: [&str; 4] = [
-    "engine_exchangeCapabilities",
+/// The methods `engine_exchangeCapabilities` lists: every Engine API method this engine
+/// answers except that one, which the spec keeps out of the list (common.md, point 3).
+pub const CAPABILITIES: [&str; 3] = [
     "engine_forkchoiceUpdatedV3",
     "engine_getPayloadV3",
     "engine_newPayloadV3",
@@ -21,6 +21,22 @@ pub const CAPABILITIES: [&str; 4] = [
 
 fn rpc_error(err: &EngineError) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(err.code(), err.to_string(), None::<()>)
+}
+
+/// Fails with -32602 when `params` holds more than the method's parameters: the spec asks
+/// that the parameters match the method's exactly (cancun.md, newPayloadV3 point 1), so a
+/// later version's call is not half-understood.
+fn no_more_params(
+    mut params: jsonrpsee::types::params::ParamsSequence<'_>,
+    method: &str,
+    expected: usize,
+) -> Result<(), ErrorObjectOwned> {
+    match params.optional_next::<serde_json::Value>()? {
+        None => Ok(()),
+        Some(_) => Err(rpc_error(&EngineError::InvalidParams(format!(
+            "{method} takes {expected} parameters"
+        )))),
+    }
 }
 
 fn lock(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
@@ -63,6 +79,7 @@ pub(crate) fn module(context: EngineContext) -> RpcModule<EngineContext> {
                 let mut seq = params.sequence();
                 let state: ForkchoiceState = seq.next()?;
                 let attributes: Option<OpPayloadAttributes> = seq.optional_next()?;
+                no_more_params(seq, "engine_forkchoiceUpdatedV3", 2)?;
                 lock(&ctx.chain)
                     .forkchoice_updated(state, attributes)
                     .map_err(|e| rpc_error(&e))
@@ -87,6 +104,7 @@ pub(crate) fn module(context: EngineContext) -> RpcModule<EngineContext> {
                 let payload: ExecutionPayloadV3 = seq.next()?;
                 let versioned_hashes: Vec<B256> = seq.next()?;
                 let parent_beacon_block_root: B256 = seq.next()?;
+                no_more_params(seq, "engine_newPayloadV3", 3)?;
                 Ok::<_, ErrorObjectOwned>(lock(&ctx.chain).new_payload(
                     payload,
                     &versioned_hashes,

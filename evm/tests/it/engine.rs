@@ -49,8 +49,13 @@ async fn full_cycle_includes_exactly_the_forced_transactions_in_order() {
         .await
         .unwrap();
     assert_eq!(
-        capabilities.as_array().unwrap().len(),
-        tandem_evm::CAPABILITIES.len()
+        capabilities,
+        json!([
+            "engine_forkchoiceUpdatedV3",
+            "engine_getPayloadV3",
+            "engine_newPayloadV3"
+        ]),
+        "every method but engine_exchangeCapabilities itself"
     );
 
     let txs = transfers(3);
@@ -207,6 +212,8 @@ async fn tampered_payloads_are_invalid_and_unknown_parents_syncing() {
         "{status}"
     );
 
+    assert_eq!(hash(&status["latestValidHash"]), genesis);
+
     let mut bad_hash = payload.clone();
     bad_hash["blockHash"] = json!(B256::repeat_byte(0x55));
     let status = new_payload(&node, &bad_hash).await;
@@ -249,11 +256,81 @@ async fn tampered_payloads_are_invalid_and_unknown_parents_syncing() {
     let status = new_payload(&node, &orphan).await;
     assert_eq!(status["status"], "SYNCING", "{status}");
     assert_eq!(status["latestValidHash"], Value::Null);
+    // The block hash is checked before the parent is looked up.
+    orphan["blockHash"] = json!(B256::repeat_byte(0x67));
+    let status = new_payload(&node, &orphan).await;
+    assert_eq!(status["status"], "INVALID", "orphan, wrong hash: {status}");
+    assert_eq!(status["latestValidHash"], Value::Null);
 
     let status = new_payload(&node, &payload).await;
     assert_eq!(
         status["status"], "VALID",
         "the untampered payload: {status}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn tampered_execution_fields_and_known_hashes_are_invalid() {
+    let node = TestNode::start().await;
+    let genesis = genesis_hash(&node).await;
+    let payload = build(&node, genesis, &transfers(2)).await;
+
+    // Each header field that execution decides, tampered with and rehashed.
+    for (field, value) in [
+        ("baseFeePerGas", json!("0x7")),
+        ("gasUsed", json!("0x5209")),
+        ("logsBloom", json!(format!("0x{}", "ff".repeat(256)))),
+        ("excessBlobGas", json!("0x20000")),
+    ] {
+        let mut tampered = payload.clone();
+        tampered[field] = value;
+        rehash(&mut tampered);
+        let status = new_payload(&node, &tampered).await;
+        assert_eq!(status["status"], "INVALID", "{field}: {status}");
+        assert!(
+            status["validationError"].as_str().unwrap().contains(field),
+            "{field}: {status}"
+        );
+        assert_eq!(hash(&status["latestValidHash"]), genesis, "{field}");
+    }
+
+    let with_blobs = node
+        .engine(
+            "engine_newPayloadV3",
+            json!([payload, [B256::repeat_byte(1)], BEACON_ROOT]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(with_blobs["status"], "INVALID", "{with_blobs}");
+    assert_eq!(with_blobs["latestValidHash"], Value::Null);
+
+    let status = new_payload(&node, &payload).await;
+    assert_eq!(
+        status["status"], "VALID",
+        "the untampered payload: {status}"
+    );
+    assert_eq!(status["latestValidHash"], payload["blockHash"]);
+    // Once the block is known, its hash alone does not make a tampered copy valid.
+    let mut known_hash = payload.clone();
+    known_hash["stateRoot"] = json!(B256::repeat_byte(0x33));
+    let status = new_payload(&node, &known_hash).await;
+    assert_eq!(
+        status["status"], "INVALID",
+        "known hash, tampered: {status}"
+    );
+    assert!(
+        status["validationError"]
+            .as_str()
+            .unwrap()
+            .contains("blockHash"),
+        "{status}"
+    );
+    assert_eq!(status["latestValidHash"], Value::Null);
+    let status = new_payload(&node, &payload).await;
+    assert_eq!(
+        status["status"], "VALID",
+        "the same payload again: {status}"
     );
     node.stop().await;
 }
@@ -292,22 +369,79 @@ async fn engine_errors_use_the_spec_codes() {
         .unwrap_err();
     assert_eq!(err.0, -38003, "{err:?}");
 
-    let mut v2 = attributes(1_700_000_000, &[], true);
-    v2.as_object_mut().unwrap().remove("parentBeaconBlockRoot");
+    let mut low_gas = attributes(1_700_000_000, &[], true);
+    low_gas["gasLimit"] = json!("0x1387");
     let err = node
-        .engine("engine_forkchoiceUpdatedV3", json!([fcs(genesis), v2]))
+        .engine("engine_forkchoiceUpdatedV3", json!([fcs(genesis), low_gas]))
         .await
         .unwrap_err();
-    assert_eq!(err.0, -32602, "{err:?}");
+    assert_eq!(err.0, -38003, "gas limit below 5000: {err:?}");
 
+    // A known block that is not yet the head.
+    let block = build(&node, genesis, &transfers(1)).await;
+    assert_eq!(new_payload(&node, &block).await["status"], "VALID");
+    let block_hash = hash(&block["blockHash"]);
+
+    let not_ancestor = json!({"headBlockHash": genesis, "safeBlockHash": genesis, "finalizedBlockHash": block_hash});
+    let err = node
+        .engine("engine_forkchoiceUpdatedV3", json!([not_ancestor, null]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.0, -38002, "finalized block not an ancestor: {err:?}");
+
+    // V2-shaped attributes (no parentBeaconBlockRoot, or no withdrawals) are invalid
+    // attributes, checked after the forkchoice update, which stands.
+    for missing in ["parentBeaconBlockRoot", "withdrawals"] {
+        let mut v2 = attributes(1_700_000_001, &[], true);
+        v2.as_object_mut().unwrap().remove(missing);
+        let unknown_head = node
+            .engine(
+                "engine_forkchoiceUpdatedV3",
+                json!([fcs(B256::repeat_byte(9)), v2.clone()]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            unknown_head["payloadStatus"]["status"], "SYNCING",
+            "{missing}"
+        );
+        let err = node
+            .engine("engine_forkchoiceUpdatedV3", json!([fcs(block_hash), v2]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.0, -38003, "without {missing}: {err:?}");
+    }
+    assert_eq!(node.rpc("eth_blockNumber", json!([])).await.unwrap(), "0x1");
+
+    // Parameters that do not match V3 exactly.
+    let mut v2_payload = block.clone();
+    for field in ["blobGasUsed", "excessBlobGas"] {
+        v2_payload.as_object_mut().unwrap().remove(field);
+    }
+    for (what, params) in [
+        ("not a payload", json!([{"bogus": true}, [], BEACON_ROOT])),
+        ("a V2 payload", json!([v2_payload, [], BEACON_ROOT])),
+        ("a null beacon root", json!([block, [], null])),
+        ("no beacon root", json!([block, []])),
+        ("a fourth parameter", json!([block, [], BEACON_ROOT, []])),
+    ] {
+        let err = node
+            .engine("engine_newPayloadV3", params)
+            .await
+            .unwrap_err();
+        assert_eq!(err.0, -32602, "newPayloadV3 with {what}: {err:?}");
+    }
     let err = node
         .engine(
-            "engine_newPayloadV3",
-            json!([{"bogus": true}, [], BEACON_ROOT]),
+            "engine_forkchoiceUpdatedV3",
+            json!([fcs(block_hash), null, {}]),
         )
         .await
         .unwrap_err();
-    assert_eq!(err.0, -32602, "{err:?}");
+    assert_eq!(
+        err.0, -32602,
+        "forkchoiceUpdatedV3 with a third parameter: {err:?}"
+    );
     node.stop().await;
 }
 
