@@ -338,7 +338,13 @@ impl App {
         match result {
             Ok(_) => response::CheckTx::default(),
             Err(e) => {
-                tracing::debug!(code = e.code(), reason = e.reason(), error = %e, kind = ?request.kind, "CheckTx rejected");
+                // A rejection is the sender's problem and stays at DEBUG (a spammer must not
+                // flood the log); failing to read state is the node's, and an error.
+                if e.code() == crate::error::codes::INTERNAL {
+                    tracing::error!(error = %e, kind = ?request.kind, "CheckTx failed reading state");
+                } else {
+                    tracing::debug!(code = e.code(), reason = e.reason(), error = %e, kind = ?request.kind, "CheckTx rejected");
+                }
                 response::CheckTx {
                     code: Code::from(e.code()),
                     log: e.to_string(),

@@ -95,13 +95,18 @@ pub(super) async fn query(app: &App, request: request::Query) -> response::Query
             height: tendermint::block::Height::try_from(height).unwrap_or_default(),
             ..response::Query::default()
         },
-        Err(f) => response::Query {
-            code: Code::from(f.code),
-            log: f.log,
-            codespace: "tandem".to_string(),
-            height: request.height,
-            ..response::Query::default()
-        },
+        Err(f) => {
+            if f.code == codes::INTERNAL {
+                tracing::error!(path = %request.path, height = request.height.value(), error = %f.log, "query failed reading state");
+            }
+            response::Query {
+                code: Code::from(f.code),
+                log: f.log,
+                codespace: "tandem".to_string(),
+                height: request.height,
+                ..response::Query::default()
+            }
+        }
     }
 }
 
@@ -283,9 +288,19 @@ async fn route(app: &App, snapshot: &Snapshot, path: &str, data: &[u8]) -> Resul
                     Failure::new(codes::NOT_FOUND, format!("account {address} not found"))
                 })?;
                 let sequence = snapshot.account_sequence(&address).await?;
-                let balances: Vec<serde_json::Value> = snapshot
-                    .balances(&address)
-                    .await?
+                let balances = snapshot.balances(&address).await?;
+                // Every value of the answer is proven: the number, the sequence and each
+                // balance.
+                let mut keys = vec![
+                    accounts::keys::number(&address),
+                    accounts::keys::sequence(&address),
+                ];
+                keys.extend(
+                    balances
+                        .iter()
+                        .map(|(denom, _)| accounts::keys::balance(&address, denom)),
+                );
+                let balances: Vec<serde_json::Value> = balances
                     .into_iter()
                     .map(|(denom, amount)| serde_json::json!({"denom": denom, "amount": amount.to_string()}))
                     .collect();
@@ -297,10 +312,7 @@ async fn route(app: &App, snapshot: &Snapshot, path: &str, data: &[u8]) -> Resul
                 });
                 return Ok(Answer {
                     value: json(&value),
-                    keys: vec![
-                        accounts::keys::number(&address),
-                        accounts::keys::sequence(&address),
-                    ],
+                    keys,
                 });
             }
             if let Some(text) = path.strip_prefix("/tandem/sequence/") {

@@ -2,7 +2,10 @@
 
 use cosmrs::proto::cosmos::{
     auth::v1beta1::{BaseAccount, QueryAccountRequest, QueryAccountResponse},
-    bank::v1beta1::{QueryAllBalancesRequest, QueryAllBalancesResponse},
+    bank::v1beta1::{
+        QueryAllBalancesRequest, QueryAllBalancesResponse, QueryBalanceRequest,
+        QueryBalanceResponse,
+    },
 };
 use prost::Message as _;
 use tandem_app::{query_codes, TxStatus};
@@ -126,6 +129,159 @@ async fn cosmos_paths_answer_with_sdk_types_and_proofs_verify() {
     );
 }
 
+/// Checks one `ics23:jmt` proof op against `root`: membership of `value`, or absence.
+fn proves(op: &tendermint::merkle::proof::ProofOp, root: &[u8], value: Option<&[u8]>) -> bool {
+    assert_eq!(op.field_type, "ics23:jmt");
+    let proof = ics23::CommitmentProof::decode(op.data.as_slice()).unwrap();
+    let spec = cnidarium::ics23_spec();
+    match value {
+        Some(value) => ics23::verify_membership::<ics23::HostFunctionsManager>(
+            &proof,
+            &spec,
+            &root.to_vec(),
+            &op.key,
+            value,
+        ),
+        None => ics23::verify_non_membership::<ics23::HostFunctionsManager>(
+            &proof,
+            &spec,
+            &root.to_vec(),
+            &op.key,
+        ),
+    }
+}
+
+#[tokio::test]
+async fn bank_paths_prove_each_balance_and_absence() {
+    let mut chain = Chain::new().await;
+    let (alice, bob) = (key("alice"), key("bob"));
+    let tx = chain
+        .tx(&alice, vec![send(&alice, bob.address(), utnd(5))])
+        .await;
+    let block = chain.block(vec![tx]).await;
+    let root = block.finalize.app_hash.as_bytes().to_vec();
+    let u128_be = |v: &str| v.parse::<u128>().unwrap().to_be_bytes().to_vec();
+
+    // Balance: present, and absent (zero) with a proof of absence.
+    for (denom, present) in [("utnd", true), ("uatom", false)] {
+        let request = QueryBalanceRequest {
+            address: alice.address().to_string(),
+            denom: denom.to_string(),
+        };
+        let response = chain
+            .app
+            .query(query(
+                "/cosmos.bank.v1beta1.Query/Balance",
+                request.encode_to_vec(),
+                0,
+                true,
+            ))
+            .await;
+        assert!(response.code.is_ok(), "{}", response.log);
+        let amount = QueryBalanceResponse::decode(response.value.as_ref())
+            .unwrap()
+            .balance
+            .unwrap()
+            .amount;
+        let ops = response.proof.unwrap().ops;
+        assert_eq!(ops.len(), 1, "{denom}");
+        let value = present.then(|| u128_be(&amount));
+        assert!(proves(&ops[0], &root, value.as_deref()), "{denom}");
+        assert_eq!(present, amount != "0");
+        // The proof does not vouch for another amount.
+        assert!(!proves(&ops[0], &root, Some(&u128_be("7"))), "{denom}");
+    }
+
+    // AllBalances: one proof per denom answered.
+    let request = QueryAllBalancesRequest {
+        address: bob.address().to_string(),
+        pagination: None,
+        resolve_denom: false,
+    };
+    let response = chain
+        .app
+        .query(query(
+            "/cosmos.bank.v1beta1.Query/AllBalances",
+            request.encode_to_vec(),
+            0,
+            true,
+        ))
+        .await;
+    let balances = QueryAllBalancesResponse::decode(response.value.as_ref())
+        .unwrap()
+        .balances;
+    let ops = response.proof.unwrap().ops;
+    assert_eq!(ops.len(), balances.len());
+    assert_eq!(balances.len(), 2);
+    for (op, coin) in ops.iter().zip(&balances) {
+        assert!(String::from_utf8_lossy(&op.key).ends_with(&coin.denom));
+        assert!(
+            proves(op, &root, Some(&u128_be(&coin.amount))),
+            "{}",
+            coin.denom
+        );
+    }
+}
+
+#[tokio::test]
+async fn tandem_paths_prove_each_value_of_their_answer() {
+    let mut chain = Chain::new().await;
+    let (alice, bob) = (key("alice"), key("bob"));
+    let tx = chain
+        .tx(&alice, vec![send(&alice, bob.address(), utnd(5))])
+        .await;
+    let block = chain.block(vec![tx]).await;
+    let root = block.finalize.app_hash.as_bytes().to_vec();
+    let u64_be = |v: &serde_json::Value| v.as_u64().unwrap().to_be_bytes().to_vec();
+    let u128_be = |v: &str| v.parse::<u128>().unwrap().to_be_bytes().to_vec();
+
+    // /tandem/account: the number, the sequence and every balance.
+    let path = format!("/tandem/account/{}", bob.address());
+    let response = chain.app.query(query(&path, vec![], 0, true)).await;
+    let account: serde_json::Value = serde_json::from_slice(&response.value).unwrap();
+    let mut values = vec![
+        u64_be(&account["account_number"]),
+        u64_be(&account["sequence"]),
+    ];
+    values.extend(
+        account["balances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| u128_be(b["amount"].as_str().unwrap())),
+    );
+    let ops = response.proof.unwrap().ops;
+    assert_eq!(ops.len(), 4, "number, sequence and two balances");
+    for (op, value) in ops.iter().zip(&values) {
+        assert!(
+            proves(op, &root, Some(value)),
+            "{}",
+            String::from_utf8_lossy(&op.key)
+        );
+    }
+
+    // /tandem/sequence: the committed sequence (the pending one is mempool state, unproven).
+    let path = format!("/tandem/sequence/{}", alice.address());
+    let response = chain.app.query(query(&path, vec![], 0, true)).await;
+    let sequence: serde_json::Value = serde_json::from_slice(&response.value).unwrap();
+    let ops = response.proof.unwrap().ops;
+    assert_eq!(ops.len(), 1);
+    assert!(proves(&ops[0], &root, Some(&u64_be(&sequence["sequence"]))));
+
+    // /tandem/params: the stored params are the answer's.
+    let response = chain
+        .app
+        .query(query("/tandem/params", vec![], 0, true))
+        .await;
+    let params: serde_json::Value = serde_json::from_slice(&response.value).unwrap();
+    let stored = tandem_core::Params::default().to_raw().encode_to_vec();
+    assert_eq!(params["base_fee"], tandem_core::Params::default().base_fee);
+    let ops = response.proof.unwrap().ops;
+    assert_eq!(ops.len(), 1);
+    assert!(proves(&ops[0], &root, Some(&stored)));
+    assert!(!proves(&ops[0], &root, Some(b"other")));
+}
+
 #[tokio::test]
 async fn tandem_paths_heights_and_bad_queries() {
     let mut chain = Chain::new().await;
@@ -133,7 +289,7 @@ async fn tandem_paths_heights_and_bad_queries() {
     let tx = chain
         .tx(&alice, vec![submit(&alice, rollup("r"), b"1")])
         .await;
-    chain.block(vec![tx]).await;
+    let first = chain.block(vec![tx]).await;
     let tx = chain
         .tx(&alice, vec![submit(&alice, rollup("r"), b"2")])
         .await;
@@ -163,12 +319,44 @@ async fn tandem_paths_heights_and_bad_queries() {
         serde_json::json!({"sequence": 1, "pending_sequence": 2})
     );
 
-    // Height 0 (genesis state) is still cached: alice had sequence 0 there.
+    // After a second block, height 1 is still served with its own state (alice's sequence
+    // 1 there, 2 now), and proven against height 1's app hash; height 0 is the latest.
+    let second = chain.block(vec![tx]).await;
     let path = format!("/tandem/account/{}", alice.address());
-    let old = chain.app.query(query(&path, vec![], 0, false)).await;
-    assert!(old.code.is_ok());
-    let at_genesis = chain.app.query(query(&path, vec![], 1, false)).await;
-    assert_eq!(at_genesis.height.value(), 1);
+    let at = |height| {
+        let app = &chain.app;
+        let path = path.clone();
+        async move {
+            let response = app.query(query(&path, vec![], height, true)).await;
+            assert!(response.code.is_ok(), "height {height}: {}", response.log);
+            let value: serde_json::Value = serde_json::from_slice(&response.value).unwrap();
+            (
+                response.height.value(),
+                value["sequence"].clone(),
+                response.proof.unwrap(),
+            )
+        }
+    };
+    let (height, sequence, proof) = at(1).await;
+    assert_eq!((height, sequence), (1, serde_json::json!(1)));
+    assert!(proves(
+        &proof.ops[1],
+        first.finalize.app_hash.as_bytes(),
+        Some(&1u64.to_be_bytes())
+    ));
+    for latest in [0, 2] {
+        let (height, sequence, proof) = at(latest).await;
+        assert_eq!(
+            (height, sequence),
+            (2, serde_json::json!(2)),
+            "height {latest}"
+        );
+        assert!(proves(
+            &proof.ops[1],
+            second.finalize.app_hash.as_bytes(),
+            Some(&2u64.to_be_bytes())
+        ));
+    }
     let unavailable = chain.app.query(query(&path, vec![], 99, false)).await;
     assert_eq!(unavailable.code.value(), query_codes::HEIGHT_UNAVAILABLE);
 
