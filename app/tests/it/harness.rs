@@ -211,7 +211,8 @@ impl Chain {
         self.app.pending_sequence(&key.address()).await.unwrap()
     }
 
-    /// A tx signed by `key` at its pending sequence with a sufficient fee.
+    /// A tx signed by `key` at its pending sequence, paying twice the fee the committed
+    /// params require (room for a raise that lands before it in the same block).
     pub(crate) async fn tx(&self, key: &SigningKey, messages: Vec<Message>) -> Vec<u8> {
         let (sequence, number) = self.account(key).await;
         let rollup_bytes: u64 = messages
@@ -221,8 +222,23 @@ impl Chain {
                 _ => 0,
             })
             .sum();
-        let fee = Params::default().required_fee(rollup_bytes) * 2;
+        let fee = self.params().await.required_fee(rollup_bytes) * 2;
         sign(key, number, sequence, messages, fee)
+    }
+
+    /// The committed params (`/tandem/params`).
+    pub(crate) async fn params(&self) -> Params {
+        let response = self
+            .app
+            .query(request::Query {
+                data: Bytes::new(),
+                path: "/tandem/params".to_string(),
+                height: Height::from(0u32),
+                prove: false,
+            })
+            .await;
+        assert!(response.code.is_ok(), "{}", response.log);
+        serde_json::from_slice(&response.value).unwrap()
     }
 
     /// CheckTx New; returns the response.
