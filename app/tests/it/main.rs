@@ -3,6 +3,7 @@
 
 mod abci_peer;
 mod abci_server;
+mod caching;
 mod components;
 mod crash;
 mod determinism;
