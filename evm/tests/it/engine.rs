@@ -1,6 +1,6 @@
 //! Engine API: the full cycle, determinism, invalid payloads, error codes, restart.
 
-use alloy_consensus::TxEnvelope;
+use alloy_consensus::{SignableTransaction as _, TxEnvelope};
 use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
 use alloy_rpc_types_engine::ExecutionPayloadV3;
 use serde_json::{json, Value};
@@ -121,12 +121,31 @@ async fn invalid_forced_transactions_are_skipped_not_fatal() {
     let mut bad_sig = good.to_vec();
     let last = bad_sig.len() - 1;
     bad_sig[last] ^= 0x01; // flips a bit of `s`: another (unfunded) signer, or no signer at all
+                           // A signature with s = 0 recovers no signer at all.
+    let TxEnvelope::Eip1559(signed) = sign_1559(
+        &dev,
+        1,
+        TxKind::Call(Address::repeat_byte(1)),
+        U256::from(1),
+        Bytes::new(),
+        21_000,
+    ) else {
+        unreachable!("sign_1559 signs an EIP-1559 transaction")
+    };
+    let zero_s = alloy_primitives::Signature::new(signed.signature().r(), U256::ZERO, false);
+    let unrecoverable = raw(&TxEnvelope::from(
+        signed.strip_signature().into_signed(zero_s),
+    ));
+    let decoded = alloy_eips::eip2718::Decodable2718::decode_2718(&mut unrecoverable.as_ref());
+    let decoded: TxEnvelope = decoded.unwrap();
+    assert!(alloy_consensus::transaction::SignerRecoverable::recover_signer(&decoded).is_err());
     let garbage = Bytes::from_static(&[0x02, 0xff, 0x00]);
     let forced = vec![
         good.clone(),
         nonce_gap,
         no_funds,
         Bytes::from(bad_sig),
+        unrecoverable,
         garbage,
     ];
     let payload = produce_block(&node, genesis, 1_700_000_000, &forced, true).await;

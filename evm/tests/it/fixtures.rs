@@ -1,5 +1,5 @@
-//! Roots and hashes checked against independent computations: a published genesis (Sepolia)
-//! and alloy's own root functions over what the RPC serves.
+//! Roots and hashes checked against independent computations: two published genesis blocks
+//! (Sepolia, London; Hoodi, Cancun) and alloy's own root functions over what the RPC serves.
 
 use alloy_consensus::{
     proofs::{calculate_receipt_root, calculate_transaction_root, calculate_withdrawals_root},
@@ -33,6 +33,36 @@ fn sepolia_genesis_hash_and_state_root_match_the_published_values() {
     );
     // Sepolia is not a Cancun-from-genesis chain, so the engine refuses to run it.
     assert!(tandem_evm::Chain::open(&genesis, None).is_err());
+}
+
+/// Hoodi's genesis (eth-clients/hoodi `metadata/genesis.json`, MIT; public chain data) is a
+/// merged, Shanghai- and Cancun-from-genesis chain, as this engine requires: its header carries
+/// the withdrawals root, the blob gas fields and the parent beacon block root, and its
+/// allocation holds system contracts with code and storage. The engine opens it and computes
+/// its published genesis block hash.
+#[test]
+fn hoodi_genesis_opens_with_its_published_cancun_block_hash() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/fixtures/hoodi_genesis.json");
+    let mut genesis = tandem_evm::genesis::load_genesis(&path).unwrap();
+    let published = b256!("bbe312868b376a3001692a646dd2d7d1e4406380dfd86b98aa8a34d1557c971b");
+    let header = tandem_evm::genesis::genesis_header(&genesis).unwrap();
+    assert_eq!(header.hash_slow(), published);
+    assert_eq!(
+        header.parent_beacon_block_root,
+        Some(alloy_primitives::B256::ZERO)
+    );
+    assert_eq!(
+        (header.blob_gas_used, header.excess_blob_gas),
+        (Some(0), Some(0))
+    );
+    // Prague comes later on Hoodi (not at genesis, so the genesis block is unchanged), and this
+    // engine runs no fork after Cancun: it refuses the schedule as published...
+    assert!(tandem_evm::Chain::open(&genesis, None).is_err());
+    // ...and runs it without Prague, from the same genesis block.
+    genesis.config.prague_time = None;
+    let chain = tandem_evm::Chain::open(&genesis, None).unwrap();
+    assert_eq!(chain.genesis_hash(), published);
 }
 
 #[test]
