@@ -108,6 +108,13 @@ fn metrics_endpoint_shows_the_named_series_after_some_blocks() {
         })
         .unwrap();
     assert_ne!(rejected.code, 0);
+    let too_high = mempool
+        .check_tx(pb::RequestCheckTx {
+            tx: signed_tx(&alice, 0, 5, vec![submit(&alice, rollup("m"), b"x")]).into(),
+            r#type: 0,
+        })
+        .unwrap();
+    assert_eq!(too_high.code, tandem_app::codes::SEQUENCE_TOO_HIGH);
     for sequence in 0..3 {
         driver.block(vec![signed_tx(
             &alice,
@@ -130,6 +137,18 @@ fn metrics_endpoint_shows_the_named_series_after_some_blocks() {
         "tandem_block_phase_seconds_bucket{".to_owned(),
     ] {
         assert!(text.contains(&expected), "missing `{expected}` in:\n{text}");
+    }
+    // One rejection counted under each reason.
+    for reason in ["malformed", "sequence_too_high"] {
+        let label = format!("reason=\"{reason}\"");
+        assert!(
+            text.lines()
+                .any(|line| line.starts_with("tandem_check_tx_total{")
+                    && line.contains("result=\"rejected\"")
+                    && line.contains(&label)
+                    && line.ends_with(" 1")),
+            "no rejection counted as `{reason}` in:\n{text}"
+        );
     }
 }
 
@@ -169,11 +188,14 @@ fn an_application_error_on_a_consensus_call_exits_3_without_answering() {
     assert_eq!(driver.consensus.receive(), None, "nothing may be answered");
     let status = node.wait_exit(Duration::from_secs(30));
     assert_eq!(status.code(), Some(3), "{}", node.logs());
-    assert!(
-        node.logs().contains("application failed"),
-        "{}",
-        node.logs()
-    );
+    // The log names the failing call, the last finalized height and the app's reason.
+    let logs = node.logs();
+    for needle in [
+        "application failed on commit (last finalized height None)",
+        "Commit without FinalizeBlock",
+    ] {
+        assert!(logs.contains(needle), "missing `{needle}` in:\n{logs}");
+    }
 }
 
 #[test]

@@ -6,7 +6,39 @@ use std::time::Duration;
 use bytes::Bytes;
 use tendermint_proto::v0_38::abci::{self as pb, request as raw_request};
 
-use crate::node::{key, rollup, signed_tx, submit, Driver, Node};
+use crate::node::{header, key, rollup, signed_tx, submit, Driver, Node};
+
+/// The block hash and rollup data count of the sequencer block `node` serves over gRPC at
+/// `height`: stored in the same atomic write as the state, so it must exist exactly when
+/// Info reports that height.
+fn served_block(node: &Node, height: u64) -> Result<([u8; 32], usize), tonic::Code> {
+    use tandem_proto::sequencerblock::v1::{
+        sequencer_service_client::SequencerServiceClient, GetSequencerBlockRequest,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", node.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let raw = SequencerServiceClient::new(channel)
+            .get_sequencer_block(GetSequencerBlockRequest { height })
+            .await
+            .map_err(|status| status.code())?
+            .into_inner();
+        let block = tandem_core::SequencerBlock::try_from_raw(raw).unwrap();
+        let data: usize = block
+            .rollup_transactions()
+            .iter()
+            .map(|r| r.transactions().len())
+            .sum();
+        Ok((*block.block_hash(), data))
+    })
+}
 
 fn data_txs(sequence_start: u64, count: u64, size: usize) -> Vec<Vec<u8>> {
     let alice = key("alice");
@@ -89,8 +121,11 @@ fn sigkill_during_commit_never_leaves_half_written_state() {
         let before = u64::try_from(info.last_block_height).unwrap();
         let expected_height = 2 + round;
         if before == expected_height {
-            // Commit landed entirely.
+            // Commit landed entirely: the state and the stored sequencer block.
             assert_eq!(info.last_block_app_hash, finalized.app_hash);
+            let (hash, data) = served_block(&node, expected_height).unwrap();
+            assert_eq!(hash, header(expected_height, &txs).hash().as_bytes());
+            assert_eq!(data, 40);
             outcomes.1 += 1;
         } else {
             // Commit did not land at all: the previous state, and the block replays.
@@ -100,6 +135,12 @@ fn sigkill_during_commit_never_leaves_half_written_state() {
                 "unexpected height after restart"
             );
             assert_eq!(info.last_block_app_hash, committed_hash);
+            let previous = served_block(&node, before).unwrap();
+            assert_eq!(previous.1, if before == 1 { 1 } else { 40 });
+            assert_eq!(
+                served_block(&node, expected_height),
+                Err(tonic::Code::NotFound)
+            );
             driver.height = before;
             let replayed = driver.finalize(&txs);
             assert_eq!(replayed.app_hash, finalized.app_hash);
