@@ -11,7 +11,7 @@ use tandem_app::GenesisAppState;
 use tendermint_proto::v0_38::abci::{self as pb, request as raw_request, response as raw_response};
 
 use crate::{
-    node::{key, rollup, signed_tx, submit, Driver, Node},
+    node::{finalize_request, key, rollup, signed_tx, submit, Driver, Node},
     support::RawClient,
 };
 
@@ -173,6 +173,70 @@ fn sigterm_shuts_down_cleanly_and_the_state_survives() {
     let info = Driver::connect(&node).info();
     assert_eq!(info.last_block_height, 1);
     assert_eq!(info.last_block_app_hash, finalized.app_hash);
+}
+
+/// SIGTERM while a FinalizeBlock runs: the block is finished and answered, then tandemd
+/// exits 0; the block was not committed, so a restart reports the previous height.
+#[test]
+fn sigterm_during_finalize_block_answers_it_then_stops_cleanly() {
+    const TXS: u64 = 2_000;
+    let alice = key("alice");
+    // A proposer node builds the block; the node under test never saw its txs, so its
+    // FinalizeBlock verifies every signature and runs long enough to be interrupted.
+    let proposer_home = tempfile::tempdir().unwrap();
+    let proposer = Node::start(proposer_home.path(), "http://127.0.0.1:9");
+    let mut proposing = Driver::connect(&proposer);
+    proposing.init_chain();
+    let candidates = (0..TXS)
+        .map(|sequence| signed_tx(&alice, 0, sequence, vec![submit(&alice, rollup("s"), b"x")]))
+        .collect();
+    let txs = proposing.propose(candidates);
+    assert_eq!(txs.len() as u64, TXS + 1);
+    let expected = proposing.finalize(&txs);
+
+    let home = tempfile::tempdir().unwrap();
+    let mut node = Node::start(home.path(), "http://127.0.0.1:9");
+    let mut driver = Driver::connect(&node);
+    driver.init_chain();
+    driver
+        .consensus
+        .send(raw_request::Value::FinalizeBlock(finalize_request(1, &txs)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = get_metrics(node.metrics);
+        if text.contains("tandem_block_phase_in_progress{phase=\"finalize_block\"} 1") {
+            break;
+        }
+        assert!(
+            !text.contains("tandem_block_phase_seconds_count{phase=\"finalize_block\"} 1"),
+            "FinalizeBlock ended before it was seen running"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "FinalizeBlock never started"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let sent = Command::new("kill")
+        .args(["-TERM", &node.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+
+    let Some(raw_response::Value::FinalizeBlock(finalized)) = driver.consensus.receive() else {
+        panic!(
+            "the FinalizeBlock in flight was not answered:\n{}",
+            node.logs()
+        )
+    };
+    assert_eq!(finalized.app_hash, expected.app_hash);
+    assert_eq!(finalized.tx_results.len() as u64, TXS + 1);
+    let status = node.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", node.logs());
+
+    let node = Node::start(home.path(), "http://127.0.0.1:9");
+    let info = Driver::connect(&node).info();
+    assert_eq!(info.last_block_height, 0, "the block was never committed");
 }
 
 #[test]
