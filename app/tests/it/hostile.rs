@@ -175,3 +175,40 @@ async fn random_garbage_never_panics() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_credit_past_u128_and_a_chain_not_yet_initialized_have_their_codes() {
+    let (alice, bob) = (key("alice"), key("bob"));
+    let mut state = genesis(Params::default());
+    state.accounts[1].coins[0].amount = u128::MAX - 2;
+    let chain = Chain::with_genesis(state).await;
+    let tx = chain
+        .tx(&alice, vec![send(&alice, bob.address(), utnd(5))])
+        .await;
+    let response = chain.check(&tx).await;
+    assert_eq!(
+        response.code.value(),
+        tandem_app::codes::BALANCE_OVERFLOW,
+        "{}",
+        response.log
+    );
+    assert!(response.log.contains("overflow"), "{}", response.log);
+
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = tandem_app::App::open(tandem_app::AppConfig::new(dir.path()))
+        .await
+        .unwrap();
+    let response = fresh
+        .check_tx(request::CheckTx {
+            tx: Bytes::from(tx),
+            kind: request::CheckTxKind::New,
+        })
+        .await;
+    assert_eq!(
+        response.code.value(),
+        tandem_app::codes::NOT_INITIALIZED,
+        "{}",
+        response.log
+    );
+    assert!(response.log.contains("InitChain"), "{}", response.log);
+}
