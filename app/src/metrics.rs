@@ -9,7 +9,7 @@
 //! | `tandem_height` | gauge | — |
 //! | `tandem_block_txs` | gauge (txs in the last committed block) | — |
 //! | `tandem_committed_txs_total` | counter (txs in committed blocks) | — |
-//! | `tandem_block_rollup_bytes_total` | counter (rollup data bytes) | `rollup_id` |
+//! | `tandem_block_rollup_bytes_total` | counter (rollup data bytes) | `rollup_id` (hex; the first [`MAX_ROLLUP_SERIES`] ids seen, then `other`) |
 //! | `tandem_check_tx_total` | counter | `result` (`accepted`/`rejected`), `reason` |
 //! | `tandem_block_phase_seconds` | histogram | `phase` |
 //! | `tandem_block_phase_in_progress` | gauge (1 while the phase runs) | `phase` |
@@ -60,6 +60,14 @@ fn phase_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
 }
 
+/// Most rollups that get their own `tandem_block_rollup_bytes_total` series. Anyone who pays
+/// the fee may name a new rollup id, and every series stays in memory and in every scrape:
+/// the ids after these are counted together under `rollup_id="other"`.
+pub const MAX_ROLLUP_SERIES: usize = 1_000;
+
+/// The `rollup_id` label value under which rollups past [`MAX_ROLLUP_SERIES`] are counted.
+pub const OTHER_ROLLUPS: &str = "other";
+
 /// All metrics of `tandemd`.
 #[derive(Debug)]
 pub struct Metrics {
@@ -68,6 +76,8 @@ pub struct Metrics {
     block_txs: Gauge,
     block_txs_total: Counter,
     rollup_bytes: Family<RollupLabels, Counter>,
+    /// How many rollups have a series of their own in `rollup_bytes`.
+    rollup_series: std::sync::Mutex<usize>,
     check_tx: Family<CheckTxLabels, Counter>,
     phase_seconds: PhaseHistograms,
     phase_in_progress: Family<PhaseLabels, Gauge>,
@@ -131,6 +141,7 @@ impl Metrics {
             block_txs,
             block_txs_total,
             rollup_bytes,
+            rollup_series: std::sync::Mutex::new(0),
             check_tx,
             phase_seconds,
             phase_in_progress,
@@ -152,10 +163,21 @@ impl Metrics {
         self.height.set(saturating_i64(height));
         self.block_txs.set(saturating_i64(txs));
         self.block_txs_total.inc_by(txs);
+        let mut series = self
+            .rollup_series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (rollup_id, bytes) in bytes_per_rollup {
-            let labels = RollupLabels {
+            let mut labels = RollupLabels {
                 rollup_id: rollup_id.to_string(),
             };
+            if self.rollup_bytes.get(&labels).is_none() {
+                if *series < MAX_ROLLUP_SERIES {
+                    *series += 1;
+                } else {
+                    OTHER_ROLLUPS.clone_into(&mut labels.rollup_id);
+                }
+            }
             self.rollup_bytes.get_or_create(&labels).inc_by(*bytes);
         }
     }
@@ -266,5 +288,34 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing `{line}` in:\n{text}");
         }
+    }
+
+    #[test]
+    fn rollups_past_the_series_cap_are_counted_as_other() {
+        let metrics = Metrics::new();
+        let first: Vec<(String, u64)> = (0..MAX_ROLLUP_SERIES)
+            .map(|i| (format!("{i:064x}"), 1))
+            .collect();
+        metrics.record_block(1, 1, &first);
+        let known = format!("{:064x}", 7);
+        let late = [
+            (known.clone(), 2_u64),
+            ("f".repeat(64), 3),
+            ("e".repeat(64), 4),
+        ];
+        metrics.record_block(2, 1, &late);
+        let text = metrics.encode();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("tandem_block_rollup_bytes_total{"))
+            .count();
+        assert_eq!(series, MAX_ROLLUP_SERIES + 1);
+        for line in [
+            format!("tandem_block_rollup_bytes_total{{rollup_id=\"{known}\"}} 3"),
+            "tandem_block_rollup_bytes_total{rollup_id=\"other\"} 7".to_owned(),
+        ] {
+            assert!(text.contains(&line), "missing `{line}`");
+        }
+        assert!(!text.contains(&"f".repeat(64)));
     }
 }
