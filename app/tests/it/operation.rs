@@ -86,12 +86,18 @@ fn init_writes_a_config_and_a_genesis_template() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("ftp://x"));
 }
 
+/// A `tandemd` on `home` with a consensus driver that has run InitChain.
+fn initialized(home: &std::path::Path) -> (Node, Driver) {
+    let node = Node::start(home, "http://127.0.0.1:9");
+    let mut driver = Driver::connect(&node);
+    driver.init_chain();
+    (node, driver)
+}
+
 #[test]
 fn metrics_endpoint_shows_the_named_series_after_some_blocks() {
     let home = tempfile::tempdir().unwrap();
-    let node = Node::start(home.path(), "http://127.0.0.1:9");
-    let mut driver = Driver::connect(&node);
-    driver.init_chain();
+    let (node, mut driver) = initialized(home.path());
     let alice = key("alice");
     let mut mempool = node.client();
     let accepted = mempool
@@ -155,9 +161,7 @@ fn metrics_endpoint_shows_the_named_series_after_some_blocks() {
 #[test]
 fn sigterm_shuts_down_cleanly_and_the_state_survives() {
     let home = tempfile::tempdir().unwrap();
-    let mut node = Node::start(home.path(), "http://127.0.0.1:9");
-    let mut driver = Driver::connect(&node);
-    driver.init_chain();
+    let (mut node, mut driver) = initialized(home.path());
     let alice = key("alice");
     let (_, finalized) = driver.block(vec![signed_tx(
         &alice,
@@ -184,9 +188,7 @@ fn sigterm_during_finalize_block_answers_it_then_stops_cleanly() {
     // A proposer node builds the block; the node under test never saw its txs, so its
     // FinalizeBlock verifies every signature and runs long enough to be interrupted.
     let proposer_home = tempfile::tempdir().unwrap();
-    let proposer = Node::start(proposer_home.path(), "http://127.0.0.1:9");
-    let mut proposing = Driver::connect(&proposer);
-    proposing.init_chain();
+    let (_proposer, mut proposing) = initialized(proposer_home.path());
     let candidates = (0..TXS)
         .map(|sequence| signed_tx(&alice, 0, sequence, vec![submit(&alice, rollup("s"), b"x")]))
         .collect();
@@ -195,9 +197,7 @@ fn sigterm_during_finalize_block_answers_it_then_stops_cleanly() {
     let expected = proposing.finalize(&txs);
 
     let home = tempfile::tempdir().unwrap();
-    let mut node = Node::start(home.path(), "http://127.0.0.1:9");
-    let mut driver = Driver::connect(&node);
-    driver.init_chain();
+    let (mut node, mut driver) = initialized(home.path());
     driver
         .consensus
         .send(raw_request::Value::FinalizeBlock(finalize_request(1, &txs)));
@@ -242,9 +242,7 @@ fn sigterm_during_finalize_block_answers_it_then_stops_cleanly() {
 #[test]
 fn an_application_error_on_a_consensus_call_exits_3_without_answering() {
     let home = tempfile::tempdir().unwrap();
-    let mut node = Node::start(home.path(), "http://127.0.0.1:9");
-    let mut driver = Driver::connect(&node);
-    driver.init_chain();
+    let (mut node, mut driver) = initialized(home.path());
     // Commit without FinalizeBlock is out of order: the app refuses, the node stops.
     driver
         .consensus

@@ -22,27 +22,48 @@ fn query(path: &str, data: Vec<u8>, height: u64, prove: bool) -> request::Query 
     }
 }
 
+/// A Cosmos query of `path` with its protobuf `request`, at the latest height.
+async fn ask(
+    chain: &Chain,
+    path: &str,
+    request: &impl prost::Message,
+    prove: bool,
+) -> tendermint::v0_38::abci::response::Query {
+    chain
+        .app
+        .query(query(path, request.encode_to_vec(), 0, prove))
+        .await
+}
+
+/// `/cosmos.bank.v1beta1.Query/AllBalances` of `address` at the latest height.
+async fn all_balances(
+    chain: &Chain,
+    address: &tandem_core::Address,
+    prove: bool,
+) -> tendermint::v0_38::abci::response::Query {
+    let request = QueryAllBalancesRequest {
+        address: address.to_string(),
+        pagination: None,
+        resolve_denom: false,
+    };
+    ask(
+        chain,
+        "/cosmos.bank.v1beta1.Query/AllBalances",
+        &request,
+        prove,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn cosmos_paths_answer_with_sdk_types_and_proofs_verify() {
-    let mut chain = Chain::new().await;
+    let (chain, root) = after_a_transfer().await;
     let (alice, bob) = (key("alice"), key("bob"));
-    let tx = chain
-        .tx(&alice, vec![send(&alice, bob.address(), utnd(5))])
-        .await;
-    let block = chain.block(vec![tx]).await;
 
     let request = QueryAccountRequest {
         address: alice.address().to_string(),
     };
-    let response = chain
-        .app
-        .query(query(
-            "/cosmos.auth.v1beta1.Query/Account",
-            request.encode_to_vec(),
-            0,
-            true,
-        ))
-        .await;
+    let response = ask(&chain, "/cosmos.auth.v1beta1.Query/Account", &request, true).await;
     assert!(response.code.is_ok(), "{}", response.log);
     assert_eq!(response.height.value(), 1);
     let account = QueryAccountResponse::decode(response.value.as_ref())
@@ -57,41 +78,14 @@ async fn cosmos_paths_answer_with_sdk_types_and_proofs_verify() {
     // Each proof op is an ICS23 existence proof of a raw key against the block's app hash.
     let ops = response.proof.expect("prove=true returns proofs").ops;
     assert_eq!(ops.len(), 2);
-    let root = block.finalize.app_hash.as_bytes().to_vec();
     let expected_values = [0u64.to_be_bytes(), 1u64.to_be_bytes()];
     for (op, value) in ops.iter().zip(expected_values) {
-        let proof = ics23::CommitmentProof::decode(op.data.as_slice()).unwrap();
-        assert!(ics23::verify_membership::<ics23::HostFunctionsManager>(
-            &proof,
-            &cnidarium::ics23_spec(),
-            &root,
-            &op.key,
-            &value,
-        ));
+        assert!(proves(op, &root, Some(&value)));
         // And the proof does not verify a different value.
-        assert!(!ics23::verify_membership::<ics23::HostFunctionsManager>(
-            &proof,
-            &cnidarium::ics23_spec(),
-            &root,
-            &op.key,
-            &7u64.to_be_bytes(),
-        ));
+        assert!(!proves(op, &root, Some(&7u64.to_be_bytes())));
     }
 
-    let request = QueryAllBalancesRequest {
-        address: bob.address().to_string(),
-        pagination: None,
-        resolve_denom: false,
-    };
-    let response = chain
-        .app
-        .query(query(
-            "/cosmos.bank.v1beta1.Query/AllBalances",
-            request.encode_to_vec(),
-            0,
-            false,
-        ))
-        .await;
+    let response = all_balances(&chain, &bob.address(), false).await;
     let balances = QueryAllBalancesResponse::decode(response.value.as_ref())
         .unwrap()
         .balances;
@@ -112,15 +106,13 @@ async fn cosmos_paths_answer_with_sdk_types_and_proofs_verify() {
     let request = QueryAccountRequest {
         address: key("nobody").address().to_string(),
     };
-    let response = chain
-        .app
-        .query(query(
-            "/cosmos.auth.v1beta1.Query/Account",
-            request.encode_to_vec(),
-            0,
-            false,
-        ))
-        .await;
+    let response = ask(
+        &chain,
+        "/cosmos.auth.v1beta1.Query/Account",
+        &request,
+        false,
+    )
+    .await;
     assert_eq!(response.code.value(), query_codes::NOT_FOUND);
     assert!(
         response.log.contains("rpc error: code = NotFound"),
@@ -151,16 +143,26 @@ fn proves(op: &tendermint::merkle::proof::ProofOp, root: &[u8], value: Option<&[
     }
 }
 
-#[tokio::test]
-async fn bank_paths_prove_each_balance_and_absence() {
+/// A chain after one block in which alice sent bob 5 utnd, and that block's app hash.
+async fn after_a_transfer() -> (Chain, Vec<u8>) {
     let mut chain = Chain::new().await;
     let (alice, bob) = (key("alice"), key("bob"));
     let tx = chain
         .tx(&alice, vec![send(&alice, bob.address(), utnd(5))])
         .await;
     let block = chain.block(vec![tx]).await;
-    let root = block.finalize.app_hash.as_bytes().to_vec();
-    let u128_be = |v: &str| v.parse::<u128>().unwrap().to_be_bytes().to_vec();
+    (chain, block.finalize.app_hash.as_bytes().to_vec())
+}
+
+/// A stored balance: `u128`, big-endian.
+fn u128_be(amount: &str) -> Vec<u8> {
+    amount.parse::<u128>().unwrap().to_be_bytes().to_vec()
+}
+
+#[tokio::test]
+async fn bank_paths_prove_each_balance_and_absence() {
+    let (chain, root) = after_a_transfer().await;
+    let (alice, bob) = (key("alice"), key("bob"));
 
     // Balance: present, and absent (zero) with a proof of absence.
     for (denom, present) in [("utnd", true), ("uatom", false)] {
@@ -168,15 +170,7 @@ async fn bank_paths_prove_each_balance_and_absence() {
             address: alice.address().to_string(),
             denom: denom.to_string(),
         };
-        let response = chain
-            .app
-            .query(query(
-                "/cosmos.bank.v1beta1.Query/Balance",
-                request.encode_to_vec(),
-                0,
-                true,
-            ))
-            .await;
+        let response = ask(&chain, "/cosmos.bank.v1beta1.Query/Balance", &request, true).await;
         assert!(response.code.is_ok(), "{}", response.log);
         let amount = QueryBalanceResponse::decode(response.value.as_ref())
             .unwrap()
@@ -193,20 +187,7 @@ async fn bank_paths_prove_each_balance_and_absence() {
     }
 
     // AllBalances: one proof per denom answered.
-    let request = QueryAllBalancesRequest {
-        address: bob.address().to_string(),
-        pagination: None,
-        resolve_denom: false,
-    };
-    let response = chain
-        .app
-        .query(query(
-            "/cosmos.bank.v1beta1.Query/AllBalances",
-            request.encode_to_vec(),
-            0,
-            true,
-        ))
-        .await;
+    let response = all_balances(&chain, &bob.address(), true).await;
     let balances = QueryAllBalancesResponse::decode(response.value.as_ref())
         .unwrap()
         .balances;
@@ -225,15 +206,9 @@ async fn bank_paths_prove_each_balance_and_absence() {
 
 #[tokio::test]
 async fn tandem_paths_prove_each_value_of_their_answer() {
-    let mut chain = Chain::new().await;
+    let (chain, root) = after_a_transfer().await;
     let (alice, bob) = (key("alice"), key("bob"));
-    let tx = chain
-        .tx(&alice, vec![send(&alice, bob.address(), utnd(5))])
-        .await;
-    let block = chain.block(vec![tx]).await;
-    let root = block.finalize.app_hash.as_bytes().to_vec();
     let u64_be = |v: &serde_json::Value| v.as_u64().unwrap().to_be_bytes().to_vec();
-    let u128_be = |v: &str| v.parse::<u128>().unwrap().to_be_bytes().to_vec();
 
     // /tandem/account: the number, the sequence and every balance.
     let path = format!("/tandem/account/{}", bob.address());
@@ -490,20 +465,7 @@ async fn query_and_check_tx_answer_while_a_block_is_being_finalized() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 
-    let balances = chain
-        .app
-        .query(query(
-            "/cosmos.bank.v1beta1.Query/AllBalances",
-            QueryAllBalancesRequest {
-                address: bob.address().to_string(),
-                pagination: None,
-                resolve_denom: false,
-            }
-            .encode_to_vec(),
-            0,
-            false,
-        ))
-        .await;
+    let balances = all_balances(&chain, &bob.address(), false).await;
     assert!(balances.code.is_ok(), "{}", balances.log);
     let transfer = chain
         .tx(&bob, vec![send(&bob, alice.address(), utnd(1))])

@@ -198,6 +198,23 @@ async fn new_payload(node: &TestNode, payload: &Value) -> Value {
         .unwrap()
 }
 
+/// Asserts that `status` is INVALID, that its `validationError` names `field`, and that its
+/// `latestValidHash` is `latest_valid` (null for a payload that is not even a block).
+fn assert_invalid(status: &Value, field: &str, latest_valid: Option<B256>) {
+    assert_eq!(status["status"], "INVALID", "{field}: {status}");
+    assert!(
+        status["validationError"]
+            .as_str()
+            .is_some_and(|error| error.contains(field)),
+        "{field}: {status}"
+    );
+    assert_eq!(
+        status["latestValidHash"],
+        json!(latest_valid),
+        "{field}: {status}"
+    );
+}
+
 #[tokio::test]
 async fn tampered_payloads_are_invalid_and_unknown_parents_syncing() {
     let node = TestNode::start().await;
@@ -208,43 +225,18 @@ async fn tampered_payloads_are_invalid_and_unknown_parents_syncing() {
     bad_state["stateRoot"] = json!(B256::repeat_byte(0x33));
     rehash(&mut bad_state);
     let status = new_payload(&node, &bad_state).await;
-    assert_eq!(status["status"], "INVALID", "{status}");
-    assert!(
-        status["validationError"]
-            .as_str()
-            .unwrap()
-            .contains("stateRoot"),
-        "{status}"
-    );
-    assert_eq!(hash(&status["latestValidHash"]), genesis);
+    assert_invalid(&status, "stateRoot", Some(genesis));
 
     let mut bad_receipts = payload.clone();
     bad_receipts["receiptsRoot"] = json!(B256::repeat_byte(0x44));
     rehash(&mut bad_receipts);
     let status = new_payload(&node, &bad_receipts).await;
-    assert_eq!(status["status"], "INVALID", "{status}");
-    assert!(
-        status["validationError"]
-            .as_str()
-            .unwrap()
-            .contains("receiptsRoot"),
-        "{status}"
-    );
-
-    assert_eq!(hash(&status["latestValidHash"]), genesis);
+    assert_invalid(&status, "receiptsRoot", Some(genesis));
 
     let mut bad_hash = payload.clone();
     bad_hash["blockHash"] = json!(B256::repeat_byte(0x55));
     let status = new_payload(&node, &bad_hash).await;
-    assert_eq!(status["status"], "INVALID", "{status}");
-    assert!(
-        status["validationError"]
-            .as_str()
-            .unwrap()
-            .contains("blockHash"),
-        "{status}"
-    );
-    assert_eq!(status["latestValidHash"], Value::Null);
+    assert_invalid(&status, "blockHash", None);
 
     let mut bad_tx = payload.clone();
     let dev = signer(DEV_KEY);
@@ -277,9 +269,7 @@ async fn tampered_payloads_are_invalid_and_unknown_parents_syncing() {
     assert_eq!(status["latestValidHash"], Value::Null);
     // The block hash is checked before the parent is looked up.
     orphan["blockHash"] = json!(B256::repeat_byte(0x67));
-    let status = new_payload(&node, &orphan).await;
-    assert_eq!(status["status"], "INVALID", "orphan, wrong hash: {status}");
-    assert_eq!(status["latestValidHash"], Value::Null);
+    assert_invalid(&new_payload(&node, &orphan).await, "blockHash", None);
 
     let status = new_payload(&node, &payload).await;
     assert_eq!(
@@ -305,13 +295,7 @@ async fn tampered_execution_fields_and_known_hashes_are_invalid() {
         let mut tampered = payload.clone();
         tampered[field] = value;
         rehash(&mut tampered);
-        let status = new_payload(&node, &tampered).await;
-        assert_eq!(status["status"], "INVALID", "{field}: {status}");
-        assert!(
-            status["validationError"].as_str().unwrap().contains(field),
-            "{field}: {status}"
-        );
-        assert_eq!(hash(&status["latestValidHash"]), genesis, "{field}");
+        assert_invalid(&new_payload(&node, &tampered).await, field, Some(genesis));
     }
 
     let with_blobs = node
@@ -321,8 +305,7 @@ async fn tampered_execution_fields_and_known_hashes_are_invalid() {
         )
         .await
         .unwrap();
-    assert_eq!(with_blobs["status"], "INVALID", "{with_blobs}");
-    assert_eq!(with_blobs["latestValidHash"], Value::Null);
+    assert_invalid(&with_blobs, "versioned hashes", None);
 
     let status = new_payload(&node, &payload).await;
     assert_eq!(
@@ -333,19 +316,7 @@ async fn tampered_execution_fields_and_known_hashes_are_invalid() {
     // Once the block is known, its hash alone does not make a tampered copy valid.
     let mut known_hash = payload.clone();
     known_hash["stateRoot"] = json!(B256::repeat_byte(0x33));
-    let status = new_payload(&node, &known_hash).await;
-    assert_eq!(
-        status["status"], "INVALID",
-        "known hash, tampered: {status}"
-    );
-    assert!(
-        status["validationError"]
-            .as_str()
-            .unwrap()
-            .contains("blockHash"),
-        "{status}"
-    );
-    assert_eq!(status["latestValidHash"], Value::Null);
+    assert_invalid(&new_payload(&node, &known_hash).await, "blockHash", None);
     let status = new_payload(&node, &payload).await;
     assert_eq!(
         status["status"], "VALID",
