@@ -54,6 +54,24 @@ impl PublicKey {
     }
 }
 
+/// Parses an ed25519 public key for verification, refusing the keys of small order.
+///
+/// ed25519-consensus verifies under ZIP-215, which accepts a public key of small order (one
+/// of the 8 torsion points, in any encoding). For such a key `A`, the signature `R` = identity,
+/// `s` = 0 passes the cofactored check for every message, so anyone could sign for its
+/// address (as a tx signer) or its voting power (as a validator). No honestly generated key
+/// has small order.
+///
+/// Returns `None` when the bytes are not a curve point or the point has small order.
+#[must_use]
+pub fn ed25519_verification_key(bytes: [u8; 32]) -> Option<ed25519_consensus::VerificationKey> {
+    let point = curve25519_dalek::edwards::CompressedEdwardsY(bytes).decompress()?;
+    if point.is_small_order() {
+        return None;
+    }
+    ed25519_consensus::VerificationKey::try_from(bytes).ok()
+}
+
 /// A key that signs transactions.
 #[derive(Clone)]
 pub enum SigningKey {
@@ -181,6 +199,35 @@ impl SigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The forgery that small-order keys allow: `R` = identity, `s` = 0.
+    fn forged_signature() -> ed25519_consensus::Signature {
+        let mut bytes = [0u8; 64];
+        bytes[..32].copy_from_slice(
+            curve25519_dalek::edwards::EdwardsPoint::default()
+                .compress()
+                .as_bytes(),
+        );
+        ed25519_consensus::Signature::from(bytes)
+    }
+
+    #[test]
+    fn small_order_ed25519_keys_are_refused() {
+        for torsion in curve25519_dalek::constants::EIGHT_TORSION {
+            let bytes = torsion.compress().to_bytes();
+            // ZIP-215 alone accepts the forgery for every message...
+            let zip215 = ed25519_consensus::VerificationKey::try_from(bytes).unwrap();
+            assert!(zip215.verify(&forged_signature(), b"any message").is_ok());
+            // ...so such a key is refused outright.
+            assert!(ed25519_verification_key(bytes).is_none(), "{bytes:?}");
+        }
+        // An ordinary key still parses, and the forgery does not verify under it.
+        let PublicKey::Ed25519(bytes) = SigningKey::ed25519_from_seed(b"a").public_key() else {
+            unreachable!("an ed25519 seed gives an ed25519 key")
+        };
+        let key = ed25519_verification_key(bytes).unwrap();
+        assert!(key.verify(&forged_signature(), b"any message").is_err());
+    }
 
     #[test]
     fn seeds_are_deterministic_and_distinct() {

@@ -431,8 +431,9 @@ impl UpdateValidator {
                 raw.pub_key.len()
             ))
         })?;
-        ed25519_consensus::VerificationKey::try_from(pub_key)
-            .map_err(|_| invalid("pub_key is not a valid ed25519 point".to_owned()))?;
+        crate::keys::ed25519_verification_key(pub_key).ok_or_else(|| {
+            invalid("pub_key is not a valid ed25519 point, or has small order".to_owned())
+        })?;
         let power = u64::try_from(raw.power)
             .ok()
             .filter(|p| *p <= MAX_VALIDATOR_POWER)
@@ -668,6 +669,15 @@ mod tests {
         assert!(matches!(
             UpdateValidator::try_from_raw(raw.clone()),
             Err(MessageError::Invalid { reason, .. }) if reason.contains("ed25519 point")
+        ));
+        // A point of small order: anyone could sign votes for it.
+        let small_order = curve25519_dalek::constants::EIGHT_TORSION[1].compress();
+        assert!(matches!(
+            UpdateValidator::try_from_raw(raw::MsgUpdateValidator {
+                pub_key: small_order.as_bytes().to_vec(),
+                ..raw.clone()
+            }),
+            Err(MessageError::Invalid { reason, .. }) if reason.contains("small order")
         ));
         let valid = ed25519_consensus::SigningKey::from([2; 32])
             .verification_key()

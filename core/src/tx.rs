@@ -104,8 +104,9 @@ pub enum TxError {
     /// wrong key.
     #[error("signature verification failed (check chain id, account number and signer key)")]
     InvalidSignature,
-    /// The public key bytes are not a valid curve point.
-    #[error("public key is not a valid curve point")]
+    /// The public key bytes are not a valid curve point, or an ed25519 point of small order
+    /// (anyone can sign for such a key).
+    #[error("public key is not a valid curve point, or is an ed25519 key of small order")]
     InvalidPublicKey,
 }
 
@@ -747,8 +748,8 @@ pub fn verify_signature(
                 .map_err(|_| TxError::InvalidSignature)
         }
         PublicKey::Ed25519(bytes) => {
-            let key = ed25519_consensus::VerificationKey::try_from(*bytes)
-                .map_err(|_| TxError::InvalidPublicKey)?;
+            let key =
+                crate::keys::ed25519_verification_key(*bytes).ok_or(TxError::InvalidPublicKey)?;
             key.verify(&ed25519_consensus::Signature::from(*signature), message)
                 .map_err(|_| TxError::InvalidSignature)
         }
@@ -758,6 +759,20 @@ pub fn verify_signature(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_order_ed25519_signer_cannot_be_forged_for() {
+        let torsion = curve25519_dalek::constants::EIGHT_TORSION[3]
+            .compress()
+            .to_bytes();
+        // R = identity, s = 0: valid under ZIP-215 for any message and any small-order key.
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        assert_eq!(
+            verify_signature(&PublicKey::Ed25519(torsion), b"sign doc", &forged),
+            Err(TxError::InvalidPublicKey)
+        );
+    }
 
     #[test]
     fn cached_keys_equal_freshly_parsed_ones_and_bad_points_are_never_cached() {
