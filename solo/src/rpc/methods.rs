@@ -229,7 +229,12 @@ fn status(shared: &Shared) -> RpcResult {
                 .map_or(block::Height::default(), |b| b.block.header.height),
             earliest_block_time: time_of(&earliest),
             latest_block_hash: hash_of(&latest),
-            latest_app_hash: s.app_hash.clone(),
+            // As `CometBFT`: the app hash in the latest block's header (the state before that
+            // block), which is what a light client can check against that header.
+            latest_app_hash: latest
+                .as_ref()
+                .map(|b| b.block.header.app_hash.clone())
+                .unwrap_or_default(),
             latest_block_height: block::Height::try_from(s.last_block_height)
                 .map_err(server_error)?,
             latest_block_time: time_of(&latest),

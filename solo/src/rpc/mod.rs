@@ -21,8 +21,23 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::Shared;
 
-/// Largest JSON-RPC request body accepted (`CometBFT`'s `max_body_bytes` default).
-pub(crate) const MAX_BODY_BYTES: usize = 1_000_000 + 64 * 1024 * 1024 / 3 * 4;
+/// `CometBFT`'s `rpc.max_body_bytes` default.
+const COMETBFT_MAX_BODY_BYTES: usize = 1_000_000;
+
+/// Most requests in one JSON-RPC batch: each is answered in memory before the batch is sent.
+pub(crate) const MAX_BATCH_REQUESTS: usize = 1_000;
+
+/// Largest JSON-RPC request body accepted: `CometBFT`'s default, or enough for the largest tx
+/// the mempool admits (`mempool.max_tx_bytes`, base64 in a `broadcast_tx_*` request) when
+/// that is more.
+pub(crate) fn max_body_bytes(max_tx_bytes: usize) -> usize {
+    COMETBFT_MAX_BODY_BYTES.max(
+        max_tx_bytes
+            .div_ceil(3)
+            .saturating_mul(4)
+            .saturating_add(64 * 1024),
+    )
+}
 
 /// Serves JSON-RPC on `listener` until `cancel` fires.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
@@ -41,6 +56,8 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, cancel: Ca
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let cancel = cancel.clone();
+        // Reap the connections that ended, so that they do not pile up until shutdown.
+        while tasks.try_join_next().is_some() {}
         tasks.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
@@ -78,14 +95,12 @@ async fn handle(
     }
     match *req.method() {
         Method::POST => {
-            let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
-                .collect()
-                .await
-            {
+            let limit = max_body_bytes(shared.mempool.limits().max_tx_bytes);
+            let body = match Limited::new(req.into_body(), limit).collect().await {
                 Ok(body) => body.to_bytes(),
                 Err(e) => {
                     let err = ResponseError::invalid_params(&format!(
-                        "request body unreadable or larger than {MAX_BODY_BYTES} bytes: {e}"
+                        "request body unreadable or larger than {limit} bytes: {e}"
                     ));
                     return json_response(StatusCode::OK, encode_error(Id::None, err));
                 }
@@ -115,15 +130,25 @@ pub(crate) async fn handle_body(body: &[u8], shared: &Shared) -> Vec<u8> {
         Err(e) => return encode_error(Id::None, ResponseError::parse_error(e)),
     };
     if let Value::Array(requests) = value {
-        let mut out = Vec::with_capacity(requests.len());
-        for request in requests {
-            out.push(handle_one(request, shared).await);
+        if requests.len() > MAX_BATCH_REQUESTS {
+            return encode_error(
+                Id::None,
+                invalid_request(&format!(
+                    "batch of {} requests, at most {MAX_BATCH_REQUESTS} are served",
+                    requests.len()
+                )),
+            );
         }
-        let joined: Vec<Value> = out
-            .into_iter()
-            .map(|bytes| serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-            .collect();
-        return serde_json::to_vec(&joined).unwrap_or_default();
+        // Each answer is already a JSON object: join them into an array as they are.
+        let mut out = b"[".to_vec();
+        for (i, request) in requests.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend(handle_one(request, shared).await);
+        }
+        out.push(b']');
+        return out;
     }
     handle_one(value, shared).await
 }
@@ -200,14 +225,23 @@ fn uri_params(query: &str) -> Value {
     Value::Object(map)
 }
 
+/// Decodes `%XX` escapes; anything else, a malformed escape included, is kept as it is.
 fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
+        if bytes[i] == b'%' {
+            if let (Some(high), Some(low)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                out.push(high << 4 | low);
                 i += 3;
                 continue;
             }
@@ -227,6 +261,25 @@ mod tests {
         let v = uri_params("height=5&path=%22%2Fstore%22");
         assert_eq!(v["height"], "5");
         assert_eq!(v["path"], "/store");
+    }
+
+    #[test]
+    fn percent_decoding_never_splits_a_character() {
+        // A `%` followed by one hex digit and a multi-byte character used to slice the
+        // string inside that character and panic.
+        assert_eq!(percent_decode("%a\u{e9}"), "%a\u{e9}");
+        assert_eq!(percent_decode("%\u{e9}"), "%\u{e9}");
+        assert_eq!(percent_decode("x%4"), "x%4");
+        assert_eq!(percent_decode("%41%2f%"), "A/%");
+        assert_eq!(percent_decode("%c3%a9"), "\u{e9}");
+    }
+
+    #[test]
+    fn the_body_limit_fits_the_largest_admitted_tx() {
+        assert_eq!(max_body_bytes(1024), COMETBFT_MAX_BODY_BYTES);
+        let four_mib = 4 * 1024 * 1024;
+        assert!(max_body_bytes(four_mib) >= four_mib / 3 * 4 + 4);
+        assert!(max_body_bytes(four_mib) < 6 * 1024 * 1024);
     }
 
     #[test]

@@ -38,11 +38,18 @@ pub(super) fn upgrade(
             .expect("static headers always build a response");
     };
     let accept = derive_accept_key(key.as_bytes());
+    // A WebSocket message is held as a whole: bound it as an HTTP body is.
+    let limit = super::max_body_bytes(shared.mempool.limits().max_tx_bytes);
+    let config = async_tungstenite::tungstenite::protocol::WebSocketConfig {
+        max_message_size: Some(limit),
+        max_frame_size: Some(limit),
+        ..Default::default()
+    };
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let io = TokioAdapter::new(TokioIo::new(upgraded));
-                let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
                 session(ws, shared, cancel).await;
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),

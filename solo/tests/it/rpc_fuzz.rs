@@ -141,3 +141,62 @@ fn malformed_base64_params_are_invalid_params() {
     }
     runtime.block_on(node.shutdown()).unwrap();
 }
+
+/// `/status`'s app hash is its latest header's. Batches are answered as one array in request order, up to 1,000 requests; a larger batch,
+/// or a body past the limit, gets one error. A URI request whose escape runs into a
+/// multi-byte character is answered (its decoding used to panic).
+#[test]
+fn batches_bodies_and_uri_bytes_are_bounded_and_answered() {
+    let (runtime, (_app, _dir, node, client)) = running_node();
+    let addr = node.rpc_addr();
+    // /status pairs the latest height with that block header's app hash, as CometBFT does.
+    let status = runtime.block_on(client.status()).unwrap().sync_info;
+    let latest = runtime
+        .block_on(client.block(status.latest_block_height))
+        .unwrap();
+    assert_eq!(status.latest_app_hash, latest.block.header.app_hash);
+    let request = |id: usize| format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"health"}}"#);
+    let batch = |n: usize| format!("[{}]", (0..n).map(request).collect::<Vec<_>>().join(","));
+
+    let answers = runtime.block_on(raw_rpc(addr, &batch(1_000)));
+    let answers = answers.as_array().expect("a batch gets an array");
+    assert_eq!(answers.len(), 1_000);
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(answer["id"], i, "{answer}");
+        assert!(answer["result"].is_object(), "{answer}");
+    }
+    let refused = runtime.block_on(raw_rpc(addr, &batch(1_001)));
+    assert_eq!(refused["error"]["code"], -32600, "{refused}");
+    assert!(
+        refused["error"]["data"].as_str().unwrap().contains("1000"),
+        "{refused}"
+    );
+
+    let huge = format!("\"{}\"", "a".repeat(2_000_000));
+    let refused = runtime.block_on(raw_rpc(addr, &huge));
+    assert!(
+        refused["error"]["data"]
+            .as_str()
+            .unwrap()
+            .contains("larger than"),
+        "{refused}"
+    );
+
+    let answer = runtime.block_on(async {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET /abci_query?path=%a\u{e9} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        tokio::time::timeout(DEADLINE, stream.read_to_end(&mut response))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&response).into_owned()
+    });
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"jsonrpc\":\"2.0\""), "{answer}");
+    runtime.block_on(node.shutdown()).unwrap();
+}
