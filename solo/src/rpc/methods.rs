@@ -36,6 +36,26 @@ fn params<T: DeserializeOwned + Default>(params: Value) -> Result<T, ResponseErr
     }
 }
 
+/// Makes the boolean param `name` of an object a JSON bool, as `CometBFT` reads it: false when
+/// absent (cosmjs leaves out an undefined `prove`), and `"true"`/`"false"` from a URI request.
+fn with_flag(mut params: Value, name: &str) -> Result<Value, ResponseError> {
+    if let Value::Object(map) = &mut params {
+        let flag = match map.get(name) {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(flag)) => *flag,
+            Some(Value::String(text)) if text == "true" => true,
+            Some(Value::String(text)) if text == "false" => false,
+            Some(other) => {
+                return Err(ResponseError::invalid_params(&format!(
+                    "{name} must be true or false, got {other}"
+                )))
+            }
+        };
+        map.insert(name.to_owned(), Value::Bool(flag));
+    }
+    Ok(params)
+}
+
 fn required<T: DeserializeOwned>(params: Value) -> Result<T, ResponseError> {
     serde_json::from_value(params).map_err(|e| ResponseError::invalid_params(&e.to_string()))
 }
@@ -94,7 +114,8 @@ pub(super) async fn call(shared: &Shared, method: &str, p: Value) -> RpcResult {
         "broadcast_tx_sync" => broadcast_sync(shared, required(p)?).await,
         "broadcast_tx_async" => broadcast_async(shared, required(p)?),
         "broadcast_tx_commit" => broadcast_commit(shared, required(p)?).await,
-        "tx" => tx(shared, &required(p)?),
+        "tx" => tx(shared, &required(with_flag(p, "prove")?)?),
+        "tx_search" => tx_search(shared, &with_flag(p, "prove")?),
         "block" => {
             let r: endpoint::block::Request = params(p)?;
             let stored = load_block(shared, r.height)?;
@@ -536,6 +557,16 @@ fn tx(shared: &Shared, r: &endpoint::tx::Request) -> RpcResult {
         .store
         .tx_location(&hash)
         .ok_or_else(|| server_error(format!("tx ({}) not found", hex::encode_upper(hash))))?;
+    to_value(&tx_response(shared, height, index, r.prove)?)
+}
+
+/// The `/tx` answer for the tx at `index` of block `height`.
+fn tx_response(
+    shared: &Shared,
+    height: u64,
+    index: u32,
+    prove: bool,
+) -> Result<endpoint::tx::Response, ResponseError> {
     let stored = shared
         .store
         .block(height)
@@ -547,25 +578,126 @@ fn tx(shared: &Shared, r: &endpoint::tx::Request) -> RpcResult {
         .map_err(server_error)?
         .ok_or_else(|| server_error(format!("results for height {height} not found")))?;
     let i = index as usize;
-    let tx = stored.block.data.get(i).cloned().unwrap_or_default();
+    let tx = stored
+        .block
+        .data
+        .get(i)
+        .cloned()
+        .ok_or_else(|| server_error(format!("block {height} has no tx {index}")))?;
     let result = results
         .results
         .tx_results
         .get(i)
         .cloned()
         .unwrap_or_default();
-    let proof = if r.prove {
+    let proof = if prove {
         Some(tx_proof(&stored.block.data, i)?)
     } else {
         None
     };
-    to_value(&endpoint::tx::Response {
-        hash: r.hash,
+    Ok(endpoint::tx::Response {
+        hash: Hash::Sha256(Sha256::digest(&tx).into()),
         height: block::Height::try_from(height).map_err(server_error)?,
         index,
         tx_result: exec_tx_result(&result)?,
         tx,
         proof,
+    })
+}
+
+/// What `tx_search` can find: the index keeps tx hashes and heights, not the txs' events.
+enum TxQuery {
+    Hash([u8; 32]),
+    Height(u64),
+}
+
+impl TxQuery {
+    fn parse(query: &str) -> Result<Self, ResponseError> {
+        let unsupported = || {
+            ResponseError::invalid_params(&format!(
+                "query `{query}` is not served: tandem-solo indexes txs by hash and height only \
+                 (`tx.hash='<hex>'` or `tx.height=<n>`)"
+            ))
+        };
+        let (key, value) = query.split_once('=').ok_or_else(unsupported)?;
+        let value = value.trim();
+        match key.trim() {
+            "tx.hash" => {
+                let hex_hash = value
+                    .strip_prefix('\'')
+                    .and_then(|v| v.strip_suffix('\''))
+                    .ok_or_else(unsupported)?;
+                let bytes = hex::decode(hex_hash).map_err(|_| unsupported())?;
+                Ok(Self::Hash(bytes.try_into().map_err(|_| unsupported())?))
+            }
+            "tx.height" => Ok(Self::Height(value.parse().map_err(|_| unsupported())?)),
+            _ => Err(unsupported()),
+        }
+    }
+}
+
+/// A count param (`page`, `per_page`) given as a number or a decimal string.
+fn count_param(params: &Value, name: &str, default: u64) -> Result<u64, ResponseError> {
+    match params.get(name) {
+        None | Some(Value::Null) => Some(default),
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(text)) if text.is_empty() => Some(default),
+        Some(Value::String(text)) => text.parse().ok(),
+        Some(_) => None,
+    }
+    .ok_or_else(|| ResponseError::invalid_params(&format!("{name} must be a positive integer")))
+}
+
+/// `tx_search` over the tx index: `tx.hash='…'` or `tx.height=…`, paged as `CometBFT` pages
+/// (`page` from 1, `per_page` 30 by default and at most 100), `order_by` `asc` or `desc`.
+fn tx_search(shared: &Shared, p: &Value) -> RpcResult {
+    let query = p
+        .get("query")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ResponseError::invalid_params("query is required"))?;
+    let prove = p.get("prove").and_then(Value::as_bool).unwrap_or(false);
+    let descending = match p.get("order_by").and_then(Value::as_str) {
+        None | Some("" | "asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ResponseError::invalid_params(&format!(
+                "order_by must be asc or desc, got {other}"
+            )))
+        }
+    };
+    let mut found: Vec<(u64, u32)> = match TxQuery::parse(query)? {
+        TxQuery::Hash(hash) => shared.store.tx_location(&hash).into_iter().collect(),
+        TxQuery::Height(height) => match shared.store.block(height).map_err(server_error)? {
+            Some(stored) => (0..u32::try_from(stored.block.data.len()).map_err(server_error)?)
+                .map(|index| (height, index))
+                .collect(),
+            None => vec![],
+        },
+    };
+    if descending {
+        found.reverse();
+    }
+    let per_page = count_param(p, "per_page", 30)?.clamp(1, 100);
+    let pages = u64::try_from(found.len())
+        .map_err(server_error)?
+        .div_ceil(per_page)
+        .max(1);
+    let page = count_param(p, "page", 1)?;
+    if !(1..=pages).contains(&page) {
+        return Err(ResponseError::invalid_params(&format!(
+            "page should be within [1, {pages}] range, given {page}"
+        )));
+    }
+    let start = usize::try_from((page - 1) * per_page).map_err(server_error)?;
+    let txs = found
+        .iter()
+        .skip(start)
+        .take(usize::try_from(per_page).map_err(server_error)?)
+        .map(|(height, index)| tx_response(shared, *height, *index, prove))
+        .collect::<Result<Vec<_>, _>>()?;
+    to_value(&endpoint::tx_search::Response {
+        txs,
+        total_count: u32::try_from(found.len()).map_err(server_error)?,
     })
 }
 

@@ -212,3 +212,67 @@ async fn assert_tx_proof(
         .verify_leaf_hash(tandem_core::merkle::tx_leaf_hash(b"another tx"), &root)
         .is_err());
 }
+
+/// `tx_search` with the queries cosmjs sends (`getTx`: `tx.hash='HEX'`; `searchTx` by height:
+/// `tx.height=N`), paged, and `tx` without `prove` (cosmjs leaves an undefined one out).
+#[tokio::test]
+async fn tx_search_finds_txs_by_hash_and_height() {
+    let (_app, _dir, node, client) = start_test_node(Duration::from_millis(50), true, |_| {}).await;
+    let committed = client
+        .broadcast_tx_commit(b"fruit=pear".to_vec())
+        .await
+        .unwrap();
+    assert!(committed.tx_result.code.is_ok());
+    let hex_hash = committed.hash.to_string();
+    let addr = node.rpc_addr();
+
+    let by_hash = raw_rpc(
+        addr,
+        &format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tx_search","params":{{"query":"tx.hash='{hex_hash}'","page":"1","per_page":"30","order_by":"asc"}}}}"#
+        ),
+    )
+    .await;
+    let result = &by_hash["result"];
+    assert_eq!(result["total_count"], "1", "{by_hash}");
+    assert_eq!(result["txs"][0]["hash"], hex_hash);
+    assert_eq!(result["txs"][0]["height"], committed.height.to_string());
+
+    // The tendermint-rpc client's spelling (spaces around `=`) and a height query.
+    let search = client
+        .tx_search(
+            tendermint_rpc::query::Query::eq("tx.height", committed.height.value()),
+            true,
+            1,
+            10,
+            tendermint_rpc::Order::Descending,
+        )
+        .await
+        .unwrap();
+    assert_eq!(search.total_count, 1);
+    assert_eq!(search.txs[0].hash, committed.hash);
+    assert!(search.txs[0].proof.is_some());
+
+    let mut params = serde_json::to_value(tendermint_rpc::endpoint::tx::Request::new(
+        committed.hash,
+        true,
+    ))
+    .unwrap();
+    params.as_object_mut().unwrap().remove("prove");
+    let request = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tx", "params": params});
+    let no_prove = raw_rpc(addr, &request.to_string()).await;
+    assert!(no_prove["result"]["proof"].is_null(), "{no_prove}");
+    assert_eq!(no_prove["result"]["hash"], hex_hash, "{no_prove}");
+
+    for (query, page) in [("message.sender='x'", 1), ("tx.height=1", 9)] {
+        let refused = raw_rpc(
+            addr,
+            &format!(
+                r#"{{"jsonrpc":"2.0","id":3,"method":"tx_search","params":{{"query":"{query}","page":"{page}"}}}}"#
+            ),
+        )
+        .await;
+        assert_eq!(refused["error"]["code"], -32602, "{query}: {refused}");
+    }
+    node.shutdown().await.unwrap();
+}
