@@ -25,7 +25,9 @@ fn server_error(message: impl std::fmt::Display) -> ResponseError {
 }
 
 fn to_value<T: serde::Serialize>(value: &T) -> RpcResult {
-    serde_json::to_value(value).map_err(server_error)
+    let mut value = serde_json::to_value(value).map_err(server_error)?;
+    super::cometbft_empty_structs(&mut value);
+    Ok(value)
 }
 
 fn params<T: DeserializeOwned + Default>(params: Value) -> Result<T, ResponseError> {

@@ -213,6 +213,35 @@ pub(crate) fn encode_error(id: Id, error: ResponseError) -> Vec<u8> {
         .expect("a JSON-RPC error always serializes")
 }
 
+/// Writes `CometBFT`'s empty structures where tendermint-rs serializes `null`: the first block's
+/// `last_block_id` and `last_commit`. Go has no null there (zero-value structs), and cosmjs reads
+/// `last_block_id.hash` and `last_commit.block_id.hash` without a null check, so `block(1)`,
+/// `header(1)`, `commit(1)` and the first `NewBlock` event would throw in cosmjs. tendermint-rs
+/// reads the empty structures back as `None`.
+pub(crate) fn cometbft_empty_structs(value: &mut Value) {
+    let empty_id = || serde_json::json!({"hash": "", "parts": {"total": 0, "hash": ""}});
+    match value {
+        Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                match (key.as_str(), &*field) {
+                    ("last_block_id", Value::Null) => *field = empty_id(),
+                    ("last_commit", Value::Null) => {
+                        *field = serde_json::json!({
+                            "height": "0",
+                            "round": 0,
+                            "block_id": empty_id(),
+                            "signatures": [],
+                        });
+                    }
+                    _ => cometbft_empty_structs(field),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(cometbft_empty_structs),
+        _ => {}
+    }
+}
+
 /// Turns `a=1&b="x"` into a JSON object of strings (`CometBFT` URI requests quote strings).
 fn uri_params(query: &str) -> Value {
     let mut map = serde_json::Map::new();

@@ -106,6 +106,8 @@ where
                             let mut event = event.clone();
                             event.query.clone_from(&sub.text);
                             let wrapper = Wrapper::new_with_id(sub.id.clone(), Some(SerEvent::from(event)), None);
+                            let mut wrapper = serde_json::to_value(&wrapper).unwrap_or_default();
+                            super::cometbft_empty_structs(&mut wrapper);
                             out.push(serde_json::to_vec(&wrapper).unwrap_or_default());
                         }
                     }

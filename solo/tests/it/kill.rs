@@ -151,17 +151,18 @@ pub(crate) async fn chain(client: &HttpClient) -> Vec<(tendermint::AppHash, Vec<
     out
 }
 
-/// Waits until the chain is idle: the last block commits the current app hash.
+/// Waits until the chain is idle: the last block is empty and its header commits the app's
+/// current hash (`abci_info`, the state after that block).
 async fn settle(client: &HttpClient) -> u64 {
     eventually("an idle chain", DEADLINE, || async {
-        let status = client.status().await.ok()?;
-        let h = status.sync_info.latest_block_height;
+        let app = client.abci_info().await.ok()?;
+        let h = app.last_block_height;
         if h.value() == 0 {
             return None;
         }
         let block = client.block(h).await.ok()?;
         (block.block.header.height == h
-            && block.block.header.app_hash == status.sync_info.latest_app_hash
+            && block.block.header.app_hash == app.last_block_app_hash
             && block.block.data.is_empty())
         .then_some(h.value())
     })

@@ -276,3 +276,48 @@ async fn tx_search_finds_txs_by_hash_and_height() {
     }
     node.shutdown().await.unwrap();
 }
+
+/// The first block's `last_block_id` and `last_commit` are CometBFT's empty structures, never
+/// null (cosmjs reads their `hash` fields unguarded), and tendermint-rs still reads them as
+/// absent, with the same block hash.
+#[tokio::test]
+async fn the_first_block_has_empty_structures_where_go_has_no_null() {
+    let (_app, _dir, node, client) = start_test_node(Duration::from_millis(50), true, |_| {}).await;
+    wait_height(&client, 2, DEADLINE).await;
+    let addr = node.rpc_addr();
+    let block = raw_rpc(
+        addr,
+        r#"{"jsonrpc":"2.0","id":1,"method":"block","params":{"height":"1"}}"#,
+    )
+    .await;
+    let block = &block["result"]["block"];
+    assert_eq!(block["header"]["last_block_id"]["hash"], "", "{block}");
+    assert_eq!(block["header"]["last_block_id"]["parts"]["total"], 0);
+    assert_eq!(block["last_commit"]["block_id"]["hash"], "", "{block}");
+    assert_eq!(block["last_commit"]["signatures"], serde_json::json!([]));
+    let commit = raw_rpc(
+        addr,
+        r#"{"jsonrpc":"2.0","id":2,"method":"commit","params":{"height":"1"}}"#,
+    )
+    .await;
+    assert_eq!(
+        commit["result"]["signed_header"]["header"]["last_block_id"]["hash"], "",
+        "{commit}"
+    );
+    // Block 2 has real ones.
+    let second = raw_rpc(
+        addr,
+        r#"{"jsonrpc":"2.0","id":3,"method":"block","params":{"height":"2"}}"#,
+    )
+    .await;
+    assert_ne!(
+        second["result"]["block"]["header"]["last_block_id"]["hash"],
+        ""
+    );
+
+    let first = client.block(Height::from(1_u32)).await.unwrap();
+    assert_eq!(first.block.header.last_block_id, None);
+    assert!(first.block.last_commit.is_none());
+    assert_eq!(first.block_id.hash, first.block.header.hash());
+    node.shutdown().await.unwrap();
+}
