@@ -241,6 +241,10 @@ impl Mempool {
 
     /// Txs in arrival order whose total protobuf size fits `max_bytes` and total gas fits
     /// `max_gas` (`CometBFT`'s `ReapMaxBytesMaxGas`).
+    ///
+    /// A tx that could not fit even in an empty block (larger than `max_bytes`, or wanting
+    /// more than `max_gas`) is passed over: `CometBFT` refuses such txs at admission
+    /// (`TxPreCheck`/`TxPostCheck`), and stopping at one would stall every tx behind it.
     pub fn reap(&self, max_bytes: i64, max_gas: Option<u64>) -> Vec<Vec<u8>> {
         let inner = self.inner();
         let mut bytes: i64 = 0;
@@ -250,10 +254,13 @@ impl Mempool {
             let len = entry.tx.len() as u64;
             let proto_len = 1 + prost::encoding::encoded_len_varint(len) as u64 + len;
             let proto_len = i64::try_from(proto_len).unwrap_or(i64::MAX);
+            let tx_gas = u64::try_from(entry.gas_wanted).unwrap_or(0);
+            if proto_len > max_bytes || max_gas.is_some_and(|max_gas| tx_gas > max_gas) {
+                continue;
+            }
             if bytes.saturating_add(proto_len) > max_bytes {
                 break;
             }
-            let tx_gas = u64::try_from(entry.gas_wanted).unwrap_or(0);
             if let Some(max_gas) = max_gas {
                 if gas.saturating_add(tx_gas) > max_gas {
                     break;

@@ -62,3 +62,30 @@ async fn oversized_full_and_duplicate_txs_are_refused_with_clear_errors() {
     node.shutdown().await.unwrap();
     app.stop().await;
 }
+
+/// A tx that fits the mempool but no block (here: larger than the genesis block size leaves for
+/// data) is passed over when proposing, so the txs behind it still get into blocks.
+#[tokio::test]
+async fn a_tx_too_large_for_any_block_does_not_stall_the_ones_behind_it() {
+    let app = TestApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_home(dir.path(), app.addr, Duration::from_millis(50), false);
+    let genesis_path = dir.path().join("config/genesis.json");
+    let mut genesis: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&genesis_path).unwrap()).unwrap();
+    genesis["consensus_params"]["block"]["max_bytes"] = "4096".into();
+    genesis["consensus_params"]["evidence"]["max_bytes"] = "0".into();
+    std::fs::write(&genesis_path, serde_json::to_vec(&genesis).unwrap()).unwrap();
+    let (node, client) = start_node(dir.path(), |c| c.mempool.max_tx_bytes = 8192).await;
+    wait_height(&client, 1, Duration::from_secs(30)).await;
+
+    let mut big = b"big=".to_vec();
+    big.resize(4000, b'x');
+    assert!(client.broadcast_tx_sync(big).await.unwrap().code.is_ok());
+    let small = client
+        .broadcast_tx_commit(b"small=1".to_vec())
+        .await
+        .unwrap();
+    assert!(small.tx_result.code.is_ok(), "{small:?}");
+    node.shutdown().await.unwrap();
+}
