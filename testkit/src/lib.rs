@@ -101,9 +101,47 @@ pub fn cases(n: u32) -> Config {
     }
 }
 
+/// A loopback TCP port that is free now and stays out of reach of every `bind(…:0)`: it is
+/// drawn below Linux's ephemeral range (32768 and up), where the kernel never hands out ports.
+///
+/// For a test that stops and restarts a process on the same port: between two runs the port is
+/// unbound, and a port from `bind(…:0)` could meanwhile go to any other process on the machine
+/// (another test's server or client), which then makes the restart fail with "address in use".
+/// Ports are drawn from a sequence seeded by the process id, so that parallel test processes
+/// draw different ones, and each is checked free by binding it once.
+///
+/// # Panics
+/// If no port in the range can be bound.
+pub fn restartable_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 32_768 - LOW;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..SPAN {
+        let draw = NEXT.fetch_add(1, Ordering::Relaxed);
+        let offset = seed.wrapping_add(draw.wrapping_mul(7_919)) % SPAN;
+        let port = u16::try_from(LOW + offset).expect("below 32768");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..32768");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restartable_ports_are_free_distinct_and_below_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..50).map(|_| restartable_port()).collect();
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), ports.len());
+        assert!(ports.iter().all(|p| (20_000..32_768).contains(p)));
+    }
 
     #[test]
     fn the_scale_is_a_positive_integer_or_one_when_unset() {

@@ -16,12 +16,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const DEADLINE: Duration = Duration::from_mins(2);
 
+/// A port for a process this test restarts on it (see `tandem_testkit::restartable_port`).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    tandem_testkit::restartable_port()
 }
 
 /// The ports one devnet run uses.

@@ -24,12 +24,9 @@ const DEADLINE: Duration = Duration::from_mins(1);
 const KILLS: usize = 20;
 const MIN_TXS: usize = 30;
 
+/// A port for a process this test restarts on it (see `tandem_testkit::restartable_port`).
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    tandem_testkit::restartable_port()
 }
 
 pub(crate) struct Solo {
