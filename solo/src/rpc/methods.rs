@@ -25,7 +25,13 @@ fn server_error(message: impl std::fmt::Display) -> ResponseError {
 }
 
 fn to_value<T: serde::Serialize>(value: &T) -> RpcResult {
-    let mut value = serde_json::to_value(value).map_err(server_error)?;
+    serde_json::to_value(value).map_err(server_error)
+}
+
+/// [`to_value`] for an answer that holds a block header, written as `CometBFT` writes the
+/// first one ([`super::cometbft_empty_structs`]).
+fn header_value<T: serde::Serialize>(value: &T) -> RpcResult {
+    let mut value = to_value(value)?;
     super::cometbft_empty_structs(&mut value);
     Ok(value)
 }
@@ -121,7 +127,7 @@ pub(super) async fn call(shared: &Shared, method: &str, p: Value) -> RpcResult {
         "block" => {
             let r: endpoint::block::Request = params(p)?;
             let stored = load_block(shared, r.height)?;
-            to_value(&endpoint::block::Response {
+            header_value(&endpoint::block::Response {
                 block_id: stored.block_id,
                 block: stored.block,
             })
@@ -496,7 +502,7 @@ fn commit(shared: &Shared, height: Option<block::Height>) -> RpcResult {
         .map_err(server_error)?,
         canonical,
     };
-    to_value(&response)
+    header_value(&response)
 }
 
 fn validators(shared: &Shared, r: &endpoint::validators::Request) -> RpcResult {
@@ -559,16 +565,18 @@ fn tx(shared: &Shared, r: &endpoint::tx::Request) -> RpcResult {
         .store
         .tx_location(&hash)
         .ok_or_else(|| server_error(format!("tx ({}) not found", hex::encode_upper(hash))))?;
-    to_value(&tx_response(shared, height, index, r.prove)?)
+    let answer = tx_responses(shared, height, &[index], r.prove)?;
+    to_value(&answer[0])
 }
 
-/// The `/tx` answer for the tx at `index` of block `height`.
-fn tx_response(
+/// The `/tx` answers for the txs at `indices` of block `height`. The block and its results are
+/// read once, and its tx tree is built once when proofs are asked for.
+fn tx_responses(
     shared: &Shared,
     height: u64,
-    index: u32,
+    indices: &[u32],
     prove: bool,
-) -> Result<endpoint::tx::Response, ResponseError> {
+) -> Result<Vec<endpoint::tx::Response>, ResponseError> {
     let stored = shared
         .store
         .block(height)
@@ -579,32 +587,36 @@ fn tx_response(
         .results(height)
         .map_err(server_error)?
         .ok_or_else(|| server_error(format!("results for height {height} not found")))?;
-    let i = index as usize;
-    let tx = stored
-        .block
-        .data
-        .get(i)
-        .cloned()
-        .ok_or_else(|| server_error(format!("block {height} has no tx {index}")))?;
-    let result = results
-        .results
-        .tx_results
-        .get(i)
-        .cloned()
-        .unwrap_or_default();
-    let proof = if prove {
-        Some(tx_proof(&stored.block.data, i)?)
-    } else {
-        None
-    };
-    Ok(endpoint::tx::Response {
-        hash: Hash::Sha256(Sha256::digest(&tx).into()),
-        height: block::Height::try_from(height).map_err(server_error)?,
-        index,
-        tx_result: exec_tx_result(&result)?,
-        tx,
-        proof,
-    })
+    let txs = &stored.block.data;
+    let tree = prove.then(|| tandem_core::MerkleTree::from_txs(txs));
+    indices
+        .iter()
+        .map(|&index| {
+            let i = index as usize;
+            let tx = txs
+                .get(i)
+                .cloned()
+                .ok_or_else(|| server_error(format!("block {height} has no tx {index}")))?;
+            let result = results
+                .results
+                .tx_results
+                .get(i)
+                .cloned()
+                .unwrap_or_default();
+            let proof = tree
+                .as_ref()
+                .map(|tree| tx_proof(tree, txs, i))
+                .transpose()?;
+            Ok(endpoint::tx::Response {
+                hash: tx_hash(&tx),
+                height: block::Height::try_from(height).map_err(server_error)?,
+                index,
+                tx_result: exec_tx_result(&result)?,
+                tx,
+                proof,
+            })
+        })
+        .collect()
 }
 
 /// What `tx_search` can find: the index keeps tx hashes and heights, not the txs' events.
@@ -691,12 +703,15 @@ fn tx_search(shared: &Shared, p: &Value) -> RpcResult {
         )));
     }
     let start = usize::try_from((page - 1) * per_page).map_err(server_error)?;
-    let txs = found
-        .iter()
-        .skip(start)
-        .take(usize::try_from(per_page).map_err(server_error)?)
-        .map(|(height, index)| tx_response(shared, *height, *index, prove))
-        .collect::<Result<Vec<_>, _>>()?;
+    let end = start
+        .saturating_add(usize::try_from(per_page).map_err(server_error)?)
+        .min(found.len());
+    let mut txs = Vec::with_capacity(end - start);
+    // One read of each block for all of its txs on the page.
+    for run in found[start..end].chunk_by(|a, b| a.0 == b.0) {
+        let indices: Vec<u32> = run.iter().map(|(_, index)| *index).collect();
+        txs.extend(tx_responses(shared, run[0].0, &indices, prove)?);
+    }
     to_value(&endpoint::tx_search::Response {
         txs,
         total_count: u32::try_from(found.len()).map_err(server_error)?,
@@ -706,8 +721,12 @@ fn tx_search(shared: &Shared, p: &Value) -> RpcResult {
 /// CometBFT's `TxProof` of `txs[index]` under the block's `data_hash`: the tree whose leaves
 /// are the txs' sha256 hashes (RFC 6962 hashing, as CometBFT's `merkle.ProofsFromByteSlices`),
 /// with the audit path from the leaf's sibling up.
-fn tx_proof(txs: &[Vec<u8>], index: usize) -> Result<tendermint::tx::Proof, ResponseError> {
-    let tree = tandem_core::MerkleTree::from_txs(txs);
+/// `tree` is `MerkleTree::from_txs(txs)`.
+fn tx_proof(
+    tree: &tandem_core::MerkleTree,
+    txs: &[Vec<u8>],
+    index: usize,
+) -> Result<tendermint::tx::Proof, ResponseError> {
     let proof = tree
         .proof(index)
         .ok_or_else(|| server_error(format!("tx index {index} is not in its block")))?;
@@ -768,7 +787,8 @@ mod tests {
                 tendermint::crypto::default::Sha256,
             >(&hashes);
             for index in 0..size {
-                let proof = tx_proof(&txs, index).unwrap();
+                let proof =
+                    tx_proof(&tandem_core::MerkleTree::from_txs(&txs), &txs, index).unwrap();
                 assert_eq!(proof.root_hash.as_bytes(), data_hash.as_slice());
                 assert_eq!(proof.data, txs[index]);
                 let mut leaf = Sha256::new();
@@ -789,6 +809,7 @@ mod tests {
                 );
             }
         }
-        assert!(tx_proof(&[b"a".to_vec()], 1).is_err());
+        let one = [b"a".to_vec()];
+        assert!(tx_proof(&tandem_core::MerkleTree::from_txs(&one), &one, 1).is_err());
     }
 }

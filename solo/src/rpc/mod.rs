@@ -216,8 +216,8 @@ pub(crate) fn encode_error(id: Id, error: ResponseError) -> Vec<u8> {
 /// Writes `CometBFT`'s empty structures where tendermint-rs serializes `null`: the first block's
 /// `last_block_id` and `last_commit`. Go has no null there (zero-value structs), and cosmjs reads
 /// `last_block_id.hash` and `last_commit.block_id.hash` without a null check, so `block(1)`,
-/// `header(1)`, `commit(1)` and the first `NewBlock` event would throw in cosmjs. tendermint-rs
-/// reads the empty structures back as `None`.
+/// `commit(1)` and the first `NewBlock` event would throw in cosmjs. tendermint-rs reads the
+/// empty structures back as `None`. Applied to the answers and events that carry a block.
 pub(crate) fn cometbft_empty_structs(value: &mut Value) {
     let empty_id = || serde_json::json!({"hash": "", "parts": {"total": 0, "hash": ""}});
     match value {

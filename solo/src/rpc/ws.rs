@@ -97,6 +97,8 @@ where
             },
             event = events.recv() => match event {
                 Ok(block) => {
+                    // Only the first block has the fields CometBFT writes as empty structures.
+                    let first = block.block.header.last_block_id.is_none();
                     let mut out = Vec::new();
                     let mut all = vec![event_for_block(&block)];
                     all.extend(tx_events_for_block(&block));
@@ -106,9 +108,14 @@ where
                             let mut event = event.clone();
                             event.query.clone_from(&sub.text);
                             let wrapper = Wrapper::new_with_id(sub.id.clone(), Some(SerEvent::from(event)), None);
-                            let mut wrapper = serde_json::to_value(&wrapper).unwrap_or_default();
-                            super::cometbft_empty_structs(&mut wrapper);
-                            out.push(serde_json::to_vec(&wrapper).unwrap_or_default());
+                            let encoded = if first {
+                                let mut wrapper = serde_json::to_value(&wrapper).unwrap_or_default();
+                                super::cometbft_empty_structs(&mut wrapper);
+                                serde_json::to_vec(&wrapper)
+                            } else {
+                                serde_json::to_vec(&wrapper)
+                            };
+                            out.push(encoded.unwrap_or_default());
                         }
                     }
                     out
