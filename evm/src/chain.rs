@@ -334,18 +334,8 @@ impl Chain {
         let Some(attrs) = attributes else {
             return Ok(ForkchoiceUpdated::new(status));
         };
-        // The attributes are checked only now, after the forkchoice update, which a failure
-        // here does not undo (execution-apis: forkchoiceUpdatedV1 point 8, V3 point 2).
-        if attrs.inner.withdrawals.is_none() {
-            return Err(EngineError::InvalidPayloadAttributes(
-                "V3 payload attributes need `withdrawals`".into(),
-            ));
-        }
-        if attrs.inner.parent_beacon_block_root.is_none() {
-            return Err(EngineError::InvalidPayloadAttributes(
-                "V3 payload attributes need `parentBeaconBlockRoot`".into(),
-            ));
-        }
+        // `build_payload` checks the attributes only now, after the forkchoice update, which a
+        // failure there does not undo (execution-apis: forkchoiceUpdatedV1 point 8, V3 point 2).
         let payload_id = self.build_payload(head_hash, &attrs)?;
         Ok(ForkchoiceUpdated::new(status).with_payload_id(payload_id))
     }
@@ -357,6 +347,16 @@ impl Chain {
         attrs: &OpPayloadAttributes,
     ) -> Result<PayloadId, EngineError> {
         let start = std::time::Instant::now();
+        let Some(withdrawals) = attrs.inner.withdrawals.clone() else {
+            return Err(EngineError::InvalidPayloadAttributes(
+                "V3 payload attributes need `withdrawals`".into(),
+            ));
+        };
+        let Some(parent_beacon_block_root) = attrs.inner.parent_beacon_block_root else {
+            return Err(EngineError::InvalidPayloadAttributes(
+                "V3 payload attributes need `parentBeaconBlockRoot`".into(),
+            ));
+        };
         let parent = &self.blocks[&parent_hash];
         let parent_header = parent.header();
         if attrs.inner.timestamp <= parent_header.timestamp {
@@ -375,8 +375,8 @@ impl Chain {
             timestamp: attrs.inner.timestamp,
             prev_randao: attrs.inner.prev_randao,
             fee_recipient: attrs.inner.suggested_fee_recipient,
-            withdrawals: attrs.inner.withdrawals.clone().unwrap_or_default(),
-            parent_beacon_block_root: attrs.inner.parent_beacon_block_root.unwrap_or_default(),
+            withdrawals,
+            parent_beacon_block_root,
             gas_limit,
         };
         let raw = attrs.transactions.as_deref().unwrap_or_default();

@@ -220,6 +220,10 @@ pub(crate) fn build_block(
 
 /// Re-executes `block` on `parent` and checks every header field against the result.
 ///
+/// `claimed_hash` is the hash of `block`'s header: both callers have computed it already
+/// (`newPayloadV3` checks the payload's `blockHash` against it first; a replayed block is
+/// keyed by it), so it is not computed again. The sealed result must still hash to it.
+///
 /// `root_from_body` says that the header's transactions root was computed from this very body
 /// (as a payload's is, [`crate::chain`]'s `payload_block`); it is then taken as is instead of
 /// being computed a second time. A block read back from disk must have it checked.
@@ -236,7 +240,12 @@ pub(crate) fn validate_block(
     let Block { header, body } = block;
     let header = &header;
     let parent_header = parent.header();
-    check_header(header, parent, claimed_hash)?;
+    debug_assert_eq!(
+        header.hash_slow(),
+        claimed_hash,
+        "the caller hashed this header"
+    );
+    check_header(header, parent)?;
     let withdrawals = body
         .withdrawals
         .map(alloy_eips::eip4895::Withdrawals::into_inner)
@@ -329,11 +338,7 @@ fn compare<T: PartialEq + std::fmt::Debug>(
 }
 
 /// Rules on a header that do not need execution.
-fn check_header(
-    header: &Header,
-    parent: &ExecutedBlock,
-    claimed_hash: B256,
-) -> Result<(), BlockError> {
+fn check_header(header: &Header, parent: &ExecutedBlock) -> Result<(), BlockError> {
     let parent_header = parent.header();
     let fail = |msg: String| Err(BlockError::Header(msg));
     if header.number != parent_header.number + 1 {
@@ -374,14 +379,6 @@ fn check_header(
     }
     if header.parent_beacon_block_root.is_none() {
         return fail("missing parent beacon block root".to_owned());
-    }
-    let computed = header.hash_slow();
-    if computed != claimed_hash {
-        return Err(BlockError::Mismatch {
-            field: "blockHash",
-            got: claimed_hash.to_string(),
-            expected: computed.to_string(),
-        });
     }
     Ok(())
 }
