@@ -32,17 +32,9 @@ async fn recheck_refuses_what_the_committed_block_made_stale() {
     assert!(chain.check(&bob_pending).await.code.is_ok());
 
     // Another validator's proposal commits a different sequence-0 tx of alice's.
-    let other = Chain::new().await;
-    let alice_elsewhere = other
-        .tx(&alice, vec![send(&alice, carol.address(), utnd(2))])
-        .await;
-    let proposal = other
-        .app
-        .prepare_proposal(prepare_request(1, vec![Bytes::from(alice_elsewhere)]))
-        .await
-        .unwrap();
-    assert_eq!(proposal.txs.len(), 2);
-    chain.finalize_and_commit(proposal.txs).await;
+    let proposal = first_proposal(vec![send(&alice, carol.address(), utnd(2))]).await;
+    assert_eq!(proposal.len(), 2);
+    chain.finalize_and_commit(proposal).await;
 
     // CometBFT rechecks what is left in its mempool, in order.
     let bob_again = chain.app.check_tx(recheck(&bob_pending)).await;
@@ -65,6 +57,19 @@ async fn recheck_refuses_what_the_committed_block_made_stale() {
     assert!(chain.check(&next).await.code.is_ok());
 }
 
+/// The block that another proposer, on a fresh chain, prepares at height 1 from one tx of
+/// alice's carrying `messages`.
+async fn first_proposal(messages: Vec<tandem_core::Message>) -> Vec<Bytes> {
+    let proposer = Chain::new().await;
+    let tx = proposer.tx(&key("alice"), messages).await;
+    proposer
+        .app
+        .prepare_proposal(prepare_request(1, vec![Bytes::from(tx)]))
+        .await
+        .unwrap()
+        .txs
+}
+
 /// Finalizes `txs` at height 1 on a fresh chain that saw nothing else: the reference answer.
 async fn reference(txs: &[Bytes]) -> response::FinalizeBlock {
     let mut chain = Chain::new().await;
@@ -75,26 +80,8 @@ async fn reference(txs: &[Bytes]) -> response::FinalizeBlock {
 async fn finalize_executes_the_decided_block_not_the_one_processed_last() {
     let (alice, bob) = (key("alice"), key("bob"));
     // Two proposals for height 1 from two proposers, with different txs.
-    let proposer_a = Chain::new().await;
-    let tx_a = proposer_a
-        .tx(&alice, vec![send(&alice, bob.address(), utnd(5))])
-        .await;
-    let a = proposer_a
-        .app
-        .prepare_proposal(prepare_request(1, vec![Bytes::from(tx_a)]))
-        .await
-        .unwrap()
-        .txs;
-    let proposer_b = Chain::new().await;
-    let tx_b = proposer_b
-        .tx(&alice, vec![submit(&alice, rollup("b"), b"round one")])
-        .await;
-    let b = proposer_b
-        .app
-        .prepare_proposal(prepare_request(1, vec![Bytes::from(tx_b)]))
-        .await
-        .unwrap()
-        .txs;
+    let a = first_proposal(vec![send(&alice, bob.address(), utnd(5))]).await;
+    let b = first_proposal(vec![submit(&alice, rollup("b"), b"round one")]).await;
     assert_ne!(a, b);
 
     // The validator processes A in round 0 and B in round 1, then A is decided; and the
