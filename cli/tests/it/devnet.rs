@@ -238,3 +238,64 @@ fn devnet_refuses_a_home_that_is_not_a_devnet() {
     );
     assert!(dir.path().join("notes.txt").exists(), "nothing was deleted");
 }
+
+/// The cosmjs project in `tests/cosmjs` (installed by `scripts/setup`).
+fn cosmjs_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cosmjs")
+}
+
+/// Stock cosmjs against the devnet, as a wallet or dapp uses it: `tests/cosmjs/interop.mjs`
+/// queries accounts and balances, sends a transfer and a two-rollup bundle with
+/// `SigningStargateClient`, finds them with `getTx`/`searchTx`, and calls every CometBFT RPC
+/// method cosmjs's v0.38 client has, over HTTP and WebSocket. The key it signs with is the one
+/// the devnet prints.
+#[test]
+fn cosmjs_drives_the_devnet() {
+    let dir = cosmjs_dir();
+    assert!(
+        dir.join("node_modules/@cosmjs/stargate").is_dir(),
+        "cosmjs is not installed in {}: run scripts/setup (it runs `npm ci` there)",
+        dir.display()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let devnet = Devnet::spawn(&home.path().join("devnet"), &ports);
+    let summary = devnet.summary();
+    let secret = summary
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("secp256k1 secret"))
+        .map_or_else(|| panic!("no secret in the summary:\n{summary}"), str::trim);
+
+    let node = Command::new("node")
+        .current_dir(&dir)
+        .arg("interop.mjs")
+        .arg(format!("http://127.0.0.1:{}", ports.rpc))
+        .arg(secret)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node (scripts/setup installs Node.js): {e}"));
+    // Both pipes are drained while waiting, so a chatty failure cannot block the child.
+    let pid = node.id().to_string();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || done.send(node.wait_with_output()));
+    let output = if let Ok(output) = finished.recv_timeout(DEADLINE) {
+        output.unwrap()
+    } else {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        let output = finished.recv().unwrap().unwrap();
+        panic!(
+            "interop.mjs did not finish within {DEADLINE:?}:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let status = output.status;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        status.success() && stdout.contains("cosmjs interop: all checks passed"),
+        "interop.mjs failed ({status}):\n{stdout}\n{stderr}"
+    );
+    drop(devnet);
+}

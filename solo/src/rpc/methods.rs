@@ -64,6 +64,21 @@ fn with_flag(mut params: Value, name: &str) -> Result<Value, ResponseError> {
     Ok(params)
 }
 
+/// [`params`] for a request whose `fields` are all optional: a missing one reads as `null`.
+/// tendermint-rpc's request types require such fields to be present, while `CometBFT` (and a
+/// URI request such as `/validators?height=5`) may leave them out.
+fn optional_params<T: DeserializeOwned + Default>(
+    mut p: Value,
+    fields: &[&str],
+) -> Result<T, ResponseError> {
+    if let Value::Object(map) = &mut p {
+        for field in fields {
+            map.entry(*field).or_insert(Value::Null);
+        }
+    }
+    params(p)
+}
+
 fn required<T: DeserializeOwned>(params: Value) -> Result<T, ResponseError> {
     serde_json::from_value(params).map_err(|e| ResponseError::invalid_params(&e.to_string()))
 }
@@ -125,7 +140,7 @@ pub(super) async fn call(shared: &Shared, method: &str, p: Value) -> RpcResult {
         "tx" => tx(shared, &required(with_flag(p, "prove")?)?),
         "tx_search" => tx_search(shared, &with_flag(p, "prove")?),
         "block" => {
-            let r: endpoint::block::Request = params(p)?;
+            let r: endpoint::block::Request = optional_params(p, &["height"])?;
             let stored = load_block(shared, r.height)?;
             header_value(&endpoint::block::Response {
                 block_id: stored.block_id,
@@ -133,17 +148,19 @@ pub(super) async fn call(shared: &Shared, method: &str, p: Value) -> RpcResult {
             })
         }
         "block_results" => {
-            let r: endpoint::block_results::Request = params(p)?;
+            let r: endpoint::block_results::Request = optional_params(p, &["height"])?;
             block_results(shared, r.height)
         }
         "commit" => {
-            let r: endpoint::commit::Request = params(p)?;
+            let r: endpoint::commit::Request = optional_params(p, &["height"])?;
             commit(shared, r.height)
         }
         "validators" => {
-            let r: endpoint::validators::Request = params(p)?;
+            let r: endpoint::validators::Request =
+                optional_params(p, &["height", "page", "per_page"])?;
             validators(shared, &r)
         }
+        "blockchain" => blockchain(shared, &p),
         "num_unconfirmed_txs" => Ok(json!({
             "n_txs": shared.mempool.len().to_string(),
             "total": shared.mempool.len().to_string(),
@@ -277,7 +294,27 @@ fn status(shared: &Shared) -> RpcResult {
             proposer_priority: tendermint::validator::ProposerPriority::default(),
         },
     };
-    to_value(&response)
+    let mut value = to_value(&response)?;
+    if let Some(info) = value.get_mut("validator_info") {
+        *info = cometbft_validator(&response.validator_info, false)?;
+    }
+    Ok(value)
+}
+
+/// A validator as `CometBFT` writes it in `/status` (`ValidatorInfo`, without the priority)
+/// and `/validators` (`Validator`). tendermint-rs writes `power` and `name` instead of
+/// `voting_power` and leaves out `proposer_priority`; it reads both forms, but cosmjs requires
+/// `CometBFT`'s.
+fn cometbft_validator(validator: &tendermint::validator::Info, with_priority: bool) -> RpcResult {
+    let mut value = json!({
+        "address": to_value(&validator.address)?,
+        "pub_key": to_value(&validator.pub_key)?,
+        "voting_power": validator.power.value().to_string(),
+    });
+    if with_priority {
+        value["proposer_priority"] = json!(validator.proposer_priority.value().to_string());
+    }
+    Ok(value)
 }
 
 fn conns(shared: &Shared) -> Result<crate::abci::AppConnections, ResponseError> {
@@ -297,10 +334,21 @@ async fn abci_info(shared: &Shared) -> RpcResult {
         })
         .await
         .map_err(server_error)?;
+    let app_hash = base64_value(&info.last_block_app_hash)?;
     let response = endpoint::abci_info::Response {
         response: abci::response::Info::try_from(info).map_err(server_error)?,
     };
-    to_value(&response)
+    // tendermint-rs writes the app hash as an array of numbers; `CometBFT` (and so cosmjs)
+    // as base64, like every other byte field. tendermint-rs reads both.
+    let mut value = to_value(&response)?;
+    value["response"]["last_block_app_hash"] = app_hash;
+    Ok(value)
+}
+
+/// Bytes as `CometBFT`'s JSON writes them: a padded standard base64 string.
+fn base64_value(bytes: &impl AsRef<[u8]>) -> RpcResult {
+    tendermint::serializers::bytes::base64string::serialize(bytes, serde_json::value::Serializer)
+        .map_err(server_error)
 }
 
 async fn abci_query(shared: &Shared, r: endpoint::abci_query::Request) -> RpcResult {
@@ -547,12 +595,22 @@ fn validators(shared: &Shared, r: &endpoint::validators::Request) -> RpcResult {
             all.len().div_ceil(per_page).max(1)
         )));
     }
-    let validators = all.iter().skip(start).take(per_page).cloned().collect();
-    to_value(&endpoint::validators::Response::new(
+    let validators = all
+        .iter()
+        .skip(start)
+        .take(per_page)
+        .map(|v| cometbft_validator(v, true))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The envelope from tendermint-rpc's type, the validators in `CometBFT`'s form.
+    let mut value = to_value(&endpoint::validators::Response::new(
         block::Height::try_from(h).map_err(server_error)?,
-        validators,
+        Vec::new(),
         i32::try_from(all.len()).map_err(server_error)?,
-    ))
+    ))?;
+    // `CometBFT` also counts the validators on this page.
+    value["count"] = json!(validators.len().to_string());
+    value["validators"] = Value::Array(validators);
+    Ok(value)
 }
 
 fn tx(shared: &Shared, r: &endpoint::tx::Request) -> RpcResult {
@@ -660,6 +718,42 @@ fn count_param(params: &Value, name: &str, default: u64) -> Result<u64, Response
         Some(_) => None,
     }
     .ok_or_else(|| ResponseError::invalid_params(&format!("{name} must be a positive integer")))
+}
+
+/// `blockchain`: the metas of at most 20 blocks from `maxHeight` (default: the latest) down
+/// to `minHeight` (default: 1), clamped to the stored range, as `CometBFT`'s `BlockchainInfo`.
+fn blockchain(shared: &Shared, p: &Value) -> RpcResult {
+    const LIMIT: u64 = 20;
+    let latest = latest_height(shared)?;
+    let base = shared.store.block_range().map_or(latest, |(b, _)| b);
+    let min = count_param(p, "minHeight", 0)?;
+    let max = count_param(p, "maxHeight", 0)?;
+    let max = if max == 0 { latest } else { max.min(latest) };
+    let min = min.max(1).max(base).max((max + 1).saturating_sub(LIMIT));
+    if min > max {
+        return Err(ResponseError::invalid_params(&format!(
+            "min height {min} can't be greater than max height {max}"
+        )));
+    }
+    let mut block_metas = Vec::new();
+    for height in (min..=max).rev() {
+        let Some(stored) = shared.store.block(height).map_err(server_error)? else {
+            continue;
+        };
+        let block_size = prost::Message::encoded_len(&tendermint_proto::v0_38::types::Block::from(
+            stored.block.clone(),
+        ));
+        block_metas.push(block::Meta {
+            block_id: stored.block_id,
+            block_size: i64::try_from(block_size).map_err(server_error)?,
+            num_txs: i64::try_from(stored.block.data.len()).map_err(server_error)?,
+            header: stored.block.header,
+        });
+    }
+    header_value(&endpoint::blockchain::Response {
+        last_height: block::Height::try_from(latest).map_err(server_error)?,
+        block_metas,
+    })
 }
 
 /// `tx_search` over the tx index: `tx.hash='…'` or `tx.height=…`, paged as `CometBFT` pages

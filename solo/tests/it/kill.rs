@@ -16,7 +16,7 @@ use tendermint_rpc::{Client, HttpClient};
 use tokio::process::{Child, Command};
 
 use crate::{
-    support::{eventually, write_home},
+    support::{abci_info_app_hash, eventually, write_home},
     testapp::TestApp,
 };
 
@@ -159,7 +159,7 @@ async fn settle(client: &HttpClient) -> u64 {
         }
         let block = client.block(h).await.ok()?;
         (block.block.header.height == h
-            && block.block.header.app_hash == app.last_block_app_hash
+            && block.block.header.app_hash.as_bytes() == abci_info_app_hash(&app)
             && block.block.data.is_empty())
         .then_some(h.value())
     })

@@ -9,7 +9,9 @@ use tendermint_rpc::{
 };
 
 use crate::{
-    support::{raw_rpc, start_node, start_test_node, wait_height, write_home, CHAIN_ID},
+    support::{
+        abci_info_app_hash, raw_rpc, start_node, start_test_node, wait_height, write_home, CHAIN_ID,
+    },
     testapp::TestApp,
 };
 
@@ -319,5 +321,102 @@ async fn the_first_block_has_empty_structures_where_go_has_no_null() {
     assert_eq!(first.block.header.last_block_id, None);
     assert!(first.block.last_commit.is_none());
     assert_eq!(first.block_id.hash, first.block.header.hash());
+    node.shutdown().await.unwrap();
+}
+
+/// The fields cosmjs reads where tendermint-rs writes another form: the validators'
+/// `voting_power` (tendermint-rs writes `power`), `count`, `proposer_priority`, the app hash
+/// in `abci_info` as base64 (tendermint-rs writes an array of numbers), `blockchain`, and
+/// requests that leave optional params out. tendermint-rs's client reads all of them back.
+#[tokio::test]
+async fn answers_have_cometbft_json_shapes() {
+    let (_app, _dir, node, client) = start_test_node(Duration::from_millis(50), true, |_| {}).await;
+    wait_height(&client, 4, DEADLINE).await;
+    let addr = node.rpc_addr();
+
+    let status = raw_rpc(addr, r#"{"jsonrpc":"2.0","id":1,"method":"status"}"#).await;
+    let info = &status["result"]["validator_info"];
+    assert_eq!(info["voting_power"], "10", "{info}");
+    assert!(info.get("power").is_none(), "{info}");
+    assert_eq!(info["pub_key"]["type"], "tendermint/PubKeyEd25519");
+    assert_eq!(
+        client.status().await.unwrap().validator_info.power.value(),
+        10
+    );
+
+    // `page` and `per_page` left out, as cosmjs and URI requests may.
+    let validators = raw_rpc(
+        addr,
+        r#"{"jsonrpc":"2.0","id":2,"method":"validators","params":{"height":"2"}}"#,
+    )
+    .await;
+    let result = &validators["result"];
+    assert_eq!(result["block_height"], "2", "{validators}");
+    assert_eq!(result["count"], "1");
+    assert_eq!(result["total"], "1");
+    assert_eq!(result["validators"][0]["voting_power"], "10");
+    assert_eq!(result["validators"][0]["proposer_priority"], "0");
+    let read = client
+        .validators(Height::from(2_u32), tendermint_rpc::Paging::All)
+        .await
+        .unwrap();
+    assert_eq!(read.validators[0].power.value(), 10);
+    for method in ["block", "commit", "block_results"] {
+        let answer = raw_rpc(
+            addr,
+            &format!(r#"{{"jsonrpc":"2.0","id":3,"method":"{method}","params":{{}}}}"#),
+        )
+        .await;
+        assert!(answer["error"].is_null(), "{method}: {answer}");
+    }
+
+    let abci_info = raw_rpc(addr, r#"{"jsonrpc":"2.0","id":4,"method":"abci_info"}"#).await;
+    let response = &abci_info["result"]["response"];
+    assert!(response["last_block_app_hash"].is_string(), "{abci_info}");
+    let info: tendermint::abci::response::Info = serde_json::from_value(response.clone()).unwrap();
+    // The next block's header commits the state `abci_info` describes.
+    let next = info.last_block_height.increment();
+    let header = crate::support::eventually("the next block", DEADLINE, || async {
+        client.block(next).await.ok().map(|b| b.block.header)
+    })
+    .await;
+    assert_eq!(abci_info_app_hash(&info), header.app_hash.as_bytes());
+
+    // `blockchain`: newest first, within the bounds asked for.
+    let chain = client
+        .blockchain(Height::from(1_u32), Height::from(3_u32))
+        .await
+        .unwrap();
+    let heights: Vec<u64> = chain
+        .block_metas
+        .iter()
+        .map(|m| m.header.height.value())
+        .collect();
+    assert_eq!(heights, [3, 2, 1]);
+    assert!(chain.last_height.value() >= 4);
+    for meta in &chain.block_metas {
+        let block = client.block(meta.header.height).await.unwrap();
+        assert_eq!(meta.block_id, block.block_id);
+        assert_eq!(meta.block_id.hash, meta.header.hash());
+        assert_eq!(meta.num_txs, i64::try_from(block.block.data.len()).unwrap());
+        assert!(meta.block_size > 0);
+    }
+    let all = raw_rpc(addr, r#"{"jsonrpc":"2.0","id":5,"method":"blockchain"}"#).await;
+    let metas = all["result"]["block_metas"].as_array().unwrap();
+    assert!((4..=20).contains(&metas.len()), "{all}");
+    assert_eq!(
+        metas[metas.len() - 1]["header"]["last_block_id"]["hash"],
+        "",
+        "block 1 as Go writes it"
+    );
+    let backwards = raw_rpc(
+        addr,
+        r#"{"jsonrpc":"2.0","id":6,"method":"blockchain","params":{"minHeight":"3","maxHeight":"2"}}"#,
+    )
+    .await;
+    assert!(backwards["error"]["data"]
+        .as_str()
+        .unwrap()
+        .contains("can't be greater than max height"));
     node.shutdown().await.unwrap();
 }

@@ -111,6 +111,18 @@ pub(crate) async fn wait_height(client: &HttpClient, h: u64, deadline: Duration)
 }
 
 /// Sends a raw JSON-RPC request over HTTP/1.1 and returns the parsed body.
+/// The app hash of an `abci_info` answer. `CometBFT` writes it as base64, like every byte
+/// field, and tendermint-rs 0.40 keeps that field's JSON string as its bytes (its own
+/// serializer writes an array of numbers), so the base64 text is decoded here.
+pub(crate) fn abci_info_app_hash(info: &tendermint::abci::response::Info) -> Vec<u8> {
+    let text = std::str::from_utf8(info.last_block_app_hash.as_bytes())
+        .expect("abci_info's app hash is base64 text");
+    tendermint::serializers::bytes::base64string::deserialize(serde_json::Value::String(
+        text.to_owned(),
+    ))
+    .expect("abci_info's app hash is base64")
+}
+
 pub(crate) async fn raw_rpc(addr: std::net::SocketAddr, body: &str) -> serde_json::Value {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
