@@ -239,6 +239,16 @@ impl Mempool {
         Ok(response)
     }
 
+    /// The first `limit` txs waiting, in arrival order.
+    pub fn txs(&self, limit: usize) -> Vec<Vec<u8>> {
+        self.inner()
+            .txs
+            .values()
+            .take(limit)
+            .map(|e| e.tx.clone())
+            .collect()
+    }
+
     /// Txs in arrival order whose total protobuf size fits `max_bytes` and total gas fits
     /// `max_gas` (`CometBFT`'s `ReapMaxBytesMaxGas`).
     ///

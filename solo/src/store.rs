@@ -116,6 +116,22 @@ struct Index {
     last_state: Option<u64>,
     /// Tx hash → (height, index) for every applied block.
     txs: BTreeMap<[u8; 32], (u64, u32)>,
+    /// Block hash → height for every applied block.
+    blocks_by_hash: BTreeMap<[u8; 32], u64>,
+}
+
+impl Index {
+    /// Makes an applied block and its txs findable by hash.
+    fn add_block(&mut self, block: &Block) {
+        let height = block.header.height.value();
+        if let Ok(hash) = <[u8; 32]>::try_from(block.header.hash().as_bytes()) {
+            self.blocks_by_hash.insert(hash, height);
+        }
+        for (i, tx) in block.data.iter().enumerate() {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            self.txs.insert(Sha256::digest(tx).into(), (height, index));
+        }
+    }
 }
 
 /// The on-disk block store.
@@ -180,20 +196,20 @@ impl BlockStore {
                 )));
             }
         }
-        let mut txs = BTreeMap::new();
+        let mut index = Index {
+            blocks: range,
+            last_state: state_range.map(|(_, s1)| s1),
+            ..Index::default()
+        };
         for &h in &states {
             if let Some(stored) = store.block(h)? {
-                index_txs(&mut txs, h, &stored.block);
+                index.add_block(&stored.block);
             }
         }
         *store
             .index
             .write()
-            .expect("index lock is never poisoned: no panics while held") = Index {
-            blocks: range,
-            last_state: state_range.map(|(_, s1)| s1),
-            txs,
-        };
+            .expect("index lock is never poisoned: no panics while held") = index;
         Ok(store)
     }
 
@@ -220,6 +236,11 @@ impl BlockStore {
     /// Where the tx with this hash was committed.
     pub fn tx_location(&self, hash: &[u8; 32]) -> Option<(u64, u32)> {
         self.read_index().txs.get(hash).copied()
+    }
+
+    /// The height of the applied block with this hash.
+    pub fn block_height_by_hash(&self, hash: &[u8; 32]) -> Option<u64> {
+        self.read_index().blocks_by_hash.get(hash).copied()
     }
 
     /// Saves block `H` (before it is finalized).
@@ -273,14 +294,13 @@ impl BlockStore {
         Ok(())
     }
 
-    /// Makes the txs of an applied block findable by hash. Called after the application
+    /// Makes an applied block and its txs findable by hash. Called after the application
     /// committed the block, so `/tx` never shows a tx whose block is not committed yet.
     pub fn index_block_txs(&self, block: &Block) {
-        let mut index = self
-            .index
+        self.index
             .write()
-            .expect("index lock is never poisoned: no panics while held");
-        index_txs(&mut index.txs, block.header.height.value(), block);
+            .expect("index lock is never poisoned: no panics while held")
+            .add_block(block);
     }
 
     fn write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
@@ -408,11 +428,4 @@ fn contiguous(kind: &str, heights: &[u64]) -> Result<Option<(u64, u64)>, StoreEr
         )));
     }
     Ok(Some((first, last)))
-}
-
-fn index_txs(txs: &mut BTreeMap<[u8; 32], (u64, u32)>, height: u64, block: &Block) {
-    for (i, tx) in block.data.iter().enumerate() {
-        let index = u32::try_from(i).unwrap_or(u32::MAX);
-        txs.insert(Sha256::digest(tx).into(), (height, index));
-    }
 }

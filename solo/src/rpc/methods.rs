@@ -161,6 +161,38 @@ pub(super) async fn call(shared: &Shared, method: &str, p: Value) -> RpcResult {
             validators(shared, &r)
         }
         "blockchain" => blockchain(shared, &p),
+        "header" => {
+            let r: endpoint::header::Request = optional_params(p, &["height"])?;
+            let stored = load_block(shared, r.height)?;
+            header_value(&json!({ "header": to_value(&stored.block.header)? }))
+        }
+        "header_by_hash" | "block_by_hash" => by_hash(shared, method, &p),
+        "consensus_params" => {
+            let r: endpoint::consensus_params::Request = optional_params(p, &["height"])?;
+            consensus_params(shared, r.height)
+        }
+        "net_info" => Ok(json!({
+            "listening": true,
+            "listeners": [format!("Listener(@{})", shared.config.rpc_laddr)],
+            "n_peers": "0",
+            "peers": [],
+        })),
+        "unconfirmed_txs" => {
+            let limit = count_param(&p, "limit", 30)?.clamp(1, 100);
+            let txs: Vec<Value> = shared
+                .mempool
+                .txs(usize::try_from(limit).unwrap_or(usize::MAX))
+                .iter()
+                .map(base64_value)
+                .collect::<Result<_, _>>()?;
+            Ok(json!({
+                "n_txs": txs.len().to_string(),
+                "total": shared.mempool.len().to_string(),
+                "total_bytes": shared.mempool.total_bytes().to_string(),
+                "txs": txs,
+            }))
+        }
+        "genesis_chunked" => genesis_chunked(shared, &p),
         "num_unconfirmed_txs" => Ok(json!({
             "n_txs": shared.mempool.len().to_string(),
             "total": shared.mempool.len().to_string(),
@@ -754,6 +786,101 @@ fn blockchain(shared: &Shared, p: &Value) -> RpcResult {
         last_height: block::Height::try_from(latest).map_err(server_error)?,
         block_metas,
     })
+}
+
+/// `header_by_hash` and `block_by_hash`. The hash is hex for the first and base64 for the
+/// second, as `CometBFT`'s Go types (`HexBytes`, `[]byte`) have it; 32 bytes either way. An
+/// unknown hash answers an empty result, as `CometBFT` does.
+fn by_hash(shared: &Shared, method: &str, p: &Value) -> RpcResult {
+    let text = p
+        .get("hash")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ResponseError::invalid_params("hash is required"))?;
+    let bytes = if method == "header_by_hash" {
+        hex::decode(text)
+            .map_err(|e| ResponseError::invalid_params(&format!("hash is not hex ({e}): {text}")))?
+    } else {
+        tendermint::serializers::bytes::base64string::deserialize::<_, Vec<u8>>(Value::String(
+            text.to_owned(),
+        ))
+        .map_err(|e| ResponseError::invalid_params(&format!("hash is not base64 ({e})")))?
+    };
+    let hash: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+        ResponseError::invalid_params(&format!("hash must be 32 bytes, got {}", b.len()))
+    })?;
+    let stored = match shared.store.block_height_by_hash(&hash) {
+        Some(height) => shared.store.block(height).map_err(server_error)?,
+        None => None,
+    };
+    match (method, stored) {
+        ("header_by_hash", stored) => header_value(&endpoint::header_by_hash::Response {
+            header: stored.map(|s| s.block.header),
+        }),
+        (_, Some(stored)) => header_value(&endpoint::block_by_hash::Response {
+            block_id: stored.block_id,
+            block: Some(stored.block),
+        }),
+        (_, None) => to_value(&endpoint::block_by_hash::Response {
+            block_id: block::Id::default(),
+            block: None,
+        })
+        .map(|mut value| {
+            super::cometbft_empty_structs(&mut value);
+            value
+        }),
+    }
+}
+
+/// `consensus_params`: the params in force at a height (default: the next one), from the
+/// state saved after the block before it, or the genesis.
+fn consensus_params(shared: &Shared, height: Option<block::Height>) -> RpcResult {
+    let s = state(shared)?;
+    let next = s.next_height();
+    let h = match height.map(|h| h.value()) {
+        None => next,
+        Some(h) if h == next => h,
+        Some(h) => resolve_height(
+            shared,
+            Some(block::Height::try_from(h).map_err(server_error)?),
+        )?,
+    };
+    let params = if h == next {
+        s.consensus_params
+    } else if h <= s.initial_height {
+        shared.config.genesis.consensus_params.clone()
+    } else {
+        shared
+            .store
+            .results(h - 1)
+            .map_err(server_error)?
+            .ok_or_else(|| server_error(format!("the state before block {h} is not stored")))?
+            .state
+            .consensus_params
+    };
+    to_value(&endpoint::consensus_params::Response {
+        block_height: block::Height::try_from(h).map_err(server_error)?,
+        consensus_params: params,
+    })
+}
+
+/// `genesis_chunked`: the genesis document's JSON in base64 chunks of 16 MiB, as `CometBFT`.
+fn genesis_chunked(shared: &Shared, p: &Value) -> RpcResult {
+    const CHUNK: usize = 16 * 1024 * 1024;
+    let doc = serde_json::to_vec(&shared.config.genesis).map_err(server_error)?;
+    let chunks: Vec<&[u8]> = doc.chunks(CHUNK).collect();
+    let chunk = count_param(p, "chunk", 0)?;
+    let index = usize::try_from(chunk).unwrap_or(usize::MAX);
+    let Some(data) = chunks.get(index) else {
+        return Err(ResponseError::invalid_params(&format!(
+            "there are {} chunks, {chunk} is invalid",
+            chunks.len()
+        )));
+    };
+    Ok(json!({
+        "chunk": chunk.to_string(),
+        "total": chunks.len().to_string(),
+        "data": base64_value(data)?,
+    }))
 }
 
 /// `tx_search` over the tx index: `tx.hash='…'` or `tx.height=…`, paged as `CometBFT` pages

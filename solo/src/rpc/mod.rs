@@ -108,7 +108,7 @@ async fn handle(
             json_response(StatusCode::OK, handle_body(&body, &shared).await)
         }
         Method::GET => {
-            let params = uri_params(req.uri().query().unwrap_or(""));
+            let params = uri_params(&path, req.uri().query().unwrap_or(""));
             let id = Id::Num(-1);
             let out = match methods::call(&shared, &path, params).await {
                 Ok(result) => encode_result(id, result),
@@ -242,20 +242,72 @@ pub(crate) fn cometbft_empty_structs(value: &mut Value) {
     }
 }
 
-/// Turns `a=1&b="x"` into a JSON object of strings (`CometBFT` URI requests quote strings).
-fn uri_params(query: &str) -> Value {
+/// How a bytes param travels in a JSON-RPC body, as `CometBFT`'s Go types encode it:
+/// `[]byte` as base64, `bytes.HexBytes` as hex.
+#[derive(Clone, Copy)]
+enum BytesParam {
+    Base64,
+    Hex,
+}
+
+fn bytes_param(method: &str, name: &str) -> Option<BytesParam> {
+    match (method, name) {
+        ("broadcast_tx_sync" | "broadcast_tx_async" | "broadcast_tx_commit", "tx")
+        | ("tx" | "block_by_hash", "hash") => Some(BytesParam::Base64),
+        ("abci_query", "data") | ("header_by_hash", "hash") => Some(BytesParam::Hex),
+        _ => None,
+    }
+}
+
+/// Turns the query of a URI request for `method` into its JSON params, as `CometBFT` reads
+/// URI args: a quoted value is a string, and a bytes param is either `0x`-prefixed hex or a
+/// quoted string of raw bytes (`broadcast_tx_sync?tx="name=satoshi"`); it is re-encoded as the
+/// method's JSON body carries it. Anything else is passed on as a string.
+fn uri_params(method: &str, query: &str) -> Value {
     let mut map = serde_json::Map::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value);
-        let value = value.trim_matches('"').to_owned();
-        map.insert(key.to_owned(), Value::String(value));
+        let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(key);
+        let decoded = percent_decode_bytes(raw);
+        let quoted = decoded.len() >= 2 && decoded.starts_with(b"\"") && decoded.ends_with(b"\"");
+        let bytes = match bytes_param(method, &key) {
+            Some(encoding) => {
+                let raw_bytes = if quoted {
+                    Some(decoded[1..decoded.len() - 1].to_vec())
+                } else {
+                    decoded
+                        .strip_prefix(b"0x")
+                        .and_then(|h| hex::decode(h).ok())
+                };
+                raw_bytes.map(|b| match encoding {
+                    BytesParam::Hex => hex::encode_upper(b),
+                    BytesParam::Base64 => tendermint::serializers::bytes::base64string::serialize(
+                        &b,
+                        serde_json::value::Serializer,
+                    )
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                })
+            }
+            None => None,
+        };
+        let value = bytes.unwrap_or_else(|| {
+            String::from_utf8_lossy(&decoded)
+                .trim_matches('"')
+                .to_owned()
+        });
+        map.insert(key, Value::String(value));
     }
     Value::Object(map)
 }
 
-/// Decodes `%XX` escapes; anything else, a malformed escape included, is kept as it is.
 fn percent_decode(s: &str) -> String {
+    String::from_utf8_lossy(&percent_decode_bytes(s)).into_owned()
+}
+
+/// Decodes `%XX` escapes; anything else, a malformed escape included, is kept as it is.
+fn percent_decode_bytes(s: &str) -> Vec<u8> {
     let hex = |b: u8| {
         char::from(b)
             .to_digit(16)
@@ -278,7 +330,7 @@ fn percent_decode(s: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[cfg(test)]
@@ -287,9 +339,26 @@ mod tests {
 
     #[test]
     fn uri_params_strip_quotes_and_decode() {
-        let v = uri_params("height=5&path=%22%2Fstore%22");
+        let v = uri_params("block", "height=5&path=%22%2Fstore%22");
         assert_eq!(v["height"], "5");
         assert_eq!(v["path"], "/store");
+    }
+
+    #[test]
+    fn uri_bytes_params_take_hex_or_a_quoted_string() {
+        // `[]byte` params travel as base64, `HexBytes` params as hex.
+        let v = uri_params("broadcast_tx_sync", "tx=%22name=satoshi%22");
+        assert_eq!(v["tx"], "bmFtZT1zYXRvc2hp");
+        assert_eq!(uri_params("tx", "hash=0x00ff")["hash"], "AP8=");
+        assert_eq!(uri_params("block_by_hash", "hash=0xAB")["hash"], "qw==");
+        assert_eq!(uri_params("abci_query", "data=0xab01")["data"], "AB01");
+        assert_eq!(uri_params("abci_query", "data=%22ab%22")["data"], "6162");
+        assert_eq!(uri_params("header_by_hash", "hash=0x0a")["hash"], "0A");
+        // Not hex: passed on as it is, for the method to refuse with a message.
+        assert_eq!(uri_params("tx", "hash=0xzz")["hash"], "0xzz");
+        // Other params keep the string form.
+        assert_eq!(uri_params("tx", "prove=true")["prove"], "true");
+        assert_eq!(uri_params("status", "x=0x00")["x"], "0x00");
     }
 
     #[test]

@@ -10,7 +10,8 @@ use tendermint_rpc::{
 
 use crate::{
     support::{
-        abci_info_app_hash, raw_rpc, start_node, start_test_node, wait_height, write_home, CHAIN_ID,
+        abci_info_app_hash, raw_get, raw_rpc, start_node, start_test_node, wait_height, write_home,
+        CHAIN_ID,
     },
     testapp::TestApp,
 };
@@ -418,5 +419,116 @@ async fn answers_have_cometbft_json_shapes() {
         .as_str()
         .unwrap()
         .contains("can't be greater than max height"));
+    node.shutdown().await.unwrap();
+}
+
+/// The rest of `CometBFT`'s read methods that explorers and relayers call: `header`,
+/// `header_by_hash`, `block_by_hash`, `consensus_params`, `net_info`, `unconfirmed_txs`,
+/// `genesis_chunked`, read back with tendermint-rs's client; and URI requests whose bytes
+/// params are `0x` hex or a quoted string, as CometBFT's docs write them.
+#[tokio::test]
+async fn header_hash_params_net_and_uri_requests() {
+    let (_app, _dir, node, client) = start_test_node(Duration::from_millis(50), true, |_| {}).await;
+    wait_height(&client, 3, DEADLINE).await;
+    let addr = node.rpc_addr();
+
+    let block = client.block(Height::from(2_u32)).await.unwrap();
+    let header = client.header(Height::from(2_u32)).await.unwrap().header;
+    assert_eq!(header, block.block.header);
+    let by_hash = client.header_by_hash(block.block_id.hash).await.unwrap();
+    assert_eq!(by_hash.header, Some(block.block.header.clone()));
+    let full = client.block_by_hash(block.block_id.hash).await.unwrap();
+    assert_eq!(full.block_id, block.block_id);
+    assert_eq!(full.block.unwrap().header, block.block.header);
+    let unknown = tendermint::Hash::Sha256([7; 32]);
+    assert!(client
+        .header_by_hash(unknown)
+        .await
+        .unwrap()
+        .header
+        .is_none());
+    assert!(client.block_by_hash(unknown).await.unwrap().block.is_none());
+    let short = raw_get(addr, "header_by_hash?hash=0xABCD").await;
+    assert!(
+        short["error"]["data"]
+            .as_str()
+            .unwrap()
+            .contains("32 bytes"),
+        "{short}"
+    );
+
+    let params = client.consensus_params(Height::from(2_u32)).await.unwrap();
+    assert_eq!(params.block_height.value(), 2);
+    let genesis: tendermint::Genesis<serde_json::Value> = client.genesis().await.unwrap();
+    assert_eq!(params.consensus_params, genesis.consensus_params);
+    let latest = client.latest_consensus_params().await.unwrap();
+    assert!(
+        latest.block_height.value() >= 4,
+        "the next height by default"
+    );
+
+    let net = client.net_info().await.unwrap();
+    assert!(net.listening);
+    assert_eq!(net.n_peers, 0);
+
+    let chunk = client.genesis_chunked(0).await.unwrap();
+    assert_eq!(chunk.total, 1);
+    let doc: tendermint::Genesis<serde_json::Value> = serde_json::from_slice(&chunk.data).unwrap();
+    assert_eq!(doc.chain_id, genesis.chain_id);
+    let past_end = raw_get(addr, "genesis_chunked?chunk=1").await;
+    assert!(past_end["error"]["data"]
+        .as_str()
+        .unwrap()
+        .contains("1 chunks"));
+
+    // URI requests as CometBFT's docs write them.
+    let sent = raw_get(addr, "broadcast_tx_commit?tx=%22uri=quoted%22").await;
+    assert_eq!(sent["result"]["tx_result"]["code"], 0, "{sent}");
+    let height = sent["result"]["height"].as_str().unwrap().to_owned();
+    let hash = sent["result"]["hash"].as_str().unwrap().to_owned();
+    let found = raw_get(addr, &format!("tx?hash=0x{hash}")).await;
+    assert_eq!(found["result"]["height"], height.as_str(), "{found}");
+    let queried = raw_get(addr, &format!("abci_query?data=0x{}", hex::encode("uri"))).await;
+    let value = queried["result"]["response"]["value"].as_str().unwrap();
+    assert_eq!(value, "cXVvdGVk", "base64 of `quoted`: {queried}");
+    let block_hash = raw_get(
+        addr,
+        &format!("block_by_hash?hash=0x{}", block.block_id.hash),
+    )
+    .await;
+    assert_eq!(
+        block_hash["result"]["block"]["header"]["height"], "2",
+        "{block_hash}"
+    );
+    node.shutdown().await.unwrap();
+}
+
+/// `unconfirmed_txs` lists the waiting txs in arrival order, at most `limit` of them, with the
+/// mempool's totals. The node waits an hour between blocks, so the txs stay.
+#[tokio::test]
+async fn unconfirmed_txs_lists_the_mempool() {
+    let (_app, _dir, node, client) = start_test_node(Duration::from_hours(1), true, |_| {}).await;
+    let addr = node.rpc_addr();
+    // The first block comes at once; after it, the next is an hour away.
+    wait_height(&client, 1, DEADLINE).await;
+    for tx in ["a=1", "b=2", "c=3"] {
+        let sync = client
+            .broadcast_tx_sync(tx.as_bytes().to_vec())
+            .await
+            .unwrap();
+        assert!(sync.code.is_ok(), "{sync:?}");
+    }
+    let pending = raw_get(addr, "unconfirmed_txs?limit=2").await;
+    let result = &pending["result"];
+    assert_eq!(result["n_txs"], "2", "{pending}");
+    assert_eq!(result["total"], "3");
+    assert_eq!(result["total_bytes"], "9");
+    assert_eq!(
+        result["txs"],
+        serde_json::json!(["YT0x", "Yj0y"]),
+        "base64 of a=1, b=2"
+    );
+    let all = raw_get(addr, "unconfirmed_txs").await;
+    assert_eq!(all["result"]["n_txs"], "3", "{all}");
     node.shutdown().await.unwrap();
 }

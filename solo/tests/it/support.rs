@@ -138,6 +138,22 @@ pub(crate) async fn raw_rpc(addr: std::net::SocketAddr, body: &str) -> serde_jso
     serde_json::from_str(body).unwrap()
 }
 
+/// A URI request (`GET /<path_and_query>`), as curl sends it; the JSON answer.
+pub(crate) async fn raw_get(addr: std::net::SocketAddr, path_and_query: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request =
+        format!("GET /{path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8(response).unwrap();
+    let (_, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP body: {text}"));
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
 /// The `tandemd` binary of this workspace: next to this test binary's `deps/` directory,
 /// built on demand when a run selected only this crate.
 pub(crate) fn tandemd_bin() -> std::path::PathBuf {
