@@ -79,6 +79,25 @@ pub(crate) async fn execute_tx<S: StateWrite>(
     tx: &VerifiedTx,
     ctx: &BlockCtx,
 ) -> Result<TxOutcome, ExecError> {
+    execute_tx_paying(state, tx, ctx, Fee::Offered).await
+}
+
+/// The fee a tx pays when it executes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Fee {
+    /// `auth_info.fee`, which must cover the required fee (every real execution).
+    Offered,
+    /// Exactly the required fee, whatever the tx offers (a simulation, which reports it).
+    Required,
+}
+
+/// [`execute_tx`] with the fee chosen by `fee`.
+pub(crate) async fn execute_tx_paying<S: StateWrite>(
+    state: &mut S,
+    tx: &VerifiedTx,
+    ctx: &BlockCtx,
+    fee: Fee,
+) -> Result<TxOutcome, ExecError> {
     let signer = tx.signer();
     let sequence_key = accounts::keys::sequence(&signer);
     let expected = get_u64(&*state, &sequence_key).await?.unwrap_or(0);
@@ -104,10 +123,16 @@ pub(crate) async fn execute_tx<S: StateWrite>(
             max: ctx.params.max_rollup_bytes_per_block,
         });
     }
-    fees::check_sufficient(&ctx.params, rollup_bytes, tx.fee())?;
+    let paid = match fee {
+        Fee::Offered => {
+            fees::check_sufficient(&ctx.params, rollup_bytes, tx.fee())?;
+            tx.fee()
+        }
+        Fee::Required => ctx.params.required_fee(rollup_bytes),
+    };
 
     let mut outcome = TxOutcome::default();
-    fees::charge(state, &signer, tx.fee()).await?;
+    fees::charge(state, &signer, paid).await?;
     state.put_raw(
         sequence_key,
         expected.saturating_add(1).to_be_bytes().to_vec(),

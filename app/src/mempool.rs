@@ -16,7 +16,7 @@ use crate::{
     accounts::StateReadExt as _,
     cached::{CachedSnapshot, InterBlockCache},
     error::ExecError,
-    exec::{execute_tx, tx_hash, verify, BlockCtx, CachedTx, SigCache},
+    exec::{execute_tx, execute_tx_paying, tx_hash, verify, BlockCtx, CachedTx, Fee, SigCache},
     state::StateError,
 };
 
@@ -94,6 +94,25 @@ impl Mempool {
         let sequence = self.state.account_sequence(address).await?;
         let number = self.state.account_number(address).await?;
         Ok((sequence, number))
+    }
+
+    /// Executes the unsigned tx `bytes` (see [`ParsedTx::decode_unsigned`]) on a fork of the
+    /// pending state that is thrown away, paying exactly the required fee, and returns that
+    /// fee. The signature is not checked; every other CheckTx rule is.
+    pub(crate) async fn simulate(&mut self, bytes: &[u8]) -> Result<u128, ExecError> {
+        let ctx = self.ctx.clone().ok_or(ExecError::NotInitialized)?;
+        let max = usize::try_from(ctx.params.max_tx_bytes).unwrap_or(usize::MAX);
+        let parsed = ParsedTx::decode_unsigned(bytes, max)?;
+        let signer = parsed.signer();
+        if self.account_number(&signer).await?.is_none() {
+            return Err(ExecError::UnknownAccount { address: signer });
+        }
+        let required = ctx.params.required_fee(parsed.rollup_data_bytes());
+        let tx = parsed.into_verified_unchecked();
+        // Dropped, never applied: the pending state is untouched.
+        let mut fork = StateDelta::new(&mut self.state);
+        execute_tx_paying(&mut fork, &tx, &ctx, Fee::Required).await?;
+        Ok(required)
     }
 
     /// Checks `bytes` and, when it would execute, admits it into the pending state.

@@ -409,6 +409,18 @@ impl ParsedTx {
     /// Decodes `bytes` as a `TxRaw` and checks everything but the signature. The size limit is
     /// checked before any decoding.
     pub fn decode(bytes: &[u8], max_tx_bytes: usize) -> Result<Self, TxError> {
+        Self::decode_as(bytes, max_tx_bytes, false)
+    }
+
+    /// [`ParsedTx::decode`] for a tx to simulate, as a client builds it before it can sign
+    /// (cosmjs's `simulate`): the sign mode may also be `SIGN_MODE_UNSPECIFIED` and the one
+    /// signature may be empty, in which case [`ParsedTx::signature`] is all zeros. Such a tx
+    /// never verifies; it is only for executing on a fork that is thrown away.
+    pub fn decode_unsigned(bytes: &[u8], max_tx_bytes: usize) -> Result<Self, TxError> {
+        Self::decode_as(bytes, max_tx_bytes, true)
+    }
+
+    fn decode_as(bytes: &[u8], max_tx_bytes: usize, unsigned: bool) -> Result<Self, TxError> {
         if bytes.len() > max_tx_bytes {
             return Err(TxError::TooLarge {
                 size: bytes.len(),
@@ -439,6 +451,8 @@ impl ParsedTx {
         };
         match signer_info.mode_info.as_ref().and_then(|m| m.sum.as_ref()) {
             Some(mode_info::Sum::Single(single)) if single.mode == SignMode::Direct as i32 => {}
+            Some(mode_info::Sum::Single(single))
+                if unsigned && single.mode == SignMode::Unspecified as i32 => {}
             Some(mode_info::Sum::Single(single)) => {
                 return Err(TxError::UnsupportedSignMode(format!(
                     "mode {}",
@@ -451,12 +465,16 @@ impl ParsedTx {
             None => return Err(TxError::UnsupportedSignMode("missing mode_info".to_owned())),
         }
         let public_key = decode_public_key(signer_info.public_key.as_ref())?;
-        let signature: [u8; 64] = signature.as_slice().try_into().map_err(|_| {
-            TxError::Malformed(format!(
-                "signature must be 64 bytes, got {}",
-                signature.len()
-            ))
-        })?;
+        let signature: [u8; 64] = if unsigned && signature.is_empty() {
+            [0; 64]
+        } else {
+            signature.as_slice().try_into().map_err(|_| {
+                TxError::Malformed(format!(
+                    "signature must be 64 bytes, got {}",
+                    signature.len()
+                ))
+            })?
+        };
         let (fee, gas_limit) = decode_fee(auth_info.fee.as_ref())?;
 
         let body: TxBody = decode_known_fields("body", &raw.body_bytes)?;
@@ -543,7 +561,8 @@ impl ParsedTx {
     /// Treats this tx as verified without checking its signature.
     ///
     /// Only for a caller that already verified a tx with this exact hash for the same chain id
-    /// and account number (the application's verified-signature cache).
+    /// and account number (the application's verified-signature cache), or that executes it
+    /// on a fork it throws away (a simulation).
     #[must_use]
     pub fn into_verified_unchecked(self) -> VerifiedTx {
         VerifiedTx(self)

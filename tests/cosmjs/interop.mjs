@@ -5,8 +5,10 @@
 import { sha256 } from "@cosmjs/crypto";
 import { DirectSecp256k1Wallet, Registry } from "@cosmjs/proto-signing";
 import {
+  GasPrice,
   SigningStargateClient,
   StargateClient,
+  calculateFee,
   defaultRegistryTypes,
 } from "@cosmjs/stargate";
 import { BinaryReader, BinaryWriter } from "cosmjs-types/binary";
@@ -123,12 +125,34 @@ await assert.rejects(
 );
 step("an underpaid tx is refused with a message");
 
+// fee "auto": cosmjs simulates first. Tandem has no gas, and Simulate reports the fee the tx
+// needs as gas_used, so with a gas price of 1utnd the tx pays that fee times cosmjs's margin.
+const comet = await Comet38Client.connect(rpc);
+const paramsAnswer = await comet.abciQuery({ path: "/tandem/params", data: new Uint8Array() });
+const params = JSON.parse(new TextDecoder().decode(paramsAnswer.value));
+const rollupBytes = msgs.reduce((n, m) => n + m.value.data.length, 0);
+const required = BigInt(params.base_fee) + BigInt(params.fee_per_byte) * BigInt(rollupBytes);
+const auto = await SigningStargateClient.connectWithSigner(rpc, wallet, {
+  registry,
+  gasPrice: GasPrice.fromString("1utnd"),
+});
+const estimate = await auto.simulate(address, msgs, "");
+assert.equal(BigInt(estimate), required);
+step(`simulate: gas_used ${estimate} = the required fee`);
+const beforeAuto = BigInt((await query.getBalance(address, "utnd")).amount);
+const autoTx = await auto.signAndBroadcast(address, msgs, "auto");
+assert.equal(autoTx.code, 0, autoTx.rawLog);
+const autoFee = calculateFee(Math.round(estimate * 1.4), "1utnd").amount[0].amount;
+const afterAuto = BigInt((await query.getBalance(address, "utnd")).amount);
+assert.equal(beforeAuto - afterAuto, BigInt(autoFee));
+step(`signAndBroadcast with fee "auto" paid ${autoFee} utnd`);
+auto.disconnect();
+
 const block = await query.getBlock(bundle.height);
 assert.equal(block.header.height, bundle.height);
 step(`getBlock ${block.header.height} with ${block.txs.length} txs`);
 
 // The CometBFT RPC itself, through cosmjs's v0.38 client, over HTTP and WebSocket.
-const comet = await Comet38Client.connect(rpc);
 const status = await comet.status();
 assert.equal(status.nodeInfo.network, chainId);
 assert.ok(status.validatorInfo.votingPower > 0n);

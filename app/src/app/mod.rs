@@ -666,6 +666,12 @@ impl App {
         query::query(self, request).await
     }
 
+    /// Simulates the unsigned tx `bytes` on the mempool's pending state (thrown away after) and
+    /// returns the fee it needs.
+    pub(crate) async fn simulate(&self, bytes: &[u8]) -> Result<u128, crate::error::ExecError> {
+        self.inner.mempool.lock().await.simulate(bytes).await
+    }
+
     /// The sequencer block committed at `height`.
     pub async fn sequencer_block(&self, height: u64) -> Result<Option<SequencerBlock>, AppError> {
         Ok(self

@@ -8,6 +8,7 @@
 //! | `/tandem/params` | — | JSON `Params` |
 //! | `/tandem/account/<bech32>` | — | JSON `{address, account_number, sequence, balances}` |
 //! | `/tandem/sequence/<bech32>` | — | JSON `{sequence, pending_sequence}` |
+//! | `/cosmos.tx.v1beta1.Service/Simulate` | `SimulateRequest` | `SimulateResponse`; `gas_used` is the fee the tx needs, in `utnd` |
 //!
 //! `height` 0 means the latest committed state; other heights are served while their snapshot
 //! is still cached. With `prove = true` the response carries one `ProofOp` (type
@@ -21,7 +22,8 @@ use cosmrs::proto::cosmos::{
         QueryAllBalancesRequest, QueryAllBalancesResponse, QueryBalanceRequest,
         QueryBalanceResponse,
     },
-    base::v1beta1::Coin,
+    base::{abci::v1beta1::GasInfo, abci::v1beta1::Result as AbciResult, v1beta1::Coin},
+    tx::v1beta1::{SimulateRequest, SimulateResponse},
 };
 use prost::{Message as _, Name as _};
 use tandem_core::Address;
@@ -114,6 +116,9 @@ async fn answer(
     app: &App,
     request: &request::Query,
 ) -> Result<(u64, Answer, Option<ProofOps>), Failure> {
+    if request.path == SIMULATE {
+        return simulate(app, &request.data).await;
+    }
     if request.data.len() > MAX_QUERY_DATA {
         return Err(Failure::new(
             codes::BAD_REQUEST,
@@ -148,6 +153,65 @@ async fn answer(
         None
     };
     Ok((height, answer, proof))
+}
+
+/// The Cosmos SDK's simulation path, which cosmjs calls for a fee of `"auto"`.
+const SIMULATE: &str = "/cosmos.tx.v1beta1.Service/Simulate";
+
+/// `Simulate`: executes the unsigned tx on the mempool's pending state, on a fork that is
+/// thrown away. Tandem has no gas metering, so `gas_used` is the fee the tx needs in `utnd`:
+/// a client with a gas price of `1utnd` pays at least that fee (cosmjs adds its 1.4 margin).
+/// `gas_wanted` echoes the tx's gas limit. A tx that would fail answers its CheckTx code.
+async fn simulate(app: &App, data: &[u8]) -> Result<(u64, Answer, Option<ProofOps>), Failure> {
+    let snapshot = snapshot_at(app, 0).await?;
+    let height = snapshot.block_height().await?;
+    let max = usize::try_from(snapshot.params().await?.max_tx_bytes).unwrap_or(usize::MAX);
+    // The request wraps one tx; allow its framing on top of the tx limit.
+    if data.len() > max.saturating_add(64) {
+        return Err(Failure::new(
+            codes::BAD_REQUEST,
+            format!(
+                "simulation request is {} bytes, larger than a tx may be",
+                data.len()
+            ),
+        ));
+    }
+    let request: SimulateRequest = decode(data)?;
+    #[expect(
+        deprecated,
+        reason = "older clients send the decoded `tx` instead of `tx_bytes`"
+    )]
+    let bytes = match (request.tx_bytes.is_empty(), request.tx) {
+        (false, _) => request.tx_bytes,
+        (true, Some(tx)) => tx.encode_to_vec(),
+        (true, None) => {
+            return Err(Failure::new(
+                codes::BAD_REQUEST,
+                "simulation request has no tx",
+            ))
+        }
+    };
+    let gas_limit =
+        tandem_core::ParsedTx::decode_unsigned(&bytes, max).map_or(0, |tx| tx.gas_limit());
+    let required = app
+        .simulate(&bytes)
+        .await
+        .map_err(|e| Failure::new(e.code(), e.to_string()))?;
+    let response = SimulateResponse {
+        gas_info: Some(GasInfo {
+            gas_wanted: gas_limit,
+            gas_used: u64::try_from(required).unwrap_or(u64::MAX),
+        }),
+        result: Some(AbciResult::default()),
+    };
+    Ok((
+        height,
+        Answer {
+            value: response.encode_to_vec(),
+            keys: Vec::new(),
+        },
+        None,
+    ))
 }
 
 async fn snapshot_at(app: &App, height: u64) -> Result<Snapshot, Failure> {

@@ -17,7 +17,7 @@ use tendermint_proto::v0_38::abci::{request as raw_request, response as raw_resp
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    harness::{key, process_request, rollup, send, submit, utnd, Chain},
+    harness::{key, process_request, rollup, send, submit, unsigned, utnd, Chain},
     support::RawClient,
 };
 
@@ -65,6 +65,7 @@ fn query_answers_arbitrary_paths_and_data() {
         Just("/cosmos.bank.v1beta1.Query/Balance".to_owned()),
         Just("/cosmos.bank.v1beta1.Query/AllBalances".to_owned()),
         Just("/tandem/params".to_owned()),
+        Just("/cosmos.tx.v1beta1.Service/Simulate".to_owned()),
         "/tandem/account/.{0,80}",
         "/tandem/sequence/.{0,80}",
         ".{0,64}",
@@ -90,6 +91,53 @@ fn query_answers_arbitrary_paths_and_data() {
         }
     });
     assert_eq!(runtime.block_on(chain.balance(&alice, "utnd")), balance);
+}
+
+/// Simulate requests mutated from a valid one are all answered, a bad one with a code and a
+/// log, and none changes the pending state: the simulated account's pending sequence and
+/// balance stay as they were.
+#[test]
+fn simulate_answers_every_mutated_request_and_changes_nothing() {
+    use cosmrs::proto::cosmos::tx::v1beta1::SimulateRequest;
+    use prost::Message as _;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let chain = runtime.block_on(Chain::new());
+    let alice = key("alice");
+    let tx = runtime.block_on(chain.tx(&alice, vec![submit(&alice, rollup("a"), b"simulated")]));
+    #[expect(deprecated, reason = "the request type still has the old `tx` field")]
+    let valid = SimulateRequest {
+        tx: None,
+        tx_bytes: unsigned(&tx),
+    }
+    .encode_to_vec();
+    let before = runtime.block_on(async {
+        (
+            chain.account(&alice).await,
+            chain.balance(&alice.address(), "utnd").await,
+        )
+    });
+    proptest!(cases(256), |(change in mutation(2048))| {
+        let query = request::Query {
+            data: change.apply(&valid).into(),
+            path: "/cosmos.tx.v1beta1.Service/Simulate".to_owned(),
+            height: Height::from(0_u32),
+            prove: false,
+        };
+        let response = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(20), chain.app.query(query)).await
+        });
+        let response = response.map_err(|_| TestCaseError::fail("simulate did not answer in 20 s"))?;
+        if !response.code.is_ok() {
+            prop_assert!(!response.log.is_empty(), "code {:?} without a log", response.code);
+        }
+    });
+    let after = runtime.block_on(async {
+        (
+            chain.account(&alice).await,
+            chain.balance(&alice.address(), "utnd").await,
+        )
+    });
+    assert_eq!(after, before);
 }
 
 /// Any change to one tx of a valid proposal (the commitment item included) gets it rejected;

@@ -370,3 +370,23 @@ pub(crate) fn update_validator(signer: &SigningKey, pub_key: [u8; 32], power: u6
         power,
     })
 }
+
+/// `tx` as cosmjs's `simulate` sends it: `SIGN_MODE_UNSPECIFIED` and one empty
+/// signature.
+pub(crate) fn unsigned(tx: &[u8]) -> Vec<u8> {
+    use cosmrs::proto::cosmos::tx::{
+        signing::v1beta1::SignMode,
+        v1beta1::{mode_info, AuthInfo, TxRaw},
+    };
+    let mut raw = <TxRaw as prost::Message>::decode(tx).unwrap();
+    let mut auth_info =
+        <AuthInfo as prost::Message>::decode(raw.auth_info_bytes.as_slice()).unwrap();
+    auth_info.signer_infos[0].mode_info = Some(cosmrs::proto::cosmos::tx::v1beta1::ModeInfo {
+        sum: Some(mode_info::Sum::Single(mode_info::Single {
+            mode: SignMode::Unspecified as i32,
+        })),
+    });
+    raw.auth_info_bytes = prost::Message::encode_to_vec(&auth_info);
+    raw.signatures = vec![vec![]];
+    prost::Message::encode_to_vec(&raw)
+}

@@ -11,7 +11,7 @@ use prost::Message as _;
 use tandem_app::{query_codes, TxStatus};
 use tendermint::{block::Height, v0_38::abci::request};
 
-use crate::harness::{key, rollup, send, submit, utnd, Chain};
+use crate::harness::{key, rollup, send, submit, unsigned, utnd, Chain};
 
 fn query(path: &str, data: Vec<u8>, height: u64, prove: bool) -> request::Query {
     request::Query {
@@ -480,4 +480,105 @@ async fn query_and_check_tx_answer_while_a_block_is_being_finalized() {
     let finalized = finalize.await.unwrap().unwrap();
     assert_eq!(finalized.tx_results.len() as u64, TXS + 1);
     assert_eq!(metrics.phase_in_progress("finalize_block"), 0);
+}
+
+/// `/cosmos.tx.v1beta1.Service/Simulate` of `tx`.
+async fn simulate(chain: &Chain, tx: Vec<u8>) -> tendermint::v0_38::abci::response::Query {
+    use cosmrs::proto::cosmos::tx::v1beta1::SimulateRequest;
+    #[expect(deprecated, reason = "the request type still has the old `tx` field")]
+    let request = SimulateRequest {
+        tx: None,
+        tx_bytes: tx,
+    };
+    ask(
+        chain,
+        "/cosmos.tx.v1beta1.Service/Simulate",
+        &request,
+        false,
+    )
+    .await
+}
+
+/// Simulate (cosmjs's fee `"auto"`): an unsigned tx executes on a fork of the pending state,
+/// `gas_used` is the fee it needs in utnd, each CheckTx failure keeps its code, and nothing it
+/// did remains: the same sequence is then admitted for real.
+#[tokio::test]
+async fn simulate_reports_the_required_fee_and_changes_nothing() {
+    use cosmrs::proto::cosmos::tx::v1beta1::SimulateResponse;
+    use tandem_app::codes;
+    use tandem_core::TxBuilder;
+
+    let chain = Chain::new().await;
+    let alice = key("alice");
+    let params = chain.params().await;
+    let (sequence, number) = chain.account(&alice).await;
+    let data = [7u8; 300];
+    let messages = vec![
+        submit(&alice, rollup("a"), &data),
+        submit(&alice, rollup("b"), &data[..100]),
+    ];
+    let build = |sequence: u64| {
+        let mut builder = TxBuilder::new(crate::harness::CHAIN_ID, number, sequence).gas_limit(123);
+        for message in messages.clone() {
+            builder = builder.message(message);
+        }
+        unsigned(&builder.sign(&alice).unwrap())
+    };
+
+    let answer = simulate(&chain, build(sequence)).await;
+    assert!(answer.code.is_ok(), "{}", answer.log);
+    let response = SimulateResponse::decode(answer.value.as_ref()).unwrap();
+    let gas = response.gas_info.unwrap();
+    assert_eq!(u128::from(gas.gas_used), params.required_fee(400));
+    assert_eq!(gas.gas_wanted, 123);
+
+    // Each failure keeps its CheckTx code.
+    let too_high = simulate(&chain, build(sequence + 1)).await;
+    assert_eq!(
+        too_high.code.value(),
+        codes::SEQUENCE_TOO_HIGH,
+        "{}",
+        too_high.log
+    );
+    let stranger = key("simulate-stranger");
+    let unknown = TxBuilder::new(crate::harness::CHAIN_ID, 0, 0)
+        .message(send(&stranger, alice.address(), utnd(1)))
+        .sign(&stranger)
+        .unwrap();
+    let unknown = simulate(&chain, unsigned(&unknown)).await;
+    assert_eq!(
+        unknown.code.value(),
+        codes::UNKNOWN_ACCOUNT,
+        "{}",
+        unknown.log
+    );
+    let rich = chain.balance(&alice.address(), "utnd").await;
+    let broke = TxBuilder::new(crate::harness::CHAIN_ID, number, sequence)
+        .message(send(&alice, key("bob").address(), utnd(rich)))
+        .sign(&alice)
+        .unwrap();
+    let broke = simulate(&chain, unsigned(&broke)).await;
+    assert_eq!(
+        broke.code.value(),
+        codes::INSUFFICIENT_BALANCE,
+        "{}",
+        broke.log
+    );
+    let garbage = simulate(&chain, vec![0xff; 10]).await;
+    assert!(
+        garbage.code.is_err() && garbage.log.contains("TxRaw"),
+        "{}",
+        garbage.log
+    );
+
+    // An unsigned tx is still refused by CheckTx, and the pending state did not move.
+    let refused = chain.check(&build(sequence)).await;
+    assert!(
+        refused.code.is_err(),
+        "an unsigned tx never enters the mempool"
+    );
+    assert_eq!(chain.account(&alice).await, (sequence, number));
+    let real = chain.tx(&alice, messages.clone()).await;
+    let admitted = chain.check(&real).await;
+    assert!(admitted.code.is_ok(), "{}", admitted.log);
 }

@@ -316,3 +316,59 @@ fn error_codes_are_distinct() {
     assert_eq!(codes.len(), errors.len());
     assert!(codes.iter().all(|c| (1..=31).contains(c)));
 }
+
+/// `decode_unsigned` takes a tx as cosmjs builds it to simulate (`SIGN_MODE_UNSPECIFIED`, one
+/// empty signature); `decode` refuses both, and such a tx never verifies.
+#[test]
+fn unsigned_txs_decode_only_for_simulation() {
+    use cosmrs::proto::cosmos::tx::{
+        signing::v1beta1::SignMode,
+        v1beta1::{mode_info, ModeInfo},
+    };
+    let key = SigningKey::secp256k1_from_seed(b"unsigned");
+    let tx = signed(&key, vec![submit(&key, "r", vec![1, 2, 3])]);
+    let with = |mode: SignMode, signature: Vec<u8>| {
+        let mut raw = TxRaw::decode(tx.as_slice()).unwrap();
+        let mut auth_info = AuthInfo::decode(raw.auth_info_bytes.as_slice()).unwrap();
+        auth_info.signer_infos[0].mode_info = Some(ModeInfo {
+            sum: Some(mode_info::Sum::Single(mode_info::Single {
+                mode: mode as i32,
+            })),
+        });
+        raw.auth_info_bytes = auth_info.encode_to_vec();
+        raw.signatures = vec![signature];
+        raw.encode_to_vec()
+    };
+    let simulated = with(SignMode::Unspecified, vec![]);
+    assert!(matches!(
+        ParsedTx::decode(&simulated, MAX).unwrap_err(),
+        TxError::UnsupportedSignMode(_)
+    ));
+    assert!(matches!(
+        ParsedTx::decode(&with(SignMode::Direct, vec![]), MAX).unwrap_err(),
+        TxError::Malformed(_)
+    ));
+    let parsed = ParsedTx::decode_unsigned(&simulated, MAX).unwrap();
+    assert_eq!(parsed.signer(), key.address());
+    assert_eq!(parsed.sequence(), 3);
+    assert_eq!(parsed.rollup_data_bytes(), 3);
+    assert_eq!(parsed.signature(), &[0; 64]);
+    assert_eq!(
+        parsed.verify(CHAIN, 7).unwrap_err(),
+        TxError::InvalidSignature
+    );
+    // Other modes and lengths stay refused.
+    assert!(matches!(
+        ParsedTx::decode_unsigned(&with(SignMode::LegacyAminoJson, vec![]), MAX).unwrap_err(),
+        TxError::UnsupportedSignMode(_)
+    ));
+    assert!(matches!(
+        ParsedTx::decode_unsigned(&with(SignMode::Unspecified, vec![1; 10]), MAX).unwrap_err(),
+        TxError::Malformed(_)
+    ));
+    // A signed tx decodes the same either way.
+    assert_eq!(
+        ParsedTx::decode_unsigned(&tx, MAX).unwrap().hash(),
+        ParsedTx::decode(&tx, MAX).unwrap().hash()
+    );
+}
