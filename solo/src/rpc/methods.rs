@@ -226,9 +226,14 @@ fn latest_height(shared: &Shared) -> Result<u64, ResponseError> {
 /// Resolves an optional height to a committed one, with `CometBFT`'s error texts.
 fn resolve_height(shared: &Shared, height: Option<block::Height>) -> Result<u64, ResponseError> {
     let latest = latest_height(shared)?;
-    let Some(h) = height.map(|h| h.value()).filter(|h| *h != 0) else {
+    let Some(h) = height.map(|h| h.value()) else {
         return Ok(latest);
     };
+    if h == 0 {
+        return Err(ResponseError::invalid_params(
+            "height must be greater than 0, but got 0",
+        ));
+    }
     if h > latest {
         return Err(ResponseError::invalid_params(&format!(
             "height {h} must be less than or equal to the current blockchain height {latest}"
@@ -587,9 +592,11 @@ fn commit(shared: &Shared, height: Option<block::Height>) -> RpcResult {
 
 fn validators(shared: &Shared, r: &endpoint::validators::Request) -> RpcResult {
     let s = state(shared)?;
-    // The set for the next height is known before its block exists.
+    // The set for the next height is known before its block exists, and is `CometBFT`'s
+    // default.
     let next = s.next_height();
-    let h = match r.height.map(|h| h.value()).filter(|h| *h != 0) {
+    let h = match r.height.map(|h| h.value()) {
+        None => next,
         Some(h) if h == next => h,
         other => resolve_height(
             shared,

@@ -532,3 +532,41 @@ async fn unconfirmed_txs_lists_the_mempool() {
     assert_eq!(all["result"]["n_txs"], "3", "{all}");
     node.shutdown().await.unwrap();
 }
+
+/// Heights as `CometBFT` reads them: without one, `validators` answers for the next block;
+/// height 0 is an error for every method that takes a height, not the latest.
+#[tokio::test]
+async fn missing_and_zero_heights_follow_cometbft() {
+    let (_app, _dir, node, client) = start_test_node(Duration::from_millis(50), true, |_| {}).await;
+    wait_height(&client, 2, DEADLINE).await;
+    let addr = node.rpc_addr();
+    // Without a height, the validators of the next block (`CometBFT`'s default).
+    let before = crate::support::height(&client).await.unwrap();
+    let next = raw_rpc(addr, r#"{"jsonrpc":"2.0","id":1,"method":"validators"}"#).await;
+    let after = crate::support::height(&client).await.unwrap();
+    let at: u64 = next["result"]["block_height"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((before + 1..=after + 1).contains(&at), "{next}");
+    // Height 0 is an error, as in `CometBFT`, not the latest.
+    for method in [
+        "block",
+        "commit",
+        "block_results",
+        "validators",
+        "consensus_params",
+    ] {
+        let zero = raw_rpc(
+            addr,
+            &format!(r#"{{"jsonrpc":"2.0","id":3,"method":"{method}","params":{{"height":"0"}}}}"#),
+        )
+        .await;
+        assert_eq!(
+            zero["error"]["data"], "height must be greater than 0, but got 0",
+            "{method}: {zero}"
+        );
+    }
+    node.shutdown().await.unwrap();
+}
