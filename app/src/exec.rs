@@ -157,11 +157,42 @@ pub(crate) async fn execute_tx_paying<S: StateWrite>(
     Ok(outcome)
 }
 
-/// The events of a tx that executed successfully: its fee, then one per message in order.
+/// An event whose attributes are all marked for indexing, as the Cosmos SDK marks them by
+/// default: `CometBFT`'s tx indexer indexes only marked attributes, so this is what lets
+/// `tx_search` find a tx by any of them.
+pub(crate) fn indexed_event<K: Into<String>, V: Into<String>>(
+    kind: &str,
+    attributes: impl IntoIterator<Item = (K, V)>,
+) -> Event {
+    Event::new(
+        kind,
+        attributes
+            .into_iter()
+            .map(|(key, value)| (key, value, true)),
+    )
+}
+
+/// The events of a tx that executed successfully: its fee, then for each message in order a
+/// `message` event and the message's own event.
 pub(crate) fn tx_events(tx: &VerifiedTx) -> Vec<Event> {
-    let mut events = Vec::with_capacity(tx.messages().len() + 1);
+    let mut events = Vec::with_capacity(2 * tx.messages().len() + 1);
     events.extend(fees::fee_event(&tx.signer(), tx.fee()));
+    let sender = tx.signer().to_string();
     for message in tx.messages() {
+        // The Cosmos SDK's `message` event, which explorers and cosmjs's `searchTx` query
+        // (`message.sender='…'`, `message.action='…'`).
+        let module = match message {
+            Message::Send(_) => "bank",
+            _ => "sequencer",
+        };
+        events.push(indexed_event(
+            "message",
+            [
+                ("action", message.type_url().to_owned()),
+                ("sender", sender.clone()),
+                ("module", module.to_owned()),
+            ],
+        ));
         events.push(match message {
             Message::Send(msg) => accounts::send_event(msg),
             Message::SubmitRollupData(msg) => rollups::submit_event(msg),

@@ -554,7 +554,9 @@ impl Consensus {
                         results: self.stored_results(height)?.results,
                     }
                 };
-            self.shared.store.index_block_txs(&event.block);
+            self.shared
+                .store
+                .index_block_txs(&event.block, &event.results);
             events.push(event);
         }
         let committed: Vec<Vec<u8>> = events

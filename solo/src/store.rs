@@ -8,7 +8,7 @@
 //! killed process leaves either the whole record or none.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     sync::RwLock,
 };
@@ -118,19 +118,74 @@ struct Index {
     txs: BTreeMap<[u8; 32], (u64, u32)>,
     /// Block hash → height for every applied block.
     blocks_by_hash: BTreeMap<[u8; 32], u64>,
+    /// Number of txs of every applied block.
+    tx_counts: BTreeMap<u64, u32>,
+    /// `(type.key, value)` of every tx event attribute the application marked for indexing →
+    /// the txs that have it, as `CometBFT`'s kv tx indexer keeps them.
+    attributes: BTreeMap<(String, String), BTreeSet<(u64, u32)>>,
 }
 
 impl Index {
-    /// Makes an applied block and its txs findable by hash.
-    fn add_block(&mut self, block: &Block) {
+    /// Makes an applied block, its txs and their indexed event attributes findable.
+    fn add_block(&mut self, block: &Block, results: &pb::abci::ResponseFinalizeBlock) {
         let height = block.header.height.value();
         if let Ok(hash) = <[u8; 32]>::try_from(block.header.hash().as_bytes()) {
             self.blocks_by_hash.insert(hash, height);
         }
+        self.tx_counts
+            .insert(height, u32::try_from(block.data.len()).unwrap_or(u32::MAX));
         for (i, tx) in block.data.iter().enumerate() {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             self.txs.insert(Sha256::digest(tx).into(), (height, index));
+            let Some(result) = results.tx_results.get(i) else {
+                continue;
+            };
+            for event in &result.events {
+                for attribute in event.attributes.iter().filter(|a| a.index) {
+                    self.attributes
+                        .entry((
+                            format!("{}.{}", event.r#type, attribute.key),
+                            attribute.value.clone(),
+                        ))
+                        .or_default()
+                        .insert((height, index));
+                }
+            }
         }
+    }
+
+    /// The txs that meet every `key = value` condition, in block order.
+    fn search(&self, conditions: &[(String, String)]) -> Vec<(u64, u32)> {
+        let mut found: Option<BTreeSet<(u64, u32)>> = None;
+        for (key, value) in conditions {
+            let matching: BTreeSet<(u64, u32)> = match key.as_str() {
+                "tx.hash" => hex::decode(value)
+                    .ok()
+                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                    .and_then(|hash| self.txs.get(&hash).copied())
+                    .into_iter()
+                    .collect(),
+                "tx.height" => value
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|height| {
+                        self.tx_counts
+                            .get(&height)
+                            .map(|count| (0..*count).map(|i| (height, i)).collect())
+                    })
+                    .unwrap_or_default(),
+                _ => self
+                    .attributes
+                    .get(&(key.clone(), value.clone()))
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            found = Some(match found {
+                None => matching,
+                Some(so_far) => so_far.intersection(&matching).copied().collect(),
+            });
+        }
+        found.unwrap_or_default().into_iter().collect()
     }
 }
 
@@ -202,8 +257,8 @@ impl BlockStore {
             ..Index::default()
         };
         for &h in &states {
-            if let Some(stored) = store.block(h)? {
-                index.add_block(&stored.block);
+            if let (Some(stored), Some(results)) = (store.block(h)?, store.results(h)?) {
+                index.add_block(&stored.block, &results.results);
             }
         }
         *store
@@ -294,13 +349,20 @@ impl BlockStore {
         Ok(())
     }
 
-    /// Makes an applied block and its txs findable by hash. Called after the application
-    /// committed the block, so `/tx` never shows a tx whose block is not committed yet.
-    pub fn index_block_txs(&self, block: &Block) {
+    /// Makes an applied block, its txs and their indexed event attributes findable. Called
+    /// after the application committed the block, so `/tx` never shows a tx whose block is
+    /// not committed yet.
+    pub fn index_block_txs(&self, block: &Block, results: &pb::abci::ResponseFinalizeBlock) {
         self.index
             .write()
             .expect("index lock is never poisoned: no panics while held")
-            .add_block(block);
+            .add_block(block, results);
+    }
+
+    /// The committed txs that meet every `key = value` condition (`tx.hash`, `tx.height`, or
+    /// an indexed event attribute `type.key`), as `(height, index)` in block order.
+    pub fn search_txs(&self, conditions: &[(String, String)]) -> Vec<(u64, u32)> {
+        self.read_index().search(conditions)
     }
 
     fn write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {

@@ -108,6 +108,19 @@ step("getTx");
 const found = await query.searchTx(`tx.height=${bundle.height}`);
 assert.ok(found.some((t) => t.hash === bundle.transactionHash));
 step("searchTx by height");
+// The Cosmos SDK's `message` event, indexed: a wallet's history by sender and by action.
+const bySender = await query.searchTx([{ key: "message.sender", value: address }]);
+assert.ok(bySender.some((t) => t.hash === sent.transactionHash));
+assert.ok(bySender.some((t) => t.hash === bundle.transactionHash));
+const sends = await query.searchTx([
+  { key: "message.sender", value: address },
+  { key: "message.action", value: "/cosmos.bank.v1beta1.MsgSend" },
+]);
+assert.ok(sends.some((t) => t.hash === sent.transactionHash));
+assert.ok(!sends.some((t) => t.hash === bundle.transactionHash));
+const received = await query.searchTx([{ key: "transfer.recipient", value: recipient }]);
+assert.deepEqual(received.map((t) => t.hash), [sent.transactionHash]);
+step("searchTx by message.sender, message.action and transfer.recipient");
 
 const after = await client.getSequence(address);
 assert.equal(after.sequence, account.sequence + 2);

@@ -45,7 +45,7 @@ pub(crate) fn send_event(msg: &Send) -> Event {
         .iter()
         .map(|coin| format!("{}{}", coin.amount, coin.denom))
         .collect();
-    Event::new(
+    crate::exec::indexed_event(
         "transfer",
         [
             ("sender", msg.from.to_string()),

@@ -29,7 +29,7 @@ use cnidarium::{StagedWriteBatch, StateDelta, Storage};
 use sha2::{Digest as _, Sha256};
 use tandem_core::{Address, SequencerBlock, SequencerBlockHeader};
 use tendermint::{
-    abci::{types::ExecTxResult, Code, Event},
+    abci::{types::ExecTxResult, Code},
     v0_38::abci::{request, response},
     validator, vote, AppHash, PublicKey,
 };
@@ -601,7 +601,10 @@ impl App {
             txs: u64::try_from(request.txs.len()).unwrap_or(u64::MAX),
         });
         Ok(response::FinalizeBlock {
-            events: vec![Event::new("block", [("height", height.to_string())])],
+            events: vec![crate::exec::indexed_event(
+                "block",
+                [("height", height.to_string())],
+            )],
             tx_results,
             validator_updates: updates,
             consensus_param_updates: None,

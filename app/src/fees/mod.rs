@@ -64,7 +64,7 @@ pub(crate) async fn collect<S: StateWrite>(
 /// The `fee` event of a tx that paid `fee` (none for a zero fee).
 pub(crate) fn fee_event(payer: &Address, fee: u128) -> Option<Event> {
     (fee > 0).then(|| {
-        Event::new(
+        crate::exec::indexed_event(
             "fee",
             [
                 ("payer", payer.to_string()),

@@ -45,7 +45,7 @@ pub(crate) fn execute_update_params<S: StateWrite>(
 
 /// The `update_params` event of an executed `MsgUpdateParams`.
 pub(crate) fn update_params_event(msg: &UpdateParams) -> Event {
-    Event::new(
+    crate::exec::indexed_event(
         "update_params",
         [
             ("base_fee", msg.params.base_fee.to_string()),

@@ -24,7 +24,7 @@ pub(crate) fn execute_submit(msg: &SubmitRollupData) -> (RollupId, Vec<u8>) {
 
 /// The `rollup_data` event of an executed `MsgSubmitRollupData`.
 pub(crate) fn submit_event(msg: &SubmitRollupData) -> Event {
-    Event::new(
+    crate::exec::indexed_event(
         "rollup_data",
         [
             ("rollup_id", msg.rollup_id.to_string()),

@@ -74,7 +74,7 @@ pub(crate) async fn execute_update_validator<S: StateWrite>(
 
 /// The `update_validator` event of an executed `MsgUpdateValidator`.
 pub(crate) fn update_validator_event(msg: &UpdateValidator) -> Event {
-    Event::new(
+    crate::exec::indexed_event(
         "update_validator",
         [
             ("pub_key", hex::encode(msg.pub_key)),

@@ -493,6 +493,27 @@ async fn validators_table() {
 
 /// The events of each tx in FinalizeBlock: a successful tx reports its fee, then one event
 /// per message in message order; a failing tx reports none.
+/// Events as `(kind, [(key, value)])`.
+fn rendered(events: &[tendermint::abci::Event]) -> Vec<(String, Vec<(String, String)>)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e.kind.clone(),
+                e.attributes
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.key_str().unwrap().to_string(),
+                            a.value_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn finalize_reports_events_per_successful_tx() {
     let mut chain = Chain::new().await;
@@ -539,54 +560,64 @@ async fn finalize_reports_events_per_successful_tx() {
         .finalize_and_commit(vec![item, good, failing.into()])
         .await;
 
-    let rendered = |events: &[tendermint::abci::Event]| -> Vec<(String, Vec<(String, String)>)> {
-        events
-            .iter()
-            .map(|e| {
-                (
-                    e.kind.clone(),
-                    e.attributes
-                        .iter()
-                        .map(|a| {
-                            (
-                                a.key_str().unwrap().to_string(),
-                                a.value_str().unwrap().to_string(),
-                            )
-                        })
-                        .collect(),
-                )
-            })
-            .collect()
-    };
     let first = rendered(&prepared.finalize.tx_results[1].events);
     let kinds: Vec<&str> = first.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(kinds, ["fee", "rollup_data", "transfer", "rollup_data"]);
+    assert_eq!(
+        kinds,
+        [
+            "fee",
+            "message",
+            "rollup_data",
+            "message",
+            "transfer",
+            "message",
+            "rollup_data"
+        ]
+    );
     assert_eq!(
         first[0].1[0],
         ("payer".to_string(), alice.address().to_string())
     );
+    let message = |action: &str, module: &str| {
+        vec![
+            ("action".to_string(), action.to_string()),
+            ("sender".to_string(), alice.address().to_string()),
+            ("module".to_string(), module.to_string()),
+        ]
+    };
     assert_eq!(
         first[1].1,
+        message("/tandem.sequencer.v1.MsgSubmitRollupData", "sequencer")
+    );
+    assert_eq!(
+        first[2].1,
         [
             ("rollup_id".to_string(), rollup("b").to_string()),
             ("bytes".to_string(), "2".to_string())
         ]
     );
+    assert_eq!(first[3].1, message("/cosmos.bank.v1beta1.MsgSend", "bank"));
     assert_eq!(
-        first[2].1,
+        first[4].1,
         [
             ("sender".to_string(), alice.address().to_string()),
             ("recipient".to_string(), bob.address().to_string()),
             ("amount".to_string(), format!("7{NATIVE_DENOM}"))
         ]
     );
-    assert_eq!(first[3].1[1], ("bytes".to_string(), "3".to_string()));
+    assert_eq!(first[6].1[1], ("bytes".to_string(), "3".to_string()));
+    // Every attribute is marked for CometBFT's tx indexer, as the Cosmos SDK marks them.
+    assert!(prepared.finalize.tx_results[1]
+        .events
+        .iter()
+        .flat_map(|e| &e.attributes)
+        .all(tendermint::abci::EventAttribute::index));
 
     assert!(decided.finalize.tx_results[1].code.is_ok());
     let second = rendered(&decided.finalize.tx_results[1].events);
-    assert_eq!(second.len(), 2);
+    assert_eq!(second.len(), 3);
     assert_eq!(
-        second[1].1[0],
+        second[2].1[0],
         ("rollup_id".to_string(), rollup("c").to_string())
     );
     let failed = &decided.finalize.tx_results[2];

@@ -218,6 +218,20 @@ async fn devnet_runs_the_stack_and_resumes_after_sigterm() {
         committed.height
     );
     assert_eq!(dev_sequence(&client).await, 1);
+    // The tx index, events included, was rebuilt from the block store: the transfer is found
+    // by its sender, as explorers and cosmjs's `searchTx` look for it.
+    let by_sender = client
+        .tx_search(
+            tendermint_rpc::query::Query::eq("message.sender", dev.address().to_string()),
+            false,
+            1,
+            30,
+            tendermint_rpc::Order::Ascending,
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_sender.total_count, 1);
+    assert_eq!(by_sender.txs[0].hash, committed.hash);
 }
 
 #[test]

@@ -132,6 +132,11 @@ impl Query {
         Ok(Self { conditions })
     }
 
+    /// The `key = value` conditions, all of which must hold.
+    pub(super) fn conditions(&self) -> &[(String, String)] {
+        &self.conditions
+    }
+
     /// Whether an event with these attributes matches.
     pub(super) fn matches(&self, attrs: &BTreeMap<String, Vec<String>>) -> bool {
         self.conditions.iter().all(|(key, value)| {

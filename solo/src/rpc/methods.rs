@@ -716,37 +716,6 @@ fn tx_responses(
         .collect()
 }
 
-/// What `tx_search` can find: the index keeps tx hashes and heights, not the txs' events.
-enum TxQuery {
-    Hash([u8; 32]),
-    Height(u64),
-}
-
-impl TxQuery {
-    fn parse(query: &str) -> Result<Self, ResponseError> {
-        let unsupported = || {
-            ResponseError::invalid_params(&format!(
-                "query `{query}` is not served: tandem-solo indexes txs by hash and height only \
-                 (`tx.hash='<hex>'` or `tx.height=<n>`)"
-            ))
-        };
-        let (key, value) = query.split_once('=').ok_or_else(unsupported)?;
-        let value = value.trim();
-        match key.trim() {
-            "tx.hash" => {
-                let hex_hash = value
-                    .strip_prefix('\'')
-                    .and_then(|v| v.strip_suffix('\''))
-                    .ok_or_else(unsupported)?;
-                let bytes = hex::decode(hex_hash).map_err(|_| unsupported())?;
-                Ok(Self::Hash(bytes.try_into().map_err(|_| unsupported())?))
-            }
-            "tx.height" => Ok(Self::Height(value.parse().map_err(|_| unsupported())?)),
-            _ => Err(unsupported()),
-        }
-    }
-}
-
 /// A count param (`page`, `per_page`) given as a number or a decimal string.
 fn count_param(params: &Value, name: &str, default: u64) -> Result<u64, ResponseError> {
     match params.get(name) {
@@ -907,15 +876,13 @@ fn tx_search(shared: &Shared, p: &Value) -> RpcResult {
             )))
         }
     };
-    let mut found: Vec<(u64, u32)> = match TxQuery::parse(query)? {
-        TxQuery::Hash(hash) => shared.store.tx_location(&hash).into_iter().collect(),
-        TxQuery::Height(height) => match shared.store.block(height).map_err(server_error)? {
-            Some(stored) => (0..u32::try_from(stored.block.data.len()).map_err(server_error)?)
-                .map(|index| (height, index))
-                .collect(),
-            None => vec![],
-        },
-    };
+    let query = super::events::Query::parse(query).map_err(|e| {
+        ResponseError::invalid_params(&format!(
+            "{e} (tx_search takes `key = 'value'` conditions joined by AND, on tx.hash, \
+             tx.height or an indexed event attribute such as message.sender)"
+        ))
+    })?;
+    let mut found = shared.store.search_txs(query.conditions());
     if descending {
         found.reverse();
     }

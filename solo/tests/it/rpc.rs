@@ -267,7 +267,11 @@ async fn tx_search_finds_txs_by_hash_and_height() {
     assert!(no_prove["result"]["proof"].is_null(), "{no_prove}");
     assert_eq!(no_prove["result"]["hash"], hex_hash, "{no_prove}");
 
-    for (query, page) in [("message.sender='x'", 1), ("tx.height=1", 9)] {
+    for (query, page) in [
+        ("tx.height > 1", 1),
+        ("tx.height=1", 9),
+        ("kv.key=fruit", 1),
+    ] {
         let refused = raw_rpc(
             addr,
             &format!(
@@ -277,6 +281,71 @@ async fn tx_search_finds_txs_by_hash_and_height() {
         .await;
         assert_eq!(refused["error"]["code"], -32602, "{query}: {refused}");
     }
+    node.shutdown().await.unwrap();
+}
+
+/// `tx_search` on the event attributes the app marked for indexing, alone or with other
+/// conditions; an unmarked attribute finds nothing, as with CometBFT's kv indexer.
+#[tokio::test]
+async fn tx_search_finds_txs_by_indexed_event_attributes() {
+    let (_app, _dir, node, client) = start_test_node(Duration::from_millis(50), true, |_| {}).await;
+    let addr = node.rpc_addr();
+    let committed = client
+        .broadcast_tx_commit(b"fruit=pear".to_vec())
+        .await
+        .unwrap();
+    let hex_hash = committed.hash.to_string();
+    let search = |query: String| async move {
+        let answer = raw_rpc(
+            addr,
+            &serde_json::json!({"jsonrpc": "2.0", "id": 4, "method": "tx_search",
+                "params": {"query": query}})
+            .to_string(),
+        )
+        .await;
+        let hashes: Vec<String> = answer["result"]["txs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{answer}"))
+            .iter()
+            .map(|tx| tx["hash"].as_str().unwrap().to_owned())
+            .collect();
+        hashes
+    };
+    let other = client
+        .broadcast_tx_commit(b"veg=leek".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        search("kv.key='fruit'".to_owned()).await,
+        [hex_hash.as_str()]
+    );
+    assert_eq!(
+        search("kv.key = 'veg'".to_owned()).await,
+        [other.hash.to_string().as_str()]
+    );
+    assert_eq!(
+        search(format!("kv.key='fruit' AND tx.height={}", committed.height)).await,
+        [hex_hash.as_str()]
+    );
+    assert!(
+        search(format!("kv.key='fruit' AND tx.height={}", other.height))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        search(format!(
+            "kv.key='fruit' AND tx.hash='{}'",
+            hex_hash.to_lowercase()
+        ))
+        .await,
+        [hex_hash.as_str()]
+    );
+    assert!(
+        search("kv.value='pear'".to_owned()).await.is_empty(),
+        "not indexed"
+    );
+    assert!(search("kv.key='none'".to_owned()).await.is_empty());
+
     node.shutdown().await.unwrap();
 }
 

@@ -239,16 +239,24 @@ fn handle(state: &Mutex<AppState>, req: Request) -> Option<Response> {
             for tx in &r.txs {
                 match parse_tx(tx) {
                     Some(Tx::Set(k, v)) => {
-                        kv.insert(k.clone(), v);
+                        kv.insert(k.clone(), v.clone());
                         results.push(ExecTxResult {
                             code: 0,
                             events: vec![Event {
                                 r#type: "kv".into(),
-                                attributes: vec![EventAttribute {
-                                    key: "key".into(),
-                                    value: String::from_utf8_lossy(&k).into_owned(),
-                                    index: true,
-                                }],
+                                attributes: vec![
+                                    EventAttribute {
+                                        key: "key".into(),
+                                        value: String::from_utf8_lossy(&k).into_owned(),
+                                        index: true,
+                                    },
+                                    // Not marked: a tx indexer must not find txs by it.
+                                    EventAttribute {
+                                        key: "value".into(),
+                                        value: String::from_utf8_lossy(&v).into_owned(),
+                                        index: false,
+                                    },
+                                ],
                             }],
                             ..Default::default()
                         });
