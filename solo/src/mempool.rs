@@ -288,20 +288,26 @@ impl Mempool {
         UpdateGuard(self.update.write().await)
     }
 
-    /// After a Commit: removes `committed` txs and, when rechecking is on, runs `CheckTx`
-    /// `Recheck` on the rest and drops those that now fail.
+    /// After a Commit: removes `committed` txs (each with its result code) and, when
+    /// rechecking is on, runs `CheckTx` `Recheck` on the rest and drops those that now fail.
+    /// A committed tx stays in the duplicate cache only if it succeeded: as `CometBFT` (without
+    /// `keep-invalid-txs-in-cache`), a tx that failed in its block may be sent again.
     pub async fn update(
         &self,
         _guard: &UpdateGuard<'_>,
-        committed: &[Vec<u8>],
+        committed: &[(Vec<u8>, u32)],
         conn: &Connection,
     ) -> Result<(), AbciError> {
         let remaining: Vec<([u8; 32], Vec<u8>)> = {
             let mut inner = self.inner();
-            for tx in committed {
+            for (tx, code) in committed {
                 let hash: [u8; 32] = Sha256::digest(tx).into();
                 inner.remove(&hash);
-                inner.cache_insert(hash, self.limits.cache_size);
+                if *code == 0 {
+                    inner.cache_insert(hash, self.limits.cache_size);
+                } else {
+                    inner.cache_remove(&hash);
+                }
             }
             self.publish_size(&inner);
             if !self.limits.recheck {

@@ -559,9 +559,14 @@ impl Consensus {
                 .index_block_txs(&event.block, &event.results);
             events.push(event);
         }
-        let committed: Vec<Vec<u8>> = events
+        let committed: Vec<(Vec<u8>, u32)> = events
             .iter()
-            .flat_map(|e| e.block.data.iter().cloned())
+            .flat_map(|e| {
+                e.block.data.iter().enumerate().map(|(i, tx)| {
+                    let code = e.results.tx_results.get(i).map_or(0, |r| r.code);
+                    (tx.clone(), code)
+                })
+            })
             .collect();
         // The mempool drops the committed txs before its first await, so a subscriber that
         // hears of a block can no longer get its txs admitted again.

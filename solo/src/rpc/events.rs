@@ -96,6 +96,49 @@ pub(crate) fn tx_events_for_block(block: &BlockEvent) -> Vec<Event> {
         .collect()
 }
 
+/// The application's result for the tx of a `Tx` event of `block`.
+pub(super) fn tx_result_of<'a>(
+    event: &Event,
+    block: &'a BlockEvent,
+) -> Option<&'a pba::ExecTxResult> {
+    match &event.data {
+        EventData::Tx { tx_result } => tx_result
+            .index
+            .and_then(|index| usize::try_from(index).ok())
+            .and_then(|index| block.results.tx_results.get(index)),
+        _ => None,
+    }
+}
+
+/// Adds to an encoded `Tx` event the result fields tendermint-rs's `TxResult` has no place
+/// for, as `CometBFT` writes them (each left out when empty): `code`, `codespace`, `data`,
+/// `info`. Without `code`, a subscriber such as cosmjs reads a failed tx as a success.
+pub(super) fn add_result_fields(wrapper: &mut serde_json::Value, result: &pba::ExecTxResult) {
+    let Some(fields) = wrapper
+        .pointer_mut("/result/data/value/TxResult/result")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    if result.code != 0 {
+        fields.insert("code".to_owned(), result.code.into());
+    }
+    if !result.codespace.is_empty() {
+        fields.insert("codespace".to_owned(), result.codespace.clone().into());
+    }
+    if !result.info.is_empty() {
+        fields.insert("info".to_owned(), result.info.clone().into());
+    }
+    if !result.data.is_empty() {
+        if let Ok(data) = tendermint::serializers::bytes::base64string::serialize(
+            &result.data,
+            serde_json::value::Serializer,
+        ) {
+            fields.insert("data".to_owned(), data);
+        }
+    }
+}
+
 /// A parsed subscription query.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Query {

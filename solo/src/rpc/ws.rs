@@ -104,13 +104,19 @@ where
                     all.extend(tx_events_for_block(&block));
                     for event in all {
                         let attrs = event.events.clone().unwrap_or_default();
+                        let result = super::events::tx_result_of(&event, &block);
                         for sub in subs.iter().filter(|s| s.query.matches(&attrs)) {
                             let mut event = event.clone();
                             event.query.clone_from(&sub.text);
                             let wrapper = Wrapper::new_with_id(sub.id.clone(), Some(SerEvent::from(event)), None);
-                            let encoded = if first {
+                            let encoded = if first || result.is_some() {
                                 let mut wrapper = serde_json::to_value(&wrapper).unwrap_or_default();
-                                super::cometbft_empty_structs(&mut wrapper);
+                                if first {
+                                    super::cometbft_empty_structs(&mut wrapper);
+                                }
+                                if let Some(result) = result {
+                                    super::events::add_result_fields(&mut wrapper, result);
+                                }
                                 serde_json::to_vec(&wrapper)
                             } else {
                                 serde_json::to_vec(&wrapper)

@@ -185,6 +185,71 @@ async fn websocket_new_block_and_tx_subscriptions() {
     app.stop().await;
 }
 
+/// A `Tx` event over the WebSocket carries the tx's `code`, `codespace`, `info` and `data`
+/// as `CometBFT` writes them (left out when empty): tendermint-rs's event type has no field
+/// for them, and without `code` cosmjs reads a failed tx as a success.
+#[tokio::test]
+async fn tx_events_carry_the_result_code() {
+    use async_tungstenite::{tokio::connect_async, tungstenite::Message};
+    use futures::SinkExt as _;
+    let (_app, _dir, node, client) = start_test_node(Duration::from_millis(50), true, |_| {}).await;
+    let url = format!("ws://{}/websocket", node.rpc_addr());
+    let (mut ws, _) = connect_async(url.as_str()).await.unwrap();
+    let subscribe =
+        r#"{"jsonrpc":"2.0","id":9,"method":"subscribe","params":{"query":"tm.event='Tx'"}}"#;
+    ws.send(Message::Text(subscribe.to_owned())).await.unwrap();
+    let mut next_tx_result = async || loop {
+        let message = tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("a Tx event within the deadline")
+            .unwrap()
+            .unwrap();
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if let Some(tx) = value.pointer("/result/data/value/TxResult") {
+            return tx.clone();
+        }
+    };
+    let failed = client
+        .broadcast_tx_sync(b"fail:now".to_vec())
+        .await
+        .unwrap();
+    assert!(failed.code.is_ok(), "admitted by CheckTx");
+    let event = next_tx_result().await;
+    let result = &event["result"];
+    assert_eq!(result["code"], 7, "{event}");
+    assert_eq!(result["codespace"], "testapp");
+    assert_eq!(result["info"], "failed on purpose");
+    assert_eq!(result["data"], "Zg==");
+    assert_eq!(result["log"], "failed on purpose");
+    client.broadcast_tx_sync(b"ok=1".to_vec()).await.unwrap();
+    let event = next_tx_result().await;
+    assert!(
+        event["result"].get("code").is_none(),
+        "0 is left out: {event}"
+    );
+    assert!(event["result"].get("codespace").is_none(), "{event}");
+
+    // As in CometBFT, the duplicate cache keeps a committed tx only if it succeeded: the
+    // failed one may be sent again, the successful one may not.
+    let again = client.broadcast_tx_sync(b"fail:now".to_vec()).await;
+    assert!(
+        again.unwrap().code.is_ok(),
+        "a tx that failed in its block is not cached"
+    );
+    let duplicate = client.broadcast_tx_sync(b"ok=1".to_vec()).await;
+    assert!(
+        duplicate
+            .unwrap_err()
+            .to_string()
+            .contains("tx already exists in cache"),
+        "a committed tx is"
+    );
+    node.shutdown().await.unwrap();
+}
+
 /// `/tx` with `prove=true`: a `TxProof` whose path leads from the tx to the header's
 /// `data_hash`, and not from another tx.
 async fn assert_tx_proof(

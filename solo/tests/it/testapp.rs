@@ -1,6 +1,7 @@
 //! A small ABCI 2.0 application for driving `tandem-solo` in tests.
 //!
-//! Txs are `key=value` (stored) or `val:<hex ed25519 pubkey>:<power>` (a validator update).
+//! Txs are `key=value` (stored), `val:<hex ed25519 pubkey>:<power>` (a validator update) or
+//! `fail:<anything>` (admitted, then failed in its block with code 7, codespace `testapp`).
 //! Anything else fails `CheckTx` with code 1. The app hash is the SHA-256 of
 //! every key and value in order, so it is deterministic and does not change in empty blocks. State is in memory: stopping the app
 //! loses it, and the host must replay from `InitChain`.
@@ -154,10 +155,14 @@ fn app_hash(kv: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<u8> {
 enum Tx {
     Set(Vec<u8>, Vec<u8>),
     Validator(ValidatorUpdate),
+    Fail,
 }
 
 fn parse_tx(tx: &[u8]) -> Option<Tx> {
     let text = std::str::from_utf8(tx).ok()?;
+    if text.starts_with("fail:") {
+        return Some(Tx::Fail);
+    }
     if let Some(rest) = text.strip_prefix("val:") {
         let (key, power) = rest.split_once(':')?;
         let key: [u8; 32] = hex::decode(key).ok()?.try_into().ok()?;
@@ -265,6 +270,14 @@ fn handle(state: &Mutex<AppState>, req: Request) -> Option<Response> {
                         updates.push(u);
                         results.push(ExecTxResult::default());
                     }
+                    Some(Tx::Fail) => results.push(ExecTxResult {
+                        code: 7,
+                        codespace: "testapp".into(),
+                        info: "failed on purpose".into(),
+                        data: b"f".to_vec().into(),
+                        log: "failed on purpose".into(),
+                        ..Default::default()
+                    }),
                     None => results.push(ExecTxResult {
                         code: 1,
                         log: "malformed".into(),
