@@ -94,6 +94,10 @@ pub enum NodeError {
     /// A task ended abnormally.
     #[error("node task failed: {0}")]
     Task(String),
+    /// The application answered a call with an exception or the wrong response. `CometBFT`
+    /// stops on this too; reconnecting would only repeat the call.
+    #[error("{0}; stopping, as CometBFT does")]
+    Abci(AbciError),
 }
 
 /// A block that was committed, with the application's results, as published to subscribers.
@@ -313,7 +317,12 @@ impl std::fmt::Display for Step {
 
 impl From<AbciError> for Step {
     fn from(e: AbciError) -> Self {
-        Self::Abci(e)
+        match e {
+            AbciError::Exception { .. } | AbciError::UnexpectedResponse { .. } => {
+                Self::Fatal(NodeError::Abci(e))
+            }
+            AbciError::Connect { .. } | AbciError::Closed { .. } => Self::Abci(e),
+        }
     }
 }
 

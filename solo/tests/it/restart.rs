@@ -124,3 +124,35 @@ async fn a_failed_commit_is_finished_after_the_reconnect() {
     node.shutdown().await.unwrap();
     app.stop().await;
 }
+
+/// An ABCI exception on a consensus call stops the node with an error naming the call, as
+/// `CometBFT` stops, instead of reconnecting and asking again in a loop.
+#[tokio::test]
+async fn an_application_exception_stops_the_node() {
+    let (app, _dir, mut node, client) =
+        start_test_node(Duration::from_millis(10), true, |_| {}).await;
+    wait_height(&client, 1, DEADLINE).await;
+    let sent = client
+        .broadcast_tx_sync(b"raise:now".to_vec())
+        .await
+        .unwrap();
+    assert!(sent.code.is_ok(), "admitted by CheckTx");
+    let stopped = tokio::time::timeout(DEADLINE, node.wait())
+        .await
+        .expect("the node stops within the deadline");
+    let error = stopped.unwrap_err().to_string();
+    assert!(
+        error.contains("exception on FinalizeBlock") && error.contains("raised on purpose"),
+        "{error}"
+    );
+    // The consensus task has ended: nothing asks the application again.
+    assert_eq!(
+        app.calls()
+            .iter()
+            .filter(|c| **c == "FinalizeBlock")
+            .count(),
+        app.calls().iter().filter(|c| **c == "Commit").count() + 1,
+        "one FinalizeBlock more than Commits: the one that raised, asked once"
+    );
+    app.stop().await;
+}

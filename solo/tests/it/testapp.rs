@@ -1,7 +1,8 @@
 //! A small ABCI 2.0 application for driving `tandem-solo` in tests.
 //!
 //! Txs are `key=value` (stored), `val:<hex ed25519 pubkey>:<power>` (a validator update) or
-//! `fail:<anything>` (admitted, then failed in its block with code 7, codespace `testapp`).
+//! `fail:<anything>` (admitted, then failed in its block with code 7, codespace `testapp`) or
+//! `raise:<anything>` (admitted, then `FinalizeBlock` of its block answers an exception).
 //! Anything else fails `CheckTx` with code 1. The app hash is the SHA-256 of
 //! every key and value in order, so it is deterministic and does not change in empty blocks. State is in memory: stopping the app
 //! loses it, and the host must replay from `InitChain`.
@@ -160,7 +161,7 @@ enum Tx {
 
 fn parse_tx(tx: &[u8]) -> Option<Tx> {
     let text = std::str::from_utf8(tx).ok()?;
-    if text.starts_with("fail:") {
+    if text.starts_with("fail:") || text.starts_with("raise:") {
         return Some(Tx::Fail);
     }
     if let Some(rest) = text.strip_prefix("val:") {
@@ -234,6 +235,14 @@ fn handle(state: &Mutex<AppState>, req: Request) -> Option<Response> {
                     ProposalStatus::Reject
                 }
                 .into(),
+            })
+        }
+        Some(request::Value::FinalizeBlock(r))
+            if r.txs.iter().any(|tx| tx.starts_with(b"raise:")) =>
+        {
+            s.calls.push("FinalizeBlock");
+            response::Value::Exception(tendermint_proto::v0_38::abci::ResponseException {
+                error: "raised on purpose".into(),
             })
         }
         Some(request::Value::FinalizeBlock(r)) => {
