@@ -148,19 +148,16 @@ impl ChainState {
         }
     }
 
-    /// Applies the answer to `InitChain`: validators, params and app hash it returns replace
-    /// the genesis values, as `CometBFT`'s handshake does.
+    /// Applies the answer to `InitChain`: validators and app hash it returns replace the
+    /// genesis values, and the params it returns update them (each group it sets replaces the
+    /// genesis one, the others stay), as `CometBFT`'s handshake does.
     pub fn apply_init_chain(
         &mut self,
         response: &pb::abci::ResponseInitChain,
     ) -> Result<(), ChainError> {
         let height = self.initial_height;
         if let Some(params) = &response.consensus_params {
-            self.consensus_params =
-                consensus::Params::try_from(params.clone()).map_err(|e| ChainError::Params {
-                    height,
-                    message: e.to_string(),
-                })?;
+            self.consensus_params = update_params(&self.consensus_params, params, height)?;
             if let Some(version) = &self.consensus_params.version {
                 self.app_version = version.app;
             }
@@ -606,9 +603,29 @@ mod tests {
     }
 
     #[test]
-    fn proposer_power_must_exceed_two_thirds() {
-        let (a, b) = (key(1), key(2));
-        let genesis_state = |vals: validator::Set| ChainState {
+    fn init_chain_params_update_only_the_groups_they_set() {
+        let mut state = genesis_state(set(&[(&key(1), 1)]));
+        let before = state.consensus_params.clone();
+        let response = pb::abci::ResponseInitChain {
+            consensus_params: Some(pb::types::ConsensusParams {
+                block: Some(pb::types::BlockParams {
+                    max_bytes: 12_345,
+                    max_gas: 99,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        state.apply_init_chain(&response).unwrap();
+        assert_eq!(state.consensus_params.block.max_bytes, 12_345);
+        assert_eq!(state.consensus_params.block.max_gas, 99);
+        assert_eq!(state.consensus_params.evidence, before.evidence);
+        assert_eq!(state.consensus_params.validator, before.validator);
+        assert_eq!(state.consensus_params.abci, before.abci);
+    }
+
+    fn genesis_state(vals: validator::Set) -> ChainState {
+        ChainState {
             chain_id: "c".parse().unwrap(),
             initial_height: 1,
             last_block_height: 0,
@@ -639,7 +656,12 @@ mod tests {
             },
             last_results_hash: None,
             app_hash: AppHash::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn proposer_power_must_exceed_two_thirds() {
+        let (a, b) = (key(1), key(2));
         assert!(genesis_state(set(&[(&a, 3), (&b, 1)]))
             .check_proposer_power(&a.public_key())
             .is_ok());
