@@ -593,6 +593,22 @@ impl Consensus {
     async fn produce_blocks(&mut self) -> Result<(), Step> {
         let mut sizes = self.shared.mempool.watch_size();
         let mut next_round = tokio::time::Instant::now();
+        // As `CometBFT`: no block before the genesis time. The first block's time is the
+        // genesis time, so this wait is all the wall clock decides.
+        let chain_not_started = self
+            .shared
+            .state()
+            .is_some_and(|s| s.last_block_height == 0);
+        let genesis_time = self.shared.config.genesis.genesis_time;
+        if let (true, Ok(wait)) = (
+            chain_not_started,
+            genesis_time.duration_since(tendermint::Time::now()),
+        ) {
+            if !wait.is_zero() {
+                info!(%genesis_time, ?wait, "genesis time is in the future; waiting for it");
+                next_round += wait;
+            }
+        }
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(next_round) => {}

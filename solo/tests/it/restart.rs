@@ -156,3 +156,24 @@ async fn an_application_exception_stops_the_node() {
     );
     app.stop().await;
 }
+
+/// A genesis time in the future holds the first block until then, as `CometBFT` sleeps until
+/// it; the first block carries the genesis time.
+#[tokio::test]
+async fn no_block_before_the_genesis_time() {
+    let genesis_time = (tendermint::Time::now() + Duration::from_millis(1500)).unwrap();
+    let (app, _dir, node, client) = start_test_node(Duration::from_millis(10), true, |config| {
+        config.genesis.genesis_time = genesis_time;
+    })
+    .await;
+    wait_height(&client, 1, DEADLINE).await;
+    let now = tendermint::Time::now();
+    assert!(
+        now >= genesis_time,
+        "block 1 committed at {now}, before {genesis_time}"
+    );
+    let first = client.block(Height::from(1_u32)).await.unwrap();
+    assert_eq!(first.block.header.time, genesis_time);
+    node.shutdown().await.unwrap();
+    app.stop().await;
+}
