@@ -20,12 +20,18 @@ use crate::{
 
 type RpcResult = Result<Value, ResponseError>;
 
-fn server_error(message: impl std::fmt::Display) -> ResponseError {
-    ResponseError::server_error(message.to_string())
+/// An error of the method itself (after its params were read), as `CometBFT`'s
+/// `RPCInternalError`: code -32603, message `Internal error`, the reason in `data`. Params
+/// that cannot be read at all are -32602 (`ResponseError::invalid_params`).
+fn internal_error(message: impl std::fmt::Display) -> ResponseError {
+    ResponseError::new(
+        tendermint_rpc::Code::InternalError,
+        Some(message.to_string()),
+    )
 }
 
 fn to_value<T: serde::Serialize>(value: &T) -> RpcResult {
-    serde_json::to_value(value).map_err(server_error)
+    serde_json::to_value(value).map_err(internal_error)
 }
 
 /// [`to_value`] for an answer that holds a block header, written as `CometBFT` writes the
@@ -210,15 +216,15 @@ pub(super) async fn call(shared: &Shared, method: &str, p: Value) -> RpcResult {
 }
 
 fn state(shared: &Shared) -> Result<ChainState, ResponseError> {
-    shared
-        .state()
-        .ok_or_else(|| server_error("node is starting: handshake with the application in progress"))
+    shared.state().ok_or_else(|| {
+        internal_error("node is starting: handshake with the application in progress")
+    })
 }
 
 fn latest_height(shared: &Shared) -> Result<u64, ResponseError> {
     let s = state(shared)?;
     if s.last_block_height == 0 {
-        return Err(server_error("no block committed yet"));
+        return Err(internal_error("no block committed yet"));
     }
     Ok(s.last_block_height)
 }
@@ -230,18 +236,16 @@ fn resolve_height(shared: &Shared, height: Option<block::Height>) -> Result<u64,
         return Ok(latest);
     };
     if h == 0 {
-        return Err(ResponseError::invalid_params(
-            "height must be greater than 0, but got 0",
-        ));
+        return Err(internal_error("height must be greater than 0, but got 0"));
     }
     if h > latest {
-        return Err(ResponseError::invalid_params(&format!(
+        return Err(internal_error(format!(
             "height {h} must be less than or equal to the current blockchain height {latest}"
         )));
     }
     let base = shared.store.block_range().map_or(latest, |(b, _)| b);
     if h < base {
-        return Err(ResponseError::invalid_params(&format!(
+        return Err(internal_error(format!(
             "height {h} is not available, lowest height is {base}"
         )));
     }
@@ -256,8 +260,8 @@ fn load_block(
     shared
         .store
         .block(h)
-        .map_err(server_error)?
-        .ok_or_else(|| server_error(format!("block {h} not found")))
+        .map_err(internal_error)?
+        .ok_or_else(|| internal_error(format!("block {h} not found")))
 }
 
 fn status(shared: &Shared) -> RpcResult {
@@ -270,8 +274,8 @@ fn status(shared: &Shared) -> RpcResult {
             let latest = shared
                 .store
                 .block(s.last_block_height)
-                .map_err(server_error)?;
-            let earliest = shared.store.block(low).map_err(server_error)?;
+                .map_err(internal_error)?;
+            let earliest = shared.store.block(low).map_err(internal_error)?;
             (latest, earliest)
         }
         _ => (None, None),
@@ -300,7 +304,7 @@ fn status(shared: &Shared) -> RpcResult {
         "other": { "tx_index": "on", "rpc_address": format!("tcp://{}", shared.config.rpc_laddr) },
     });
     let response = endpoint::status::Response {
-        node_info: serde_json::from_value(node_info).map_err(server_error)?,
+        node_info: serde_json::from_value(node_info).map_err(internal_error)?,
         sync_info: endpoint::status::SyncInfo {
             earliest_block_hash: hash_of(&earliest),
             earliest_app_hash: earliest
@@ -319,14 +323,14 @@ fn status(shared: &Shared) -> RpcResult {
                 .map(|b| b.block.header.app_hash.clone())
                 .unwrap_or_default(),
             latest_block_height: block::Height::try_from(s.last_block_height)
-                .map_err(server_error)?,
+                .map_err(internal_error)?,
             latest_block_time: time_of(&latest),
             catching_up: false,
         },
         validator_info: tendermint::validator::Info {
             address,
             pub_key: shared.validator_key,
-            power: tendermint::vote::Power::try_from(power).map_err(server_error)?,
+            power: tendermint::vote::Power::try_from(power).map_err(internal_error)?,
             name: None,
             proposer_priority: tendermint::validator::ProposerPriority::default(),
         },
@@ -355,9 +359,9 @@ fn cometbft_validator(validator: &tendermint::validator::Info, with_priority: bo
 }
 
 fn conns(shared: &Shared) -> Result<crate::abci::AppConnections, ResponseError> {
-    shared
-        .conns()
-        .ok_or_else(|| server_error("the application connection is down; the node is reconnecting"))
+    shared.conns().ok_or_else(|| {
+        internal_error("the application connection is down; the node is reconnecting")
+    })
 }
 
 async fn abci_info(shared: &Shared) -> RpcResult {
@@ -370,10 +374,10 @@ async fn abci_info(shared: &Shared) -> RpcResult {
             abci_version: ABCI_VERSION.to_owned(),
         })
         .await
-        .map_err(server_error)?;
+        .map_err(internal_error)?;
     let app_hash = base64_value(&info.last_block_app_hash)?;
     let response = endpoint::abci_info::Response {
-        response: abci::response::Info::try_from(info).map_err(server_error)?,
+        response: abci::response::Info::try_from(info).map_err(internal_error)?,
     };
     // tendermint-rs writes the app hash as an array of numbers; `CometBFT` (and so cosmjs)
     // as base64, like every other byte field. tendermint-rs reads both.
@@ -385,7 +389,7 @@ async fn abci_info(shared: &Shared) -> RpcResult {
 /// Bytes as `CometBFT`'s JSON writes them: a padded standard base64 string.
 fn base64_value(bytes: &impl AsRef<[u8]>) -> RpcResult {
     tendermint::serializers::bytes::base64string::serialize(bytes, serde_json::value::Serializer)
-        .map_err(server_error)
+        .map_err(internal_error)
 }
 
 async fn abci_query(shared: &Shared, r: endpoint::abci_query::Request) -> RpcResult {
@@ -401,12 +405,12 @@ async fn abci_query(shared: &Shared, r: endpoint::abci_query::Request) -> RpcRes
             prove: r.prove,
         })
         .await
-        .map_err(server_error)?;
+        .map_err(internal_error)?;
     let proof = q
         .proof_ops
         .map(tendermint::merkle::proof::ProofOps::try_from)
         .transpose()
-        .map_err(server_error)?;
+        .map_err(internal_error)?;
     let response = endpoint::abci_query::Response {
         response: endpoint::abci_query::AbciQuery {
             code: q.code.into(),
@@ -416,7 +420,7 @@ async fn abci_query(shared: &Shared, r: endpoint::abci_query::Request) -> RpcRes
             key: q.key.to_vec(),
             value: q.value.to_vec(),
             proof,
-            height: block::Height::try_from(q.height).map_err(server_error)?,
+            height: block::Height::try_from(q.height).map_err(internal_error)?,
             codespace: q.codespace,
         },
     };
@@ -428,7 +432,7 @@ fn tx_hash(tx: &[u8]) -> Hash {
 }
 
 fn mempool_error(e: MempoolError) -> ResponseError {
-    server_error(e)
+    internal_error(e)
 }
 
 async fn broadcast_sync(shared: &Shared, r: endpoint::broadcast::tx_sync::Request) -> RpcResult {
@@ -486,7 +490,7 @@ async fn broadcast_commit(
         .check_tx(r.tx, &conns.mempool)
         .await
         .map_err(mempool_error)?;
-    let check_domain = abci::response::CheckTx::try_from(check.clone()).map_err(server_error)?;
+    let check_domain = abci::response::CheckTx::try_from(check.clone()).map_err(internal_error)?;
     if check.code != 0 {
         return to_value(&endpoint::broadcast::tx_commit::Response {
             check_tx: check_domain,
@@ -517,18 +521,18 @@ async fn broadcast_commit(
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     if let Some((height, index)) = shared.store.tx_location(&hash_bytes) {
-                        let results = shared.store.results(height).map_err(server_error)?;
+                        let results = shared.store.results(height).map_err(internal_error)?;
                         let result = results
                             .and_then(|r| r.results.tx_results.get(index as usize).cloned())
                             .unwrap_or_default();
                         return Ok((
-                            block::Height::try_from(height).map_err(server_error)?,
+                            block::Height::try_from(height).map_err(internal_error)?,
                             result,
                         ));
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    return Err(server_error("node is shutting down"))
+                    return Err(internal_error("node is shutting down"))
                 }
             }
         }
@@ -536,7 +540,7 @@ async fn broadcast_commit(
     let (height, result) = match tokio::time::timeout(timeout, wait).await {
         Ok(r) => r?,
         Err(_) => {
-            return Err(server_error(format!(
+            return Err(internal_error(format!(
                 "timed out waiting for tx to be included in a block after {}",
                 humanize(timeout)
             )))
@@ -559,11 +563,11 @@ fn block_results(shared: &Shared, height: Option<block::Height>) -> RpcResult {
     let stored = shared
         .store
         .results(h)
-        .map_err(server_error)?
-        .ok_or_else(|| server_error(format!("results for height {h} not found")))?;
-    let domain = abci::response::FinalizeBlock::try_from(stored.results).map_err(server_error)?;
+        .map_err(internal_error)?
+        .ok_or_else(|| internal_error(format!("results for height {h} not found")))?;
+    let domain = abci::response::FinalizeBlock::try_from(stored.results).map_err(internal_error)?;
     let response = endpoint::block_results::Response {
-        height: block::Height::try_from(h).map_err(server_error)?,
+        height: block::Height::try_from(h).map_err(internal_error)?,
         txs_results: Some(domain.tx_results),
         finalize_block_events: domain.events,
         begin_block_events: None,
@@ -584,7 +588,7 @@ fn commit(shared: &Shared, height: Option<block::Height>) -> RpcResult {
             stored.block.header,
             stored.commit,
         )
-        .map_err(server_error)?,
+        .map_err(internal_error)?,
         canonical,
     };
     header_value(&response)
@@ -603,7 +607,7 @@ fn validators(shared: &Shared, r: &endpoint::validators::Request) -> RpcResult {
             other
                 .map(block::Height::try_from)
                 .transpose()
-                .map_err(server_error)?,
+                .map_err(internal_error)?,
         )?,
     };
     let set = if h == next {
@@ -612,8 +616,8 @@ fn validators(shared: &Shared, r: &endpoint::validators::Request) -> RpcResult {
         shared
             .store
             .block(h)
-            .map_err(server_error)?
-            .ok_or_else(|| server_error(format!("block {h} not found")))?
+            .map_err(internal_error)?
+            .ok_or_else(|| internal_error(format!("block {h} not found")))?
             .validators
     };
     let all = set.validators().clone();
@@ -629,7 +633,7 @@ fn validators(shared: &Shared, r: &endpoint::validators::Request) -> RpcResult {
         .max(1);
     let start = (page - 1).saturating_mul(per_page);
     if start >= all.len() && !(all.is_empty() && page == 1) {
-        return Err(ResponseError::invalid_params(&format!(
+        return Err(internal_error(format!(
             "page should be within [1, {}] range, given {page}",
             all.len().div_ceil(per_page).max(1)
         )));
@@ -642,9 +646,9 @@ fn validators(shared: &Shared, r: &endpoint::validators::Request) -> RpcResult {
         .collect::<Result<Vec<_>, _>>()?;
     // The envelope from tendermint-rpc's type, the validators in `CometBFT`'s form.
     let mut value = to_value(&endpoint::validators::Response::new(
-        block::Height::try_from(h).map_err(server_error)?,
+        block::Height::try_from(h).map_err(internal_error)?,
         Vec::new(),
-        i32::try_from(all.len()).map_err(server_error)?,
+        i32::try_from(all.len()).map_err(internal_error)?,
     ))?;
     // `CometBFT` also counts the validators on this page.
     value["count"] = json!(validators.len().to_string());
@@ -661,7 +665,7 @@ fn tx(shared: &Shared, r: &endpoint::tx::Request) -> RpcResult {
     let (height, index) = shared
         .store
         .tx_location(&hash)
-        .ok_or_else(|| server_error(format!("tx ({}) not found", hex::encode_upper(hash))))?;
+        .ok_or_else(|| internal_error(format!("tx ({}) not found", hex::encode_upper(hash))))?;
     let answer = tx_responses(shared, height, &[index], r.prove)?;
     to_value(&answer[0])
 }
@@ -677,13 +681,13 @@ fn tx_responses(
     let stored = shared
         .store
         .block(height)
-        .map_err(server_error)?
-        .ok_or_else(|| server_error(format!("block {height} not found")))?;
+        .map_err(internal_error)?
+        .ok_or_else(|| internal_error(format!("block {height} not found")))?;
     let results = shared
         .store
         .results(height)
-        .map_err(server_error)?
-        .ok_or_else(|| server_error(format!("results for height {height} not found")))?;
+        .map_err(internal_error)?
+        .ok_or_else(|| internal_error(format!("results for height {height} not found")))?;
     let txs = &stored.block.data;
     let tree = prove.then(|| tandem_core::MerkleTree::from_txs(txs));
     indices
@@ -693,7 +697,7 @@ fn tx_responses(
             let tx = txs
                 .get(i)
                 .cloned()
-                .ok_or_else(|| server_error(format!("block {height} has no tx {index}")))?;
+                .ok_or_else(|| internal_error(format!("block {height} has no tx {index}")))?;
             let result = results
                 .results
                 .tx_results
@@ -706,7 +710,7 @@ fn tx_responses(
                 .transpose()?;
             Ok(endpoint::tx::Response {
                 hash: tx_hash(&tx),
-                height: block::Height::try_from(height).map_err(server_error)?,
+                height: block::Height::try_from(height).map_err(internal_error)?,
                 index,
                 tx_result: exec_tx_result(&result)?,
                 tx,
@@ -739,13 +743,13 @@ fn blockchain(shared: &Shared, p: &Value) -> RpcResult {
     let max = if max == 0 { latest } else { max.min(latest) };
     let min = min.max(1).max(base).max((max + 1).saturating_sub(LIMIT));
     if min > max {
-        return Err(ResponseError::invalid_params(&format!(
+        return Err(internal_error(format!(
             "min height {min} can't be greater than max height {max}"
         )));
     }
     let mut block_metas = Vec::new();
     for height in (min..=max).rev() {
-        let Some(stored) = shared.store.block(height).map_err(server_error)? else {
+        let Some(stored) = shared.store.block(height).map_err(internal_error)? else {
             continue;
         };
         let block_size = prost::Message::encoded_len(&tendermint_proto::v0_38::types::Block::from(
@@ -753,13 +757,13 @@ fn blockchain(shared: &Shared, p: &Value) -> RpcResult {
         ));
         block_metas.push(block::Meta {
             block_id: stored.block_id,
-            block_size: i64::try_from(block_size).map_err(server_error)?,
-            num_txs: i64::try_from(stored.block.data.len()).map_err(server_error)?,
+            block_size: i64::try_from(block_size).map_err(internal_error)?,
+            num_txs: i64::try_from(stored.block.data.len()).map_err(internal_error)?,
             header: stored.block.header,
         });
     }
     header_value(&endpoint::blockchain::Response {
-        last_height: block::Height::try_from(latest).map_err(server_error)?,
+        last_height: block::Height::try_from(latest).map_err(internal_error)?,
         block_metas,
     })
 }
@@ -785,7 +789,7 @@ fn by_hash(shared: &Shared, method: &str, p: &Value) -> RpcResult {
         ResponseError::invalid_params(&format!("hash must be 32 bytes, got {}", b.len()))
     })?;
     let stored = match shared.store.block_height_by_hash(&hash) {
-        Some(height) => shared.store.block(height).map_err(server_error)?,
+        Some(height) => shared.store.block(height).map_err(internal_error)?,
         None => None,
     };
     match (method, stored) {
@@ -817,7 +821,7 @@ fn consensus_params(shared: &Shared, height: Option<block::Height>) -> RpcResult
         Some(h) if h == next => h,
         Some(h) => resolve_height(
             shared,
-            Some(block::Height::try_from(h).map_err(server_error)?),
+            Some(block::Height::try_from(h).map_err(internal_error)?),
         )?,
     };
     let params = if h == next {
@@ -828,13 +832,13 @@ fn consensus_params(shared: &Shared, height: Option<block::Height>) -> RpcResult
         shared
             .store
             .results(h - 1)
-            .map_err(server_error)?
-            .ok_or_else(|| server_error(format!("the state before block {h} is not stored")))?
+            .map_err(internal_error)?
+            .ok_or_else(|| internal_error(format!("the state before block {h} is not stored")))?
             .state
             .consensus_params
     };
     to_value(&endpoint::consensus_params::Response {
-        block_height: block::Height::try_from(h).map_err(server_error)?,
+        block_height: block::Height::try_from(h).map_err(internal_error)?,
         consensus_params: params,
     })
 }
@@ -842,12 +846,12 @@ fn consensus_params(shared: &Shared, height: Option<block::Height>) -> RpcResult
 /// `genesis_chunked`: the genesis document's JSON in base64 chunks of 16 MiB, as `CometBFT`.
 fn genesis_chunked(shared: &Shared, p: &Value) -> RpcResult {
     const CHUNK: usize = 16 * 1024 * 1024;
-    let doc = serde_json::to_vec(&shared.config.genesis).map_err(server_error)?;
+    let doc = serde_json::to_vec(&shared.config.genesis).map_err(internal_error)?;
     let chunks: Vec<&[u8]> = doc.chunks(CHUNK).collect();
     let chunk = count_param(p, "chunk", 0)?;
     let index = usize::try_from(chunk).unwrap_or(usize::MAX);
     let Some(data) = chunks.get(index) else {
-        return Err(ResponseError::invalid_params(&format!(
+        return Err(internal_error(format!(
             "there are {} chunks, {chunk} is invalid",
             chunks.len()
         )));
@@ -871,13 +875,13 @@ fn tx_search(shared: &Shared, p: &Value) -> RpcResult {
         None | Some("" | "asc") => false,
         Some("desc") => true,
         Some(other) => {
-            return Err(ResponseError::invalid_params(&format!(
+            return Err(internal_error(format!(
                 "order_by must be asc or desc, got {other}"
             )))
         }
     };
     let query = super::events::Query::parse(query).map_err(|e| {
-        ResponseError::invalid_params(&format!(
+        internal_error(format!(
             "{e} (tx_search takes `key = 'value'` conditions joined by AND, on tx.hash, \
              tx.height or an indexed event attribute such as message.sender)"
         ))
@@ -888,18 +892,18 @@ fn tx_search(shared: &Shared, p: &Value) -> RpcResult {
     }
     let per_page = count_param(p, "per_page", 30)?.clamp(1, 100);
     let pages = u64::try_from(found.len())
-        .map_err(server_error)?
+        .map_err(internal_error)?
         .div_ceil(per_page)
         .max(1);
     let page = count_param(p, "page", 1)?;
     if !(1..=pages).contains(&page) {
-        return Err(ResponseError::invalid_params(&format!(
+        return Err(internal_error(format!(
             "page should be within [1, {pages}] range, given {page}"
         )));
     }
-    let start = usize::try_from((page - 1) * per_page).map_err(server_error)?;
+    let start = usize::try_from((page - 1) * per_page).map_err(internal_error)?;
     let end = start
-        .saturating_add(usize::try_from(per_page).map_err(server_error)?)
+        .saturating_add(usize::try_from(per_page).map_err(internal_error)?)
         .min(found.len());
     let mut txs = Vec::with_capacity(end - start);
     // One read of each block for all of its txs on the page.
@@ -909,7 +913,7 @@ fn tx_search(shared: &Shared, p: &Value) -> RpcResult {
     }
     to_value(&endpoint::tx_search::Response {
         txs,
-        total_count: u32::try_from(found.len()).map_err(server_error)?,
+        total_count: u32::try_from(found.len()).map_err(internal_error)?,
     })
 }
 
@@ -924,7 +928,7 @@ fn tx_proof(
 ) -> Result<tendermint::tx::Proof, ResponseError> {
     let proof = tree
         .proof(index)
-        .ok_or_else(|| server_error(format!("tx index {index} is not in its block")))?;
+        .ok_or_else(|| internal_error(format!("tx index {index} is not in its block")))?;
     let tx = &txs[index];
     Ok(tendermint::tx::Proof {
         root_hash: tendermint::Hash::Sha256(tree.root()),

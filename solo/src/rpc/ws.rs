@@ -168,9 +168,12 @@ async fn handle_text(text: &str, shared: &Shared, subs: &mut Vec<Subscription>) 
             if subs.len() >= MAX_SUBSCRIPTIONS {
                 return encode_error(
                     request.id,
-                    ResponseError::server_error(format!(
-                        "max_subscriptions_per_client {MAX_SUBSCRIPTIONS} reached"
-                    )),
+                    ResponseError::new(
+                        tendermint_rpc::Code::InternalError,
+                        Some(format!(
+                            "max_subscriptions_per_client {MAX_SUBSCRIPTIONS} reached"
+                        )),
+                    ),
                 );
             }
             match Query::parse(&text) {
@@ -182,7 +185,10 @@ async fn handle_text(text: &str, shared: &Shared, subs: &mut Vec<Subscription>) 
                     });
                     encode_result(request.id, json!({}))
                 }
-                Err(e) => encode_error(request.id, ResponseError::invalid_params(&e)),
+                Err(e) => encode_error(
+                    request.id,
+                    ResponseError::new(tendermint_rpc::Code::InternalError, Some(e)),
+                ),
             }
         }
         "unsubscribe" => {
@@ -197,7 +203,10 @@ async fn handle_text(text: &str, shared: &Shared, subs: &mut Vec<Subscription>) 
             if subs.len() == before {
                 return encode_error(
                     request.id,
-                    ResponseError::server_error("subscription not found"),
+                    ResponseError::new(
+                        tendermint_rpc::Code::InternalError,
+                        Some("subscription not found".to_owned()),
+                    ),
                 );
             }
             encode_result(request.id, json!({}))
