@@ -203,7 +203,9 @@ fn split_and(text: &str) -> Vec<&str> {
         while i < bytes.len() {
             if bytes[i] == b'\'' {
                 in_quote = !in_quote;
-            } else if !in_quote && rest[i..].starts_with(" AND ") {
+            } else if !in_quote && bytes[i..].starts_with(b" AND ") {
+                // Compared as bytes: `i` may fall inside a multi-byte character, where a
+                // `str` slice would panic. A match is ASCII, so it starts on a boundary.
                 split_at = Some(i);
                 break;
             }
@@ -240,6 +242,9 @@ mod tests {
             ("tx.height > 3", None),
             ("", None),
             ("tm.event = Tx", None),
+            // A multi-byte character before an AND used to panic the parser.
+            ("transfer.note = 'é' AND tm.event = 'Tx'", Some(false)),
+            ("é AND x = 'y'", None),
         ];
         for (text, expected) in table {
             let got = Query::parse(text).map(|q| q.matches(&attrs)).ok();

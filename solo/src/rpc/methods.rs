@@ -122,7 +122,7 @@ fn is_padded_base64(text: &str) -> bool {
 fn base64_param(method: &str) -> Option<&'static str> {
     match method {
         "broadcast_tx_sync" | "broadcast_tx_async" | "broadcast_tx_commit" => Some("tx"),
-        "tx" => Some("hash"),
+        "tx" | "block_by_hash" => Some("hash"),
         _ => None,
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tandem_testkit::cases;
 use tendermint_rpc::Client as _;
 
-use crate::support::{raw_rpc, start_test_node, wait_height, TestNode};
+use crate::support::{raw_get, raw_rpc, start_test_node, wait_height, TestNode};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -28,6 +28,15 @@ const METHODS: &[&str] = &[
     "validators",
     "tx",
     "num_unconfirmed_txs",
+    "unconfirmed_txs",
+    "blockchain",
+    "header",
+    "header_by_hash",
+    "block_by_hash",
+    "consensus_params",
+    "net_info",
+    "genesis_chunked",
+    "tx_search",
     "subscribe",
     "no_such_method",
 ];
@@ -53,6 +62,13 @@ fn json_value() -> impl Strategy<Value = Value> {
                     Just("path".to_owned()),
                     Just("data".to_owned()),
                     Just("prove".to_owned()),
+                    Just("query".to_owned()),
+                    Just("page".to_owned()),
+                    Just("per_page".to_owned()),
+                    Just("minHeight".to_owned()),
+                    Just("maxHeight".to_owned()),
+                    Just("limit".to_owned()),
+                    Just("chunk".to_owned()),
                     "[a-z_]{1,8}",
                 ],
                 inner,
@@ -120,6 +136,59 @@ fn every_body_gets_a_json_rpc_answer() {
     runtime.block_on(node.shutdown()).unwrap();
 }
 
+/// One URI param: a known or arbitrary name, and `0x` hex, a quoted (`%22`) string, a number
+/// or other URI-safe text as its value.
+fn uri_param() -> impl Strategy<Value = String> {
+    let name = prop_oneof![
+        Just("height".to_owned()),
+        Just("tx".to_owned()),
+        Just("hash".to_owned()),
+        Just("data".to_owned()),
+        Just("path".to_owned()),
+        Just("query".to_owned()),
+        Just("minHeight".to_owned()),
+        Just("chunk".to_owned()),
+        "[a-z_]{1,8}",
+    ];
+    let value = prop_oneof![
+        "0x[0-9a-fA-F]{0,70}",
+        "%22[A-Za-z0-9=+/.%]{0,40}%22",
+        "[0-9]{0,22}",
+        "[A-Za-z0-9=+/.%-]{0,48}",
+    ];
+    (name, value).prop_map(|(name, value)| format!("{name}={value}"))
+}
+
+/// URI requests (`GET /<method>?…`) for every method with arbitrary params, as curl sends
+/// them: each gets a JSON-RPC answer, and the node keeps producing blocks.
+#[test]
+fn every_uri_request_gets_a_json_rpc_answer() {
+    let (runtime, (_app, _dir, node, client)) = running_node();
+    let addr = node.rpc_addr();
+    let request = (
+        proptest::sample::select(METHODS),
+        proptest::collection::vec(uri_param(), 0..4),
+    );
+    proptest!(cases(256), |((method, params) in request)| {
+        let path = format!("{method}?{}", params.join("&"));
+        let answer = runtime
+            .block_on(async { tokio::time::timeout(DEADLINE, raw_get(addr, &path)).await })
+            .map_err(|_| TestCaseError::fail(format!("no answer within {DEADLINE:?} to {path}")))?;
+        prop_assert_eq!(&answer["jsonrpc"], "2.0", "{}", answer);
+        let has_result = answer.get("result").is_some_and(|r| !r.is_null());
+        let has_error = answer.get("error").is_some_and(|e| e["code"].is_i64());
+        prop_assert!(has_result != has_error, "exactly one of result and error: {} for {}", answer, path);
+    });
+    let before = runtime
+        .block_on(client.status())
+        .unwrap()
+        .sync_info
+        .latest_block_height
+        .value();
+    runtime.block_on(wait_height(&client, before + 2, DEADLINE));
+    runtime.block_on(node.shutdown()).unwrap();
+}
+
 /// Base64 that tendermint-rpc's decoder (subtle-encoding 0.5) panics on: a last group that
 /// starts with padding. Found by the fuzz test above; each gets an Invalid Params error.
 #[test]
@@ -130,6 +199,7 @@ fn malformed_base64_params_are_invalid_params() {
         ("broadcast_tx_async", "tx"),
         ("broadcast_tx_commit", "tx"),
         ("tx", "hash"),
+        ("block_by_hash", "hash"),
     ] {
         for text in ["AAAA====", "AAAA=", "====", "A", "AB=C", "AA!A"] {
             let body =
