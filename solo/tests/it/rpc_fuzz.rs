@@ -100,6 +100,36 @@ fn running_node() -> (tokio::runtime::Runtime, TestNode) {
     (runtime, (app, dir, node, client))
 }
 
+/// A JSON-RPC 2.0 answer with exactly one of `result` and `error` (with a numeric code).
+fn one_answer(answer: &Value, request: &str) -> Result<(), TestCaseError> {
+    prop_assert_eq!(&answer["jsonrpc"], "2.0", "{} for {}", answer, request);
+    let has_result = answer.get("result").is_some_and(|r| !r.is_null());
+    let has_error = answer.get("error").is_some_and(|e| e["code"].is_i64());
+    prop_assert!(
+        has_result != has_error,
+        "exactly one of result and error: {} for {}",
+        answer,
+        request
+    );
+    Ok(())
+}
+
+/// Waits for two more blocks (the fuzzing left the node working), then stops it.
+fn still_producing_then_stop(
+    runtime: &tokio::runtime::Runtime,
+    client: &tendermint_rpc::HttpClient,
+    node: tandem_solo::NodeHandle,
+) {
+    let before = runtime
+        .block_on(client.status())
+        .unwrap()
+        .sync_info
+        .latest_block_height
+        .value();
+    runtime.block_on(wait_height(client, before + 2, DEADLINE));
+    runtime.block_on(node.shutdown()).unwrap();
+}
+
 #[test]
 fn every_body_gets_a_json_rpc_answer() {
     let (runtime, (_app, _dir, node, client)) = running_node();
@@ -120,20 +150,10 @@ fn every_body_gets_a_json_rpc_answer() {
             single => vec![single],
         };
         for answer in answers {
-            prop_assert_eq!(&answer["jsonrpc"], "2.0", "{}", answer);
-            let has_result = answer.get("result").is_some_and(|r| !r.is_null());
-            let has_error = answer.get("error").is_some_and(|e| e["code"].is_i64());
-            prop_assert!(has_result != has_error, "exactly one of result and error: {}", answer);
+            one_answer(&answer, &body)?;
         }
     });
-    let before = runtime
-        .block_on(client.status())
-        .unwrap()
-        .sync_info
-        .latest_block_height
-        .value();
-    runtime.block_on(wait_height(&client, before + 2, DEADLINE));
-    runtime.block_on(node.shutdown()).unwrap();
+    still_producing_then_stop(&runtime, &client, node);
 }
 
 /// One URI param: a known or arbitrary name, and `0x` hex, a quoted (`%22`) string, a number
@@ -174,19 +194,9 @@ fn every_uri_request_gets_a_json_rpc_answer() {
         let answer = runtime
             .block_on(async { tokio::time::timeout(DEADLINE, raw_get(addr, &path)).await })
             .map_err(|_| TestCaseError::fail(format!("no answer within {DEADLINE:?} to {path}")))?;
-        prop_assert_eq!(&answer["jsonrpc"], "2.0", "{}", answer);
-        let has_result = answer.get("result").is_some_and(|r| !r.is_null());
-        let has_error = answer.get("error").is_some_and(|e| e["code"].is_i64());
-        prop_assert!(has_result != has_error, "exactly one of result and error: {} for {}", answer, path);
+        one_answer(&answer, &path)?;
     });
-    let before = runtime
-        .block_on(client.status())
-        .unwrap()
-        .sync_info
-        .latest_block_height
-        .value();
-    runtime.block_on(wait_height(&client, before + 2, DEADLINE));
-    runtime.block_on(node.shutdown()).unwrap();
+    still_producing_then_stop(&runtime, &client, node);
 }
 
 /// Base64 that tendermint-rpc's decoder (subtle-encoding 0.5) panics on: a last group that
