@@ -260,9 +260,10 @@ fn cosmjs_dir() -> std::path::PathBuf {
 
 /// Stock cosmjs against the devnet, as a wallet or dapp uses it: `tests/cosmjs/interop.mjs`
 /// queries accounts and balances, sends a transfer and a two-rollup bundle with
-/// `SigningStargateClient`, finds them with `getTx`/`searchTx`, and calls every CometBFT RPC
-/// method cosmjs's v0.38 client has, over HTTP and WebSocket. The key it signs with is the one
-/// the devnet prints.
+/// `SigningStargateClient` (also with fee `"auto"`), finds them with `getTx` and `searchTx`
+/// (by height and by event), and calls the CometBFT RPC methods cosmjs's v0.38 client has and
+/// tandem-solo serves, over HTTP and WebSocket. The key it signs with is the one the devnet
+/// prints.
 #[test]
 fn cosmjs_drives_the_devnet() {
     let dir = cosmjs_dir();
