@@ -123,6 +123,8 @@ struct Index {
     /// `(type.key, value)` of every tx event attribute the application marked for indexing →
     /// the txs that have it, as `CometBFT`'s kv tx indexer keeps them.
     attributes: BTreeMap<(String, String), BTreeSet<(u64, u32)>>,
+    /// The same for the attributes of `FinalizeBlock`'s own events → the blocks that have it.
+    block_attributes: BTreeMap<(String, String), BTreeSet<u64>>,
 }
 
 impl Index {
@@ -134,6 +136,17 @@ impl Index {
         }
         self.tx_counts
             .insert(height, u32::try_from(block.data.len()).unwrap_or(u32::MAX));
+        for event in &results.events {
+            for attribute in event.attributes.iter().filter(|a| a.index) {
+                self.block_attributes
+                    .entry((
+                        format!("{}.{}", event.r#type, attribute.key),
+                        attribute.value.clone(),
+                    ))
+                    .or_default()
+                    .insert(height);
+            }
+        }
         for (i, tx) in block.data.iter().enumerate() {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             self.txs.insert(Sha256::digest(tx).into(), (height, index));
@@ -152,6 +165,32 @@ impl Index {
                 }
             }
         }
+    }
+
+    /// The applied blocks that meet every `key = value` condition (`block.height`, or a
+    /// marked attribute of a `FinalizeBlock` event), in height order.
+    fn search_blocks(&self, conditions: &[(String, String)]) -> Vec<u64> {
+        let mut found: Option<BTreeSet<u64>> = None;
+        for (key, value) in conditions {
+            let matching: BTreeSet<u64> = if key == "block.height" {
+                value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|height| self.tx_counts.contains_key(height))
+                    .into_iter()
+                    .collect()
+            } else {
+                self.block_attributes
+                    .get(&(key.clone(), value.clone()))
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            found = Some(match found {
+                None => matching,
+                Some(so_far) => so_far.intersection(&matching).copied().collect(),
+            });
+        }
+        found.unwrap_or_default().into_iter().collect()
     }
 
     /// The txs that meet every `key = value` condition, in block order.
@@ -363,6 +402,12 @@ impl BlockStore {
     /// an indexed event attribute `type.key`), as `(height, index)` in block order.
     pub fn search_txs(&self, conditions: &[(String, String)]) -> Vec<(u64, u32)> {
         self.read_index().search(conditions)
+    }
+
+    /// The applied blocks that meet every `key = value` condition (`block.height`, or an
+    /// indexed attribute of a `FinalizeBlock` event), in height order.
+    pub fn search_blocks(&self, conditions: &[(String, String)]) -> Vec<u64> {
+        self.read_index().search_blocks(conditions)
     }
 
     fn write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {

@@ -197,6 +197,9 @@ const byHash = await comet.tx({ hash: fromHex(bundle.transactionHash), prove: tr
 assert.equal(byHash.height, bundle.height);
 assert.ok(byHash.proof, "prove=true returns a proof");
 step("tx with proof");
+const blocks = await comet.blockSearchAll({ query: `block.height=${bundle.height}` });
+assert.deepEqual(blocks.blocks.map((b) => b.block.header.height), [bundle.height]);
+step("block_search by the block event tandemd marks");
 const search = await comet.txSearchAll({ query: `tx.height=${bundle.height}` });
 assert.equal(search.totalCount, 2, "the commitment item and the bundle");
 step("tx_search");

@@ -145,6 +145,7 @@ pub(super) async fn call(shared: &Shared, method: &str, p: Value) -> RpcResult {
         "broadcast_tx_commit" => broadcast_commit(shared, required(p)?).await,
         "tx" => tx(shared, &required(with_flag(p, "prove")?)?),
         "tx_search" => tx_search(shared, &with_flag(p, "prove")?),
+        "block_search" => block_search(shared, &p),
         "block" => {
             let r: endpoint::block::Request = optional_params(p, &["height"])?;
             let stored = load_block(shared, r.height)?;
@@ -863,14 +864,13 @@ fn genesis_chunked(shared: &Shared, p: &Value) -> RpcResult {
     }))
 }
 
-/// `tx_search` over the tx index: `tx.hash='…'` or `tx.height=…`, paged as `CometBFT` pages
-/// (`page` from 1, `per_page` 30 by default and at most 100), `order_by` `asc` or `desc`.
-fn tx_search(shared: &Shared, p: &Value) -> RpcResult {
+/// The query, and the ordering, of a `tx_search` or `block_search`: `key = 'value'`
+/// conditions joined by AND, `order_by` `asc` (default) or `desc`.
+fn search_query(p: &Value, method: &str) -> Result<(super::events::Query, bool), ResponseError> {
     let query = p
         .get("query")
         .and_then(Value::as_str)
         .ok_or_else(|| ResponseError::invalid_params("query is required"))?;
-    let prove = p.get("prove").and_then(Value::as_bool).unwrap_or(false);
     let descending = match p.get("order_by").and_then(Value::as_str) {
         None | Some("" | "asc") => false,
         Some("desc") => true,
@@ -882,14 +882,16 @@ fn tx_search(shared: &Shared, p: &Value) -> RpcResult {
     };
     let query = super::events::Query::parse(query).map_err(|e| {
         internal_error(format!(
-            "{e} (tx_search takes `key = 'value'` conditions joined by AND, on tx.hash, \
-             tx.height or an indexed event attribute such as message.sender)"
+            "{e} ({method} takes `key = 'value'` conditions joined by AND, on the heights, \
+             hashes and indexed event attributes it knows)"
         ))
     })?;
-    let mut found = shared.store.search_txs(query.conditions());
-    if descending {
-        found.reverse();
-    }
+    Ok((query, descending))
+}
+
+/// The page of `found` that `page` and `per_page` select, as `CometBFT` pages (`page` from 1,
+/// `per_page` 30 by default and at most 100; a page past the end is an error).
+fn page_of<'a, T>(p: &Value, found: &'a [T]) -> Result<&'a [T], ResponseError> {
     let per_page = count_param(p, "per_page", 30)?.clamp(1, 100);
     let pages = u64::try_from(found.len())
         .map_err(internal_error)?
@@ -905,14 +907,53 @@ fn tx_search(shared: &Shared, p: &Value) -> RpcResult {
     let end = start
         .saturating_add(usize::try_from(per_page).map_err(internal_error)?)
         .min(found.len());
-    let mut txs = Vec::with_capacity(end - start);
+    Ok(&found[start..end])
+}
+
+/// `tx_search` over the tx index: `tx.hash`, `tx.height` and the tx event attributes the
+/// application marked for indexing.
+fn tx_search(shared: &Shared, p: &Value) -> RpcResult {
+    let (query, descending) = search_query(p, "tx_search")?;
+    let prove = p.get("prove").and_then(Value::as_bool).unwrap_or(false);
+    let mut found = shared.store.search_txs(query.conditions());
+    if descending {
+        found.reverse();
+    }
+    let page = page_of(p, &found)?;
+    let mut txs = Vec::with_capacity(page.len());
     // One read of each block for all of its txs on the page.
-    for run in found[start..end].chunk_by(|a, b| a.0 == b.0) {
+    for run in page.chunk_by(|a, b| a.0 == b.0) {
         let indices: Vec<u32> = run.iter().map(|(_, index)| *index).collect();
         txs.extend(tx_responses(shared, run[0].0, &indices, prove)?);
     }
     to_value(&endpoint::tx_search::Response {
         txs,
+        total_count: u32::try_from(found.len()).map_err(internal_error)?,
+    })
+}
+
+/// `block_search` over the block index: `block.height` and the `FinalizeBlock` event
+/// attributes the application marked for indexing.
+fn block_search(shared: &Shared, p: &Value) -> RpcResult {
+    let (query, descending) = search_query(p, "block_search")?;
+    let mut found = shared.store.search_blocks(query.conditions());
+    if descending {
+        found.reverse();
+    }
+    let mut blocks = Vec::new();
+    for height in page_of(p, &found)? {
+        let stored = shared
+            .store
+            .block(*height)
+            .map_err(internal_error)?
+            .ok_or_else(|| internal_error(format!("block {height} not found")))?;
+        blocks.push(endpoint::block::Response {
+            block_id: stored.block_id,
+            block: stored.block,
+        });
+    }
+    header_value(&endpoint::block_search::Response {
+        blocks,
         total_count: u32::try_from(found.len()).map_err(internal_error)?,
     })
 }

@@ -418,6 +418,50 @@ async fn tx_search_finds_txs_by_indexed_event_attributes() {
     node.shutdown().await.unwrap();
 }
 
+/// `block_search` on `block.height` and on the marked attributes of `FinalizeBlock`'s events
+/// (the test app marks `block.height`), read back with tendermint-rs's client.
+#[tokio::test]
+async fn block_search_finds_blocks_by_height_and_events() {
+    use tendermint_rpc::{query::Query, Order};
+    let (_app, _dir, node, client) = start_test_node(Duration::from_millis(50), true, |_| {}).await;
+    wait_height(&client, 4, DEADLINE).await;
+    let heights = |response: tendermint_rpc::endpoint::block_search::Response| {
+        response
+            .blocks
+            .iter()
+            .map(|b| b.block.header.height.value())
+            .collect::<Vec<_>>()
+    };
+    let third = client
+        .block_search(Query::eq("block.height", 3_u64), 1, 10, Order::Ascending)
+        .await
+        .unwrap();
+    assert_eq!(third.total_count, 1);
+    assert_eq!(heights(third), [3]);
+    let both = client
+        .block_search(
+            Query::eq("block.height", 3_u64).and_eq("block.height", 4_u64),
+            1,
+            10,
+            Order::Ascending,
+        )
+        .await
+        .unwrap();
+    assert!(both.blocks.is_empty());
+    let missing = client
+        .block_search(Query::eq("block.missing", "x"), 1, 10, Order::Descending)
+        .await
+        .unwrap();
+    assert_eq!(missing.total_count, 0);
+    let refused = raw_rpc(
+        node.rpc_addr(),
+        r#"{"jsonrpc":"2.0","id":1,"method":"block_search","params":{"query":"block.height > 2"}}"#,
+    )
+    .await;
+    assert_eq!(refused["error"]["code"], -32603, "{refused}");
+    node.shutdown().await.unwrap();
+}
+
 /// The first block's `last_block_id` and `last_commit` are CometBFT's empty structures, never
 /// null (cosmjs reads their `hash` fields unguarded), and tendermint-rs still reads them as
 /// absent, with the same block hash.

@@ -37,6 +37,7 @@ const METHODS: &[&str] = &[
     "net_info",
     "genesis_chunked",
     "tx_search",
+    "block_search",
     "subscribe",
     "no_such_method",
 ];
