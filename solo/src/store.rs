@@ -127,6 +127,17 @@ struct Index {
     block_attributes: BTreeMap<(String, String), BTreeSet<u64>>,
 }
 
+/// `(type.key, value)` of every event attribute the application marked for indexing.
+fn marked_attributes(events: &[pb::abci::Event]) -> impl Iterator<Item = (String, String)> + '_ {
+    events.iter().flat_map(|event| {
+        event
+            .attributes
+            .iter()
+            .filter(|a| a.index)
+            .map(|a| (format!("{}.{}", event.r#type, a.key), a.value.clone()))
+    })
+}
+
 impl Index {
     /// Makes an applied block, its txs and their indexed event attributes findable.
     fn add_block(&mut self, block: &Block, results: &pb::abci::ResponseFinalizeBlock) {
@@ -136,16 +147,8 @@ impl Index {
         }
         self.tx_counts
             .insert(height, u32::try_from(block.data.len()).unwrap_or(u32::MAX));
-        for event in &results.events {
-            for attribute in event.attributes.iter().filter(|a| a.index) {
-                self.block_attributes
-                    .entry((
-                        format!("{}.{}", event.r#type, attribute.key),
-                        attribute.value.clone(),
-                    ))
-                    .or_default()
-                    .insert(height);
-            }
+        for key in marked_attributes(&results.events) {
+            self.block_attributes.entry(key).or_default().insert(height);
         }
         for (i, tx) in block.data.iter().enumerate() {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
@@ -153,16 +156,11 @@ impl Index {
             let Some(result) = results.tx_results.get(i) else {
                 continue;
             };
-            for event in &result.events {
-                for attribute in event.attributes.iter().filter(|a| a.index) {
-                    self.attributes
-                        .entry((
-                            format!("{}.{}", event.r#type, attribute.key),
-                            attribute.value.clone(),
-                        ))
-                        .or_default()
-                        .insert((height, index));
-                }
+            for key in marked_attributes(&result.events) {
+                self.attributes
+                    .entry(key)
+                    .or_default()
+                    .insert((height, index));
             }
         }
     }
