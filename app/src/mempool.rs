@@ -98,8 +98,8 @@ impl Mempool {
 
     /// Executes the unsigned tx `bytes` (see [`ParsedTx::decode_unsigned`]) on a fork of the
     /// pending state that is thrown away, paying exactly the required fee, and returns that
-    /// fee. The signature is not checked; every other CheckTx rule is.
-    pub(crate) async fn simulate(&mut self, bytes: &[u8]) -> Result<u128, ExecError> {
+    /// fee and the tx's gas limit. The signature is not checked; every other CheckTx rule is.
+    pub(crate) async fn simulate(&mut self, bytes: &[u8]) -> Result<(u128, u64), ExecError> {
         let ctx = self.ctx.clone().ok_or(ExecError::NotInitialized)?;
         let max = usize::try_from(ctx.params.max_tx_bytes).unwrap_or(usize::MAX);
         let parsed = ParsedTx::decode_unsigned(bytes, max)?;
@@ -108,11 +108,12 @@ impl Mempool {
             return Err(ExecError::UnknownAccount { address: signer });
         }
         let required = ctx.params.required_fee(parsed.rollup_data_bytes());
+        let gas_limit = parsed.gas_limit();
         let tx = parsed.into_verified_unchecked();
         // Dropped, never applied: the pending state is untouched.
         let mut fork = StateDelta::new(&mut self.state);
         execute_tx_paying(&mut fork, &tx, &ctx, Fee::Required).await?;
-        Ok(required)
+        Ok((required, gas_limit))
     }
 
     /// Checks `bytes` and, when it would execute, admits it into the pending state.

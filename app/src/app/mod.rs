@@ -670,8 +670,11 @@ impl App {
     }
 
     /// Simulates the unsigned tx `bytes` on the mempool's pending state (thrown away after) and
-    /// returns the fee it needs.
-    pub(crate) async fn simulate(&self, bytes: &[u8]) -> Result<u128, crate::error::ExecError> {
+    /// returns the fee it needs and its gas limit.
+    pub(crate) async fn simulate(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(u128, u64), crate::error::ExecError> {
         self.inner.mempool.lock().await.simulate(bytes).await
     }
 

@@ -191,9 +191,7 @@ async fn simulate(app: &App, data: &[u8]) -> Result<(u64, Answer, Option<ProofOp
             ))
         }
     };
-    let gas_limit =
-        tandem_core::ParsedTx::decode_unsigned(&bytes, max).map_or(0, |tx| tx.gas_limit());
-    let required = app
+    let (required, gas_limit) = app
         .simulate(&bytes)
         .await
         .map_err(|e| Failure::new(e.code(), e.to_string()))?;
