@@ -565,7 +565,7 @@ impl Consensus {
                 };
             self.shared
                 .store
-                .index_block_txs(&event.block, &event.results);
+                .index_block_txs(&event.block, &event.block_id, &event.results);
             events.push(event);
         }
         let committed: Vec<(Vec<u8>, u32)> = events

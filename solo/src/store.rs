@@ -139,10 +139,16 @@ fn marked_attributes(events: &[pb::abci::Event]) -> impl Iterator<Item = (String
 }
 
 impl Index {
-    /// Makes an applied block, its txs and their indexed event attributes findable.
-    fn add_block(&mut self, block: &Block, results: &pb::abci::ResponseFinalizeBlock) {
+    /// Makes an applied block (whose id is `block_id`), its txs and their indexed event
+    /// attributes findable.
+    fn add_block(
+        &mut self,
+        block: &Block,
+        block_id: &block::Id,
+        results: &pb::abci::ResponseFinalizeBlock,
+    ) {
         let height = block.header.height.value();
-        if let Ok(hash) = <[u8; 32]>::try_from(block.header.hash().as_bytes()) {
+        if let Ok(hash) = <[u8; 32]>::try_from(block_id.hash.as_bytes()) {
             self.blocks_by_hash.insert(hash, height);
         }
         self.tx_counts
@@ -168,9 +174,8 @@ impl Index {
     /// The applied blocks that meet every `key = value` condition (`block.height`, or a
     /// marked attribute of a `FinalizeBlock` event), in height order.
     fn search_blocks(&self, conditions: &[(String, String)]) -> Vec<u64> {
-        let mut found: Option<BTreeSet<u64>> = None;
-        for (key, value) in conditions {
-            let matching: BTreeSet<u64> = if key == "block.height" {
+        meeting_all(conditions, |key, value| {
+            if key == "block.height" {
                 value
                     .parse::<u64>()
                     .ok()
@@ -179,51 +184,54 @@ impl Index {
                     .collect()
             } else {
                 self.block_attributes
-                    .get(&(key.clone(), value.clone()))
+                    .get(&(key.to_owned(), value.to_owned()))
                     .cloned()
                     .unwrap_or_default()
-            };
-            found = Some(match found {
-                None => matching,
-                Some(so_far) => so_far.intersection(&matching).copied().collect(),
-            });
-        }
-        found.unwrap_or_default().into_iter().collect()
+            }
+        })
     }
 
     /// The txs that meet every `key = value` condition, in block order.
     fn search(&self, conditions: &[(String, String)]) -> Vec<(u64, u32)> {
-        let mut found: Option<BTreeSet<(u64, u32)>> = None;
-        for (key, value) in conditions {
-            let matching: BTreeSet<(u64, u32)> = match key.as_str() {
-                "tx.hash" => hex::decode(value)
-                    .ok()
-                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-                    .and_then(|hash| self.txs.get(&hash).copied())
-                    .into_iter()
-                    .collect(),
-                "tx.height" => value
-                    .parse::<u64>()
-                    .ok()
-                    .and_then(|height| {
-                        self.tx_counts
-                            .get(&height)
-                            .map(|count| (0..*count).map(|i| (height, i)).collect())
-                    })
-                    .unwrap_or_default(),
-                _ => self
-                    .attributes
-                    .get(&(key.clone(), value.clone()))
-                    .cloned()
-                    .unwrap_or_default(),
-            };
-            found = Some(match found {
-                None => matching,
-                Some(so_far) => so_far.intersection(&matching).copied().collect(),
-            });
-        }
-        found.unwrap_or_default().into_iter().collect()
+        meeting_all(conditions, |key, value| match key {
+            "tx.hash" => hex::decode(value)
+                .ok()
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .and_then(|hash| self.txs.get(&hash).copied())
+                .into_iter()
+                .collect(),
+            "tx.height" => value
+                .parse::<u64>()
+                .ok()
+                .and_then(|height| {
+                    self.tx_counts
+                        .get(&height)
+                        .map(|count| (0..*count).map(|i| (height, i)).collect())
+                })
+                .unwrap_or_default(),
+            _ => self
+                .attributes
+                .get(&(key.to_owned(), value.to_owned()))
+                .cloned()
+                .unwrap_or_default(),
+        })
     }
+}
+
+/// What every condition's matches have in common, in order (nothing for no condition).
+fn meeting_all<T: Ord + Copy>(
+    conditions: &[(String, String)],
+    matching: impl Fn(&str, &str) -> BTreeSet<T>,
+) -> Vec<T> {
+    let mut found: Option<BTreeSet<T>> = None;
+    for (key, value) in conditions {
+        let these = matching(key, value);
+        found = Some(match found {
+            None => these,
+            Some(so_far) => so_far.intersection(&these).copied().collect(),
+        });
+    }
+    found.unwrap_or_default().into_iter().collect()
 }
 
 /// The on-disk block store.
@@ -295,7 +303,7 @@ impl BlockStore {
         };
         for &h in &states {
             if let (Some(stored), Some(results)) = (store.block(h)?, store.results(h)?) {
-                index.add_block(&stored.block, &results.results);
+                index.add_block(&stored.block, &stored.block_id, &results.results);
             }
         }
         *store
@@ -389,11 +397,16 @@ impl BlockStore {
     /// Makes an applied block, its txs and their indexed event attributes findable. Called
     /// after the application committed the block, so `/tx` never shows a tx whose block is
     /// not committed yet.
-    pub fn index_block_txs(&self, block: &Block, results: &pb::abci::ResponseFinalizeBlock) {
+    pub fn index_block_txs(
+        &self,
+        block: &Block,
+        block_id: &block::Id,
+        results: &pb::abci::ResponseFinalizeBlock,
+    ) {
         self.index
             .write()
             .expect("index lock is never poisoned: no panics while held")
-            .add_block(block, results);
+            .add_block(block, block_id, results);
     }
 
     /// The committed txs that meet every `key = value` condition (`tx.hash`, `tx.height`, or
