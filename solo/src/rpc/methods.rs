@@ -15,7 +15,7 @@ use crate::{
     chain::ChainState,
     mempool::MempoolError,
     node::{Shared, ABCI_VERSION, COMETBFT_VERSION, P2P_PROTOCOL},
-    store::StoredBlock,
+    store::{StoredBlock, StoredResults},
 };
 
 type RpcResult = Result<Value, ResponseError>;
@@ -257,12 +257,40 @@ fn load_block(
     shared: &Shared,
     height: Option<block::Height>,
 ) -> Result<StoredBlock, ResponseError> {
-    let h = resolve_height(shared, height)?;
+    block_at(shared, resolve_height(shared, height)?)
+}
+
+/// The stored block at `height`, which must exist.
+fn block_at(shared: &Shared, height: u64) -> Result<StoredBlock, ResponseError> {
     shared
         .store
-        .block(h)
+        .block(height)
         .map_err(internal_error)?
-        .ok_or_else(|| internal_error(format!("block {h} not found")))
+        .ok_or_else(|| internal_error(format!("block {height} not found")))
+}
+
+/// The stored results of block `height`, which must exist.
+fn results_at(shared: &Shared, height: u64) -> Result<StoredResults, ResponseError> {
+    shared
+        .store
+        .results(height)
+        .map_err(internal_error)?
+        .ok_or_else(|| internal_error(format!("results for height {height} not found")))
+}
+
+/// A height for a method whose default is the next block (`validators`,
+/// `consensus_params`): the next height when none is given or it is the next one, else a
+/// committed height ([`resolve_height`]).
+fn height_or_next(
+    shared: &Shared,
+    next: u64,
+    height: Option<block::Height>,
+) -> Result<u64, ResponseError> {
+    match height {
+        None => Ok(next),
+        Some(h) if h.value() == next => Ok(next),
+        Some(h) => resolve_height(shared, Some(h)),
+    }
 }
 
 fn status(shared: &Shared) -> RpcResult {
@@ -561,11 +589,7 @@ fn humanize(d: Duration) -> String {
 
 fn block_results(shared: &Shared, height: Option<block::Height>) -> RpcResult {
     let h = resolve_height(shared, height)?;
-    let stored = shared
-        .store
-        .results(h)
-        .map_err(internal_error)?
-        .ok_or_else(|| internal_error(format!("results for height {h} not found")))?;
+    let stored = results_at(shared, h)?;
     let domain = abci::response::FinalizeBlock::try_from(stored.results).map_err(internal_error)?;
     let response = endpoint::block_results::Response {
         height: block::Height::try_from(h).map_err(internal_error)?,
@@ -600,26 +624,11 @@ fn validators(shared: &Shared, r: &endpoint::validators::Request) -> RpcResult {
     // The set for the next height is known before its block exists, and is `CometBFT`'s
     // default.
     let next = s.next_height();
-    let h = match r.height.map(|h| h.value()) {
-        None => next,
-        Some(h) if h == next => h,
-        other => resolve_height(
-            shared,
-            other
-                .map(block::Height::try_from)
-                .transpose()
-                .map_err(internal_error)?,
-        )?,
-    };
+    let h = height_or_next(shared, next, r.height)?;
     let set = if h == next {
         s.validators.clone()
     } else {
-        shared
-            .store
-            .block(h)
-            .map_err(internal_error)?
-            .ok_or_else(|| internal_error(format!("block {h} not found")))?
-            .validators
+        block_at(shared, h)?.validators
     };
     let all = set.validators().clone();
     let per_page = r
@@ -679,16 +688,8 @@ fn tx_responses(
     indices: &[u32],
     prove: bool,
 ) -> Result<Vec<endpoint::tx::Response>, ResponseError> {
-    let stored = shared
-        .store
-        .block(height)
-        .map_err(internal_error)?
-        .ok_or_else(|| internal_error(format!("block {height} not found")))?;
-    let results = shared
-        .store
-        .results(height)
-        .map_err(internal_error)?
-        .ok_or_else(|| internal_error(format!("results for height {height} not found")))?;
+    let stored = block_at(shared, height)?;
+    let results = results_at(shared, height)?;
     let txs = &stored.block.data;
     let tree = prove.then(|| tandem_core::MerkleTree::from_txs(txs));
     indices
@@ -801,13 +802,9 @@ fn by_hash(shared: &Shared, method: &str, p: &Value) -> RpcResult {
             block_id: stored.block_id,
             block: Some(stored.block),
         }),
-        (_, None) => to_value(&endpoint::block_by_hash::Response {
+        (_, None) => header_value(&endpoint::block_by_hash::Response {
             block_id: block::Id::default(),
             block: None,
-        })
-        .map(|mut value| {
-            super::cometbft_empty_structs(&mut value);
-            value
         }),
     }
 }
@@ -817,14 +814,7 @@ fn by_hash(shared: &Shared, method: &str, p: &Value) -> RpcResult {
 fn consensus_params(shared: &Shared, height: Option<block::Height>) -> RpcResult {
     let s = state(shared)?;
     let next = s.next_height();
-    let h = match height.map(|h| h.value()) {
-        None => next,
-        Some(h) if h == next => h,
-        Some(h) => resolve_height(
-            shared,
-            Some(block::Height::try_from(h).map_err(internal_error)?),
-        )?,
-    };
+    let h = height_or_next(shared, next, height)?;
     let params = if h == next {
         s.consensus_params
     } else if h <= s.initial_height {
@@ -942,11 +932,7 @@ fn block_search(shared: &Shared, p: &Value) -> RpcResult {
     }
     let mut blocks = Vec::new();
     for height in page_of(p, &found)? {
-        let stored = shared
-            .store
-            .block(*height)
-            .map_err(internal_error)?
-            .ok_or_else(|| internal_error(format!("block {height} not found")))?;
+        let stored = block_at(shared, *height)?;
         blocks.push(endpoint::block::Response {
             block_id: stored.block_id,
             block: stored.block,
