@@ -595,19 +595,16 @@ impl Consensus {
         let mut next_round = tokio::time::Instant::now();
         // As `CometBFT`: no block before the genesis time. The first block's time is the
         // genesis time, so this wait is all the wall clock decides.
-        let chain_not_started = self
+        let genesis_time = self.shared.config.genesis.genesis_time;
+        let wait = self
             .shared
             .state()
-            .is_some_and(|s| s.last_block_height == 0);
-        let genesis_time = self.shared.config.genesis.genesis_time;
-        if let (true, Ok(wait)) = (
-            chain_not_started,
-            genesis_time.duration_since(tendermint::Time::now()),
-        ) {
-            if !wait.is_zero() {
-                info!(%genesis_time, ?wait, "genesis time is in the future; waiting for it");
-                next_round += wait;
-            }
+            .filter(|s| s.last_block_height == 0)
+            .and_then(|_| genesis_time.duration_since(tendermint::Time::now()).ok())
+            .filter(|wait| !wait.is_zero());
+        if let Some(wait) = wait {
+            info!(%genesis_time, ?wait, "genesis time is in the future; waiting for it");
+            next_round += wait;
         }
         loop {
             tokio::select! {

@@ -23,7 +23,7 @@ type RpcResult = Result<Value, ResponseError>;
 /// An error of the method itself (after its params were read), as `CometBFT`'s
 /// `RPCInternalError`: code -32603, message `Internal error`, the reason in `data`. Params
 /// that cannot be read at all are -32602 (`ResponseError::invalid_params`).
-fn internal_error(message: impl std::fmt::Display) -> ResponseError {
+pub(super) fn internal_error(message: impl std::fmt::Display) -> ResponseError {
     ResponseError::new(
         tendermint_rpc::Code::InternalError,
         Some(message.to_string()),

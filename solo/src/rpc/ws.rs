@@ -168,12 +168,9 @@ async fn handle_text(text: &str, shared: &Shared, subs: &mut Vec<Subscription>) 
             if subs.len() >= MAX_SUBSCRIPTIONS {
                 return encode_error(
                     request.id,
-                    ResponseError::new(
-                        tendermint_rpc::Code::InternalError,
-                        Some(format!(
-                            "max_subscriptions_per_client {MAX_SUBSCRIPTIONS} reached"
-                        )),
-                    ),
+                    super::methods::internal_error(format!(
+                        "max_subscriptions_per_client {MAX_SUBSCRIPTIONS} reached"
+                    )),
                 );
             }
             match Query::parse(&text) {
@@ -185,10 +182,7 @@ async fn handle_text(text: &str, shared: &Shared, subs: &mut Vec<Subscription>) 
                     });
                     encode_result(request.id, json!({}))
                 }
-                Err(e) => encode_error(
-                    request.id,
-                    ResponseError::new(tendermint_rpc::Code::InternalError, Some(e)),
-                ),
+                Err(e) => encode_error(request.id, super::methods::internal_error(e)),
             }
         }
         "unsubscribe" => {
@@ -203,10 +197,7 @@ async fn handle_text(text: &str, shared: &Shared, subs: &mut Vec<Subscription>) 
             if subs.len() == before {
                 return encode_error(
                     request.id,
-                    ResponseError::new(
-                        tendermint_rpc::Code::InternalError,
-                        Some("subscription not found".to_owned()),
-                    ),
+                    super::methods::internal_error("subscription not found"),
                 );
             }
             encode_result(request.id, json!({}))
