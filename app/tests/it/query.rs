@@ -11,7 +11,7 @@ use prost::Message as _;
 use tandem_app::{query_codes, TxStatus};
 use tendermint::{block::Height, v0_38::abci::request};
 
-use crate::harness::{key, rollup, send, submit, unsigned, utnd, Chain};
+use crate::harness::{key, rollup, send, sign, submit, unsigned, utnd, Chain};
 
 fn query(path: &str, data: Vec<u8>, height: u64, prove: bool) -> request::Query {
     request::Query {
@@ -541,10 +541,13 @@ async fn simulate_reports_the_required_fee_and_changes_nothing() {
         too_high.log
     );
     let stranger = key("simulate-stranger");
-    let unknown = TxBuilder::new(crate::harness::CHAIN_ID, 0, 0)
-        .message(send(&stranger, alice.address(), utnd(1)))
-        .sign(&stranger)
-        .unwrap();
+    let unknown = sign(
+        &stranger,
+        0,
+        0,
+        vec![send(&stranger, alice.address(), utnd(1))],
+        0,
+    );
     let unknown = simulate(&chain, unsigned(&unknown)).await;
     assert_eq!(
         unknown.code.value(),
@@ -553,10 +556,13 @@ async fn simulate_reports_the_required_fee_and_changes_nothing() {
         unknown.log
     );
     let rich = chain.balance(&alice.address(), "utnd").await;
-    let broke = TxBuilder::new(crate::harness::CHAIN_ID, number, sequence)
-        .message(send(&alice, key("bob").address(), utnd(rich)))
-        .sign(&alice)
-        .unwrap();
+    let broke = sign(
+        &alice,
+        number,
+        sequence,
+        vec![send(&alice, key("bob").address(), utnd(rich))],
+        0,
+    );
     let broke = simulate(&chain, unsigned(&broke)).await;
     assert_eq!(
         broke.code.value(),
