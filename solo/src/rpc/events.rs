@@ -130,10 +130,7 @@ pub(super) fn add_result_fields(wrapper: &mut serde_json::Value, result: &pba::E
         fields.insert("info".to_owned(), result.info.clone().into());
     }
     if !result.data.is_empty() {
-        if let Ok(data) = tendermint::serializers::bytes::base64string::serialize(
-            &result.data,
-            serde_json::value::Serializer,
-        ) {
+        if let Ok(data) = super::methods::base64_value(&result.data) {
             fields.insert("data".to_owned(), data);
         }
     }

@@ -416,7 +416,7 @@ async fn abci_info(shared: &Shared) -> RpcResult {
 }
 
 /// Bytes as `CometBFT`'s JSON writes them: a padded standard base64 string.
-fn base64_value(bytes: &impl AsRef<[u8]>) -> RpcResult {
+pub(super) fn base64_value(bytes: &impl AsRef<[u8]>) -> RpcResult {
     tendermint::serializers::bytes::base64string::serialize(bytes, serde_json::value::Serializer)
         .map_err(internal_error)
 }

@@ -281,13 +281,10 @@ fn uri_params(method: &str, query: &str) -> Value {
                 };
                 raw_bytes.map(|b| match encoding {
                     BytesParam::Hex => hex::encode_upper(b),
-                    BytesParam::Base64 => tendermint::serializers::bytes::base64string::serialize(
-                        &b,
-                        serde_json::value::Serializer,
-                    )
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                    BytesParam::Base64 => methods::base64_value(&b)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
                 })
             }
             None => None,
