@@ -2,9 +2,11 @@
 //!
 //! A block runs in a cnidarium [`StateDelta`] forked from the last committed snapshot; each tx
 //! runs in a nested delta that is applied only when the whole tx succeeds, which is what makes
-//! bundles atomic. Signatures are checked before execution: txs whose hash is in the
-//! [`SigCache`] (admitted by CheckTx for the same account number) skip verification, the rest
-//! are decoded and verified in parallel across cores with results kept in block order.
+//! bundles atomic. Txs whose hash is in the [`SigCache`] (admitted by CheckTx for the same
+//! account number) skip verification; the rest are decoded and verified in parallel across
+//! cores. PrepareProposal and FinalizeBlock execute each tx once its signature is checked;
+//! ProcessProposal, which rejects the whole block on any failure, executes them while the
+//! checks run ([`SignatureAudit`]).
 //!
 //! The same [`execute_block`] serves PrepareProposal (drop what fails or does not fit),
 //! ProcessProposal (reject on anything wrong) and FinalizeBlock (record a failure code).
@@ -337,13 +339,18 @@ enum Stage1 {
 /// cores; the results come in block order from the returned [`CheckedStream`]. Before the
 /// account numbers are read, every account key the txs' signers will touch is prefetched
 /// into `base` in one concurrent batch.
+///
+/// With `ahead`, nothing waits for verification: every tx comes out of the stream at once,
+/// those still to verify as if verified, and the returned [`SignatureAudit`] verifies them
+/// meanwhile (for [`Mode::Process`], see [`execute_block`]). Without it the audit is empty.
 pub(crate) async fn check_signatures<S: StateRead>(
     state: &S,
     base: &CachedSnapshot,
     txs: &[Bytes],
     ctx: &BlockCtx,
     cache: &Arc<SigCache>,
-) -> Result<(Vec<[u8; 32]>, CheckedStream), ExecError> {
+    ahead: bool,
+) -> Result<(Vec<[u8; 32]>, CheckedStream, SignatureAudit), ExecError> {
     let max = usize::try_from(ctx.params.max_tx_bytes).unwrap_or(usize::MAX);
     let owned: Vec<Bytes> = txs.to_vec();
     let stage1_cache = Arc::clone(cache);
@@ -398,6 +405,31 @@ pub(crate) async fn check_signatures<S: StateRead>(
         hashes.push(hash);
         jobs.push((i, stage, number));
     }
+    if ahead {
+        let mut audit = Vec::new();
+        let mut ahead_of_check = |i: usize, parsed: ParsedTx, number: Option<u64>| match number {
+            Some(n) => {
+                let tx = Arc::new(parsed.into_verified_unchecked());
+                audit.push((i, hashes[i], Arc::clone(&tx), n));
+                Checked::Ready(tx)
+            }
+            None => Checked::Deferred(parsed),
+        };
+        let checked = jobs
+            .into_iter()
+            .map(|(i, stage, number)| match (stage, number) {
+                (Stage1::Failed(e), _) => Checked::Failed(e),
+                (Stage1::Cached(c), Some(n)) if c.account_number == n => Checked::Ready(c.tx),
+                (Stage1::Cached(_), number) => match ParsedTx::decode(&txs[i], max) {
+                    Ok(parsed) => ahead_of_check(i, parsed, number),
+                    Err(e) => Checked::Failed(e.into()),
+                },
+                (Stage1::Parsed(parsed), number) => ahead_of_check(i, parsed, number),
+            })
+            .collect();
+        let audit = SignatureAudit::start(audit, chain_id);
+        return Ok((hashes, CheckedStream::ready(checked), audit));
+    }
     let verifier = Arc::new(move |(i, stage, number): Job| match (stage, number) {
         (Stage1::Failed(e), _) => Checked::Failed(e),
         (Stage1::Cached(c), Some(n)) if c.account_number == n => Checked::Ready(c.tx),
@@ -408,7 +440,11 @@ pub(crate) async fn check_signatures<S: StateRead>(
         (Stage1::Parsed(parsed), number) => verify_with(parsed, &chain_id, number),
     });
     let verifier: Arc<dyn Fn(Job) -> Checked + Send + Sync> = verifier;
-    Ok((hashes, CheckedStream::start(jobs, &verifier)))
+    Ok((
+        hashes,
+        CheckedStream::start(jobs, &verifier),
+        SignatureAudit::none(),
+    ))
 }
 
 /// One tx to verify: its index in the block, what stage 1 made of it, its signer's number.
@@ -422,7 +458,8 @@ const VERIFY_CHUNK: usize = 64;
 /// a block of unseen txs costs little more than verifying its signatures. Dropping the stream
 /// stops the workers (e.g. when ProcessProposal rejects at the first failing tx).
 pub(crate) struct CheckedStream {
-    results: tokio::sync::mpsc::UnboundedReceiver<(usize, Vec<Checked>)>,
+    /// `None` once nothing more can come (or nothing was ever to come).
+    results: Option<Chunks<Checked>>,
     /// Chunks that arrived ahead of their turn, by chunk index.
     early: BTreeMap<usize, Vec<Checked>>,
     current: std::vec::IntoIter<Checked>,
@@ -430,48 +467,76 @@ pub(crate) struct CheckedStream {
     cancel: Arc<AtomicBool>,
 }
 
+/// Results of [`spawn_chunk_workers`]: each chunk's, with its index, as workers finish them.
+type Chunks<R> = tokio::sync::mpsc::UnboundedReceiver<(usize, Vec<R>)>;
+
+/// Splits `jobs` into chunks of [`VERIFY_CHUNK`] and maps them with `work` on one blocking
+/// worker per core; returns the number of chunks and the channel their results come on. A
+/// worker stops taking chunks once `cancel` is set, and the channel closes when the last
+/// worker ends.
+fn spawn_chunk_workers<J: Send + 'static, R: Send + 'static>(
+    jobs: Vec<J>,
+    work: &Arc<dyn Fn(J) -> R + Send + Sync>,
+    cancel: &Arc<AtomicBool>,
+) -> (usize, Chunks<R>) {
+    let mut chunks = VecDeque::new();
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() {
+        let chunk: Vec<J> = jobs.by_ref().take(VERIFY_CHUNK).collect();
+        chunks.push_back((chunks.len(), chunk));
+    }
+    let count = chunks.len();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(count);
+    let queue = Arc::new(Mutex::new(chunks));
+    let (sender, results) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..workers {
+        let (queue, cancel, sender, work) = (
+            Arc::clone(&queue),
+            Arc::clone(cancel),
+            sender.clone(),
+            Arc::clone(work),
+        );
+        tokio::task::spawn_blocking(move || loop {
+            if cancel.load(Ordering::Relaxed) {
+                break;
+            }
+            let next = queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop_front();
+            let Some((index, chunk)) = next else { break };
+            let done: Vec<R> = chunk.into_iter().map(|job| work(job)).collect();
+            if sender.send((index, done)).is_err() {
+                break;
+            }
+        });
+    }
+    (count, results)
+}
+
 impl CheckedStream {
     fn start(jobs: Vec<Job>, verify: &Arc<dyn Fn(Job) -> Checked + Send + Sync>) -> Self {
-        let mut chunks = VecDeque::new();
-        let mut jobs = jobs.into_iter().peekable();
-        while jobs.peek().is_some() {
-            let chunk: Vec<Job> = jobs.by_ref().take(VERIFY_CHUNK).collect();
-            chunks.push_back((chunks.len(), chunk));
-        }
-        let workers = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZero::get)
-            .min(chunks.len());
-        let queue = Arc::new(Mutex::new(chunks));
         let cancel = Arc::new(AtomicBool::new(false));
-        let (sender, results) = tokio::sync::mpsc::unbounded_channel();
-        for _ in 0..workers {
-            let (queue, cancel, sender, verify) = (
-                Arc::clone(&queue),
-                Arc::clone(&cancel),
-                sender.clone(),
-                Arc::clone(verify),
-            );
-            tokio::task::spawn_blocking(move || loop {
-                if cancel.load(Ordering::Relaxed) {
-                    break;
-                }
-                let next = queue
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .pop_front();
-                let Some((index, chunk)) = next else { break };
-                let checked: Vec<Checked> = chunk.into_iter().map(|job| verify(job)).collect();
-                if sender.send((index, checked)).is_err() {
-                    break;
-                }
-            });
-        }
+        let (_, results) = spawn_chunk_workers(jobs, verify, &cancel);
         Self {
-            results,
+            results: Some(results),
             early: BTreeMap::new(),
             current: Vec::new().into_iter(),
             next_chunk: 0,
             cancel,
+        }
+    }
+
+    /// A stream of txs that are all there already.
+    fn ready(checked: Vec<Checked>) -> Self {
+        Self {
+            results: None,
+            early: BTreeMap::new(),
+            current: checked.into_iter(),
+            next_chunk: 0,
+            cancel: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -487,7 +552,11 @@ impl CheckedStream {
                 self.next_chunk += 1;
                 continue;
             }
-            match self.results.recv().await {
+            let next = match self.results.as_mut() {
+                Some(results) => results.recv().await,
+                None => None,
+            };
+            match next {
                 Some((index, chunk)) => {
                     self.early.insert(index, chunk);
                 }
@@ -504,6 +573,93 @@ impl CheckedStream {
 }
 
 impl Drop for CheckedStream {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A tx a proposal executed before its signature was checked: index in the block's user txs,
+/// hash, the tx, its signer's account number.
+type AuditJob = (usize, [u8; 32], Arc<VerifiedTx>, u64);
+
+/// Where an audited tx failed: index, hash and why (boxed: failures are rare, and each
+/// checked tx returns one of these or nothing).
+type AuditFailure = Box<(usize, [u8; 32], ExecError)>;
+
+/// The signature checks of the txs a proposal executes ahead of them ([`Mode::Process`]), run
+/// on one worker per core while the block executes. The proposal stands only if
+/// [`SignatureAudit::finish`] passes. The first failure stops the workers, and so does
+/// dropping the audit.
+pub(crate) struct SignatureAudit {
+    chunks: usize,
+    results: Option<Chunks<Result<(), AuditFailure>>>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl SignatureAudit {
+    /// An audit with nothing to check: every tx was verified before it ran.
+    pub(crate) fn none() -> Self {
+        Self {
+            chunks: 0,
+            results: None,
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn start(jobs: Vec<AuditJob>, chain_id: String) -> Self {
+        if jobs.is_empty() {
+            return Self::none();
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&cancel);
+        let check: Arc<dyn Fn(AuditJob) -> Result<(), AuditFailure> + Send + Sync> =
+            Arc::new(move |(index, hash, tx, number): AuditJob| {
+                check_signature(tx.parsed(), &chain_id, number).map_err(|e| {
+                    stop.store(true, Ordering::Relaxed);
+                    Box::new((index, hash, e))
+                })
+            });
+        let (chunks, results) = spawn_chunk_workers(jobs, &check, &cancel);
+        Self {
+            chunks,
+            results: Some(results),
+            cancel,
+        }
+    }
+
+    /// Waits for every check. A failed signature makes the block invalid (the first such tx
+    /// is named); a worker that ended early without one is a bug, and the block cannot be
+    /// judged.
+    pub(crate) async fn finish(mut self) -> Result<(), BlockError> {
+        let Some(mut results) = self.results.take() else {
+            return Ok(());
+        };
+        let mut received = 0;
+        let mut failure: Option<AuditFailure> = None;
+        while let Some((_, chunk)) = results.recv().await {
+            received += 1;
+            for failed in chunk.into_iter().filter_map(Result::err) {
+                if failure.as_ref().is_none_or(|first| failed.0 < first.0) {
+                    failure = Some(failed);
+                }
+            }
+        }
+        match failure.map(|failed| *failed) {
+            Some((index, hash, e)) => Err(BlockError::Invalid(format!(
+                "tx {} at index {} fails: {e}",
+                hex::encode_upper(hash),
+                index + 1
+            ))),
+            None if received < self.chunks => Err(BlockError::State(StateError::Storage {
+                key: String::new(),
+                message: "signature verification ended before the block's last tx".to_string(),
+            })),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SignatureAudit {
     fn drop(&mut self) {
         self.cancel.store(true, Ordering::Relaxed);
     }
@@ -526,12 +682,29 @@ pub(crate) fn verify(
     chain_id: &str,
     account_number: u64,
 ) -> Result<VerifiedTx, ExecError> {
+    malformed_signature(&parsed)?;
+    Ok(parsed.verify(chain_id, account_number)?)
+}
+
+/// [`verify`] without taking the tx.
+fn check_signature(
+    parsed: &ParsedTx,
+    chain_id: &str,
+    account_number: u64,
+) -> Result<(), ExecError> {
+    malformed_signature(parsed)?;
+    Ok(parsed.check_signature(chain_id, account_number)?)
+}
+
+/// A secp256k1 signature that is not even a valid encoding is told apart from one that does
+/// not verify.
+fn malformed_signature(parsed: &ParsedTx) -> Result<(), ExecError> {
     if let PublicKey::Secp256k1(_) = parsed.public_key() {
         if k256::ecdsa::Signature::from_slice(parsed.signature()).is_err() {
             return Err(ExecError::MalformedSignature);
         }
     }
-    Ok(parsed.verify(chain_id, account_number)?)
+    Ok(())
 }
 
 async fn run_blocking<R: Send + 'static>(
@@ -632,7 +805,9 @@ fn proto_tx_size(len: usize) -> u64 {
     1 + varint + u64::try_from(len).unwrap_or(u64::MAX)
 }
 
-/// Executes the user txs of a block at `height` over `snapshot`.
+/// Executes the user txs of a block at `height` over `snapshot`. The block is valid only once
+/// the returned [`SignatureAudit`] finishes without error (it has work only in
+/// [`Mode::Process`]).
 pub(crate) async fn execute_block(
     snapshot: Snapshot,
     height: u64,
@@ -641,12 +816,17 @@ pub(crate) async fn execute_block(
     ctx: &BlockCtx,
     cache: &Arc<SigCache>,
     inter_block: &Arc<InterBlockCache>,
-) -> Result<ExecutedBlock, BlockError> {
+) -> Result<(ExecutedBlock, SignatureAudit), BlockError> {
     let base = CachedSnapshot::new(snapshot, Arc::clone(inter_block));
     let mut state = StateDelta::new(base.clone());
     state.put_block_height(height);
 
-    let (hashes, mut checked) = match check_signatures(&state, &base, user_txs, ctx, cache).await {
+    // A proposal is rejected whole if any tx fails, so its txs may run before their
+    // signatures are checked: the checks go on beside execution, and the caller waits for
+    // them only after the block is executed and staged.
+    let ahead = mode == Mode::Process;
+    let checked = check_signatures(&state, &base, user_txs, ctx, cache, ahead).await;
+    let (hashes, mut checked, audit) = match checked {
         Ok(v) => v,
         Err(ExecError::State(e)) => return Err(BlockError::State(e)),
         Err(e) => return Err(BlockError::Invalid(e.to_string())),
@@ -721,7 +901,7 @@ pub(crate) async fn execute_block(
         }
     }
 
-    out.finish(height, state, &base, ctx).await
+    Ok((out.finish(height, state, &base, ctx).await?, audit))
 }
 
 impl Executing {

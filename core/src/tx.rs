@@ -530,6 +530,13 @@ impl ParsedTx {
 
     /// Checks the signature over `SignDoc{body, auth_info, chain_id, account_number}`.
     pub fn verify(self, chain_id: &str, account_number: u64) -> Result<VerifiedTx, TxError> {
+        self.check_signature(chain_id, account_number)?;
+        Ok(VerifiedTx(self))
+    }
+
+    /// [`ParsedTx::verify`] without taking the tx: for a caller that executes a tx before its
+    /// check ends and throws the result away unless it passes.
+    pub fn check_signature(&self, chain_id: &str, account_number: u64) -> Result<(), TxError> {
         match &self.public_key {
             PublicKey::Secp256k1(bytes) => {
                 // Hash the sign doc straight from the tx's own buffers: no second copy of the
@@ -555,14 +562,15 @@ impl ParsedTx {
                 verify_signature(&self.public_key, &sign_doc, &self.signature)?;
             }
         }
-        Ok(VerifiedTx(self))
+        Ok(())
     }
 
     /// Treats this tx as verified without checking its signature.
     ///
     /// Only for a caller that already verified a tx with this exact hash for the same chain id
-    /// and account number (the application's verified-signature cache), or that executes it
-    /// on a fork it throws away (a simulation).
+    /// and account number (the application's verified-signature cache), that executes it on a
+    /// fork it throws away (a simulation), or that checks the signature
+    /// ([`ParsedTx::check_signature`]) before it keeps anything the execution produced.
     #[must_use]
     pub fn into_verified_unchecked(self) -> VerifiedTx {
         VerifiedTx(self)

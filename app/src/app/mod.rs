@@ -5,10 +5,15 @@
 //! committed snapshots, so none of them waits for a block being finalized.
 //!
 //! Caching rules: a PrepareProposal result is reused by ProcessProposal only for the same
-//! height and byte-identical txs; a ProcessProposal result is reused by FinalizeBlock only for
-//! the same block hash (and height and txs). Anything else is re-executed. FinalizeBlock stages
-//! the block's writes and computes the app hash without persisting; Commit writes them in one
-//! RocksDB batch, then publishes the sequencer block to subscribers.
+//! height and byte-identical txs. ProcessProposal stages the block it accepts exactly as
+//! FinalizeBlock would (the block's writes and app hash, its results and events, without
+//! persisting), and FinalizeBlock reuses that only for the same block hash, height, txs, time
+//! and proposer. Anything else is re-executed. Commit writes the staged block in one RocksDB
+//! batch, then publishes the sequencer block to subscribers.
+//!
+//! ProcessProposal executes a block while its signatures are still being checked on the other
+//! cores, and stages it before it waits for the checks: a proposal with any failing tx is
+//! rejected whole, so nothing that ran ahead of a failed check is ever kept.
 
 mod query;
 
@@ -38,7 +43,7 @@ use tokio::sync::{broadcast, Mutex};
 use crate::{
     blocks::{StateReadExt as _, StateWriteExt as _, StoredTxResult},
     cached::InterBlockCache,
-    exec::{execute_block, BlockCtx, BlockError, ExecutedBlock, Mode, SigCache},
+    exec::{execute_block, BlockCtx, BlockError, ExecutedBlock, Mode, SigCache, SignatureAudit},
     genesis::{GenesisAppState, GenesisError},
     mempool::Mempool,
     metrics::Metrics,
@@ -162,15 +167,45 @@ struct Inner {
 #[derive(Default)]
 struct Consensus {
     prepared: Option<Proposal>,
-    processed: Option<Proposal>,
+    processed: Option<Processed>,
     finalized: Option<Finalized>,
 }
 
 /// An executed proposal and the exact txs (commitment item first) it was executed for.
 struct Proposal {
-    block_hash: Option<[u8; 32]>,
     txs: Vec<Bytes>,
     block: ExecutedBlock,
+}
+
+/// What a block's header gives the block's staging (the sequencer block's header).
+struct BlockInfo {
+    height: u64,
+    hash: [u8; 32],
+    time: tendermint::Time,
+    proposer_address: tendermint::account::Id,
+}
+
+/// A proposal ProcessProposal accepted, staged for the exact block it was asked about.
+struct Processed {
+    info: BlockInfo,
+    txs: Vec<Bytes>,
+    staged: Staged,
+}
+
+impl Processed {
+    fn is_for(&self, info: &BlockInfo, txs: &[Bytes]) -> bool {
+        self.info.height == info.height
+            && self.info.hash == info.hash
+            && self.info.time == info.time
+            && self.info.proposer_address == info.proposer_address
+            && self.txs == txs
+    }
+}
+
+/// A block ready for Commit, and FinalizeBlock's answer for it.
+struct Staged {
+    finalized: Finalized,
+    response: response::FinalizeBlock,
 }
 
 struct Finalized {
@@ -384,7 +419,7 @@ impl App {
         self.check_height(height, "PrepareProposal")?;
         let ctx = self.ctx().await?;
         let max_tx_bytes = u64::try_from(request.max_tx_bytes).unwrap_or(0);
-        let block = execute_block(
+        let (block, audit) = execute_block(
             self.inner.storage.latest_snapshot(),
             height,
             &request.txs,
@@ -395,6 +430,7 @@ impl App {
         )
         .await
         .map_err(|e| block_error(height, e))?;
+        audit.finish().await.map_err(|e| block_error(height, e))?;
         let mut txs = Vec::with_capacity(block.txs.len() + 1);
         txs.push(Bytes::from(block.commitment_item.clone()));
         txs.extend(block.txs.iter().cloned());
@@ -405,7 +441,6 @@ impl App {
             "prepared proposal"
         );
         consensus.prepared = Some(Proposal {
-            block_hash: None,
             txs: txs.clone(),
             block,
         });
@@ -427,42 +462,50 @@ impl App {
         request: request::ProcessProposal,
     ) -> Result<response::ProcessProposal, AppError> {
         let mut consensus = self.inner.consensus.lock().await;
-        let height = request.height.value();
-        self.check_height(height, "ProcessProposal")?;
-        let hash = hash_bytes(&request.hash);
+        let info = BlockInfo {
+            height: request.height.value(),
+            hash: hash_bytes(&request.hash),
+            time: request.time,
+            proposer_address: request.proposer_address,
+        };
+        self.check_height(info.height, "ProcessProposal")?;
         if let Some(p) = &consensus.processed {
-            if p.block.height == height && p.block_hash == Some(hash) && p.txs == request.txs {
+            if p.is_for(&info, &request.txs) {
                 return Ok(response::ProcessProposal::Accept);
             }
         }
-        if let Some(p) = consensus.prepared.take() {
-            if p.block.height == height && p.txs == request.txs {
-                consensus.processed = Some(Proposal {
-                    block_hash: Some(hash),
-                    ..p
-                });
-                return Ok(response::ProcessProposal::Accept);
+        let executed = match consensus.prepared.take() {
+            Some(p) if p.block.height == info.height && p.txs == request.txs => {
+                Ok((p.block, SignatureAudit::none()))
             }
-            consensus.prepared = Some(p);
+            prepared => {
+                consensus.prepared = prepared;
+                self.execute_proposal(info.height, &request.txs, Mode::Process)
+                    .await
+            }
+        };
+        let (block, audit) = match executed {
+            Ok(executed) => executed,
+            Err(BlockError::Invalid(reason)) => return Ok(reject(&info, &reason)),
+            Err(BlockError::State(e)) => return Err(e.into()),
+        };
+        // Staged while the signature checks may still be running; kept only if they pass.
+        let staged = match self.stage(block, &request.txs, &info).await {
+            Ok(staged) => staged,
+            Err(AppError::InvalidBlock { reason, .. }) => return Ok(reject(&info, &reason)),
+            Err(e) => return Err(e),
+        };
+        match audit.finish().await {
+            Ok(()) => {}
+            Err(BlockError::Invalid(reason)) => return Ok(reject(&info, &reason)),
+            Err(BlockError::State(e)) => return Err(e.into()),
         }
-        match self
-            .execute_proposal(height, &request.txs, Mode::Process)
-            .await
-        {
-            Ok(block) => {
-                consensus.processed = Some(Proposal {
-                    block_hash: Some(hash),
-                    txs: request.txs,
-                    block,
-                });
-                Ok(response::ProcessProposal::Accept)
-            }
-            Err(BlockError::Invalid(reason)) => {
-                tracing::warn!(height, block_hash = %hex::encode_upper(hash), %reason, "rejecting proposal");
-                Ok(response::ProcessProposal::Reject)
-            }
-            Err(BlockError::State(e)) => Err(e.into()),
-        }
+        consensus.processed = Some(Processed {
+            info,
+            txs: request.txs,
+            staged,
+        });
+        Ok(response::ProcessProposal::Accept)
     }
 
     /// Executes a full block (commitment item first) and checks the item against the result.
@@ -471,7 +514,7 @@ impl App {
         height: u64,
         txs: &[Bytes],
         mode: Mode,
-    ) -> Result<ExecutedBlock, BlockError> {
+    ) -> Result<(ExecutedBlock, SignatureAudit), BlockError> {
         let ctx = BlockCtx::load(&self.inner.storage.latest_snapshot())
             .await?
             .ok_or_else(|| BlockError::Invalid("chain not initialized".to_string()))?;
@@ -485,7 +528,7 @@ impl App {
                 "txs[0] is not a valid commitment item: {e}"
             )));
         }
-        let block = execute_block(
+        let (block, audit) = execute_block(
             self.inner.storage.latest_snapshot(),
             height,
             user_txs,
@@ -502,11 +545,11 @@ impl App {
                     .to_string(),
             ));
         }
-        Ok(block)
+        Ok((block, audit))
     }
 
-    /// FinalizeBlock: executes the decided block (or reuses the ProcessProposal result for the
-    /// same block hash), stages its writes and returns one result per tx, the validator
+    /// FinalizeBlock: takes the block ProcessProposal staged for the same block hash (or
+    /// executes and stages the decided block) and returns one result per tx, the validator
     /// updates and the app hash. Nothing is persisted until Commit.
     pub async fn finalize_block(
         &self,
@@ -514,51 +557,72 @@ impl App {
     ) -> Result<response::FinalizeBlock, AppError> {
         let mut consensus = self.inner.consensus.lock().await;
         let _phase = Phase::start(self.inner.metrics.as_ref(), "finalize_block");
-        let height = request.height.value();
-        self.check_height(height, "FinalizeBlock")?;
-        let hash = hash_bytes(&request.hash);
-        let cached = consensus.processed.take().filter(|p| {
-            p.block.height == height && p.block_hash == Some(hash) && p.txs == request.txs
-        });
+        let info = BlockInfo {
+            height: request.height.value(),
+            hash: hash_bytes(&request.hash),
+            time: request.time,
+            proposer_address: request.proposer_address,
+        };
+        self.check_height(info.height, "FinalizeBlock")?;
+        let processed = consensus
+            .processed
+            .take()
+            .filter(|p| p.is_for(&info, &request.txs));
         consensus.prepared = None;
-        let block = match cached {
-            Some(p) => p.block,
-            None => self
+        let staged = if let Some(p) = processed {
+            p.staged
+        } else {
+            let height = info.height;
+            let (block, audit) = self
                 .execute_proposal(height, &request.txs, Mode::Finalize)
                 .await
-                .map_err(|e| block_error(height, e))?,
+                .map_err(|e| block_error(height, e))?;
+            audit.finish().await.map_err(|e| block_error(height, e))?;
+            self.stage(block, &request.txs, &info).await?
         };
+        consensus.finalized = Some(staged.finalized);
+        Ok(staged.response)
+    }
+
+    /// Stages an executed block for Commit: its sequencer block and tx results (non-verifiable)
+    /// and the JMT update that gives the app hash, with FinalizeBlock's answer. Persists
+    /// nothing.
+    async fn stage(
+        &self,
+        block: ExecutedBlock,
+        txs: &[Bytes],
+        info: &BlockInfo,
+    ) -> Result<Staged, AppError> {
+        let height = info.height;
         let ctx = self.ctx().await?;
 
         // The data_hash tree from the tx hashes execution computed (sha256 of each tx), so
         // the block's bytes are not hashed again.
-        let Some(item) = request.txs.first() else {
+        let Some(item) = txs.first() else {
             return Err(AppError::InvalidBlock {
                 height,
                 reason: "the block has no commitment item (it is empty)".to_string(),
             });
         };
-        let mut tx_hashes = Vec::with_capacity(request.txs.len());
+        let mut tx_hashes = Vec::with_capacity(txs.len());
         tx_hashes.push(crate::exec::tx_hash(item));
-        if block.results.len() + 1 == request.txs.len() {
+        if block.results.len() + 1 == txs.len() {
             tx_hashes.extend(block.results.iter().map(|r| r.hash));
         } else {
-            tx_hashes.extend(request.txs[1..].iter().map(|tx| crate::exec::tx_hash(tx)));
+            tx_hashes.extend(txs[1..].iter().map(|tx| crate::exec::tx_hash(tx)));
         }
         let tx_tree = tandem_core::MerkleTree::from_tx_hashes(&tx_hashes);
         let header = SequencerBlockHeader {
             chain_id: ctx.chain_id.clone(),
             height,
-            time: request.time,
+            time: info.time,
             data_hash: tx_tree.root(),
-            proposer_address: request
-                .proposer_address
-                .as_bytes()
-                .try_into()
-                .map_err(|_| AppError::InvalidBlock {
+            proposer_address: info.proposer_address.as_bytes().try_into().map_err(|_| {
+                AppError::InvalidBlock {
                     height,
                     reason: "proposer address is not 20 bytes".to_string(),
-                })?,
+                }
+            })?,
         };
 
         let ExecutedBlock {
@@ -570,11 +634,11 @@ impl App {
             ..
         } = block;
         let sequencer_block =
-            SequencerBlock::from_tx_tree(header, hash, item.to_vec(), &tx_tree, rollup_data)
+            SequencerBlock::from_tx_tree(header, info.hash, item.to_vec(), &tx_tree, rollup_data)
                 .map_err(|e| AppError::InvalidBlock {
-                    height,
-                    reason: e.to_string(),
-                })?;
+                height,
+                reason: e.to_string(),
+            })?;
         state.put_sequencer_block(&sequencer_block);
         let tx_hashes = store_results(&mut state, height, &results);
         let updates = validator_updates_of(height, validator_updates)?;
@@ -592,23 +656,25 @@ impl App {
             .await
             .map_err(|e| storage_err("rendering tx results failed", &e))?;
         let app_hash = batch.root_hash().0.to_vec();
-        consensus.finalized = Some(Finalized {
-            height,
-            batch,
-            writes,
-            block: Arc::new(sequencer_block),
-            tx_hashes,
-            txs: u64::try_from(request.txs.len()).unwrap_or(u64::MAX),
-        });
-        Ok(response::FinalizeBlock {
-            events: vec![crate::exec::indexed_event(
-                "block",
-                [("height", height.to_string())],
-            )],
-            tx_results,
-            validator_updates: updates,
-            consensus_param_updates: None,
-            app_hash: app_hash_of(app_hash)?,
+        Ok(Staged {
+            finalized: Finalized {
+                height,
+                batch,
+                writes,
+                block: Arc::new(sequencer_block),
+                tx_hashes,
+                txs: u64::try_from(txs.len()).unwrap_or(u64::MAX),
+            },
+            response: response::FinalizeBlock {
+                events: vec![crate::exec::indexed_event(
+                    "block",
+                    [("height", height.to_string())],
+                )],
+                tx_results,
+                validator_updates: updates,
+                consensus_param_updates: None,
+                app_hash: app_hash_of(app_hash)?,
+            },
         })
     }
 
@@ -849,6 +915,12 @@ impl Drop for Phase<'_> {
             metrics.set_phase_in_progress(self.name, false);
         }
     }
+}
+
+/// Logs why a proposal is rejected and rejects it.
+fn reject(info: &BlockInfo, reason: &str) -> response::ProcessProposal {
+    tracing::warn!(height = info.height, block_hash = %hex::encode_upper(info.hash), %reason, "rejecting proposal");
+    response::ProcessProposal::Reject
 }
 
 fn block_error(height: u64, e: BlockError) -> AppError {

@@ -1,13 +1,14 @@
 //! What the app caches between ABCI calls must never change an answer: Recheck after a block
 //! made a pending tx stale, and FinalizeBlock of a block other than the one processed last
-//! (a round change).
+//! (a round change) or with another header.
 
 use bytes::Bytes;
 use tandem_app::codes;
 use tendermint::v0_38::abci::{request, response};
 
 use crate::harness::{
-    finalize_request, key, prepare_request, process_request, rollup, send, submit, utnd, Chain,
+    block_time, finalize_request, key, prepare_request, process_request, rollup, send, submit,
+    utnd, Chain,
 };
 
 fn recheck(tx: &[u8]) -> request::CheckTx {
@@ -106,4 +107,27 @@ async fn finalize_executes_the_decided_block_not_the_one_processed_last() {
         assert_eq!(finalized.app_hash, expected.app_hash);
         assert_eq!(finalized.tx_results, expected.tx_results);
     }
+}
+
+/// ProcessProposal stages the block it accepts with the header it was asked about; FinalizeBlock
+/// reuses that only for the same header, so a decided block whose time differs from the one
+/// processed (which the block hash rules out on a real chain) is staged anew.
+#[tokio::test]
+async fn finalize_restages_a_block_processed_with_another_header() {
+    let proposal = first_proposal(vec![submit(&key("alice"), rollup("r"), b"data")]).await;
+    let validator = Chain::new().await;
+    let verdict = validator
+        .app
+        .process_proposal(process_request(1, proposal.clone()))
+        .await
+        .unwrap();
+    assert_eq!(verdict, response::ProcessProposal::Accept);
+
+    let mut decided = finalize_request(1, proposal.clone());
+    decided.time = block_time(5);
+    let finalized = validator.app.finalize_block(decided).await.unwrap();
+    validator.app.commit().await.unwrap();
+    let block = validator.app.sequencer_block(1).await.unwrap().unwrap();
+    assert_eq!(block.header().time, block_time(5));
+    assert_eq!(finalized.app_hash, reference(&proposal).await.app_hash);
 }

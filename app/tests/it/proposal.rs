@@ -240,3 +240,65 @@ async fn prepare_respects_byte_budgets_and_drops_failures() {
     let tight = chain.app.prepare_proposal(request).await.unwrap().txs;
     assert_eq!(tight.len(), 2, "only the item and the first tx fit");
 }
+
+/// ProcessProposal executes a block while it checks the signatures on other cores: a tx that
+/// would execute but whose signature does not verify still rejects the proposal, wherever it
+/// sits among the checks, and nothing executed for it is kept.
+#[tokio::test]
+async fn a_forged_signature_rejects_a_proposal_that_executes() {
+    let signers = [key("alice"), key("bob"), key("carol")];
+    let validator = Chain::new().await;
+    let mut numbers = Vec::new();
+    for signer in &signers {
+        numbers.push(validator.account(signer).await.1);
+    }
+    // 50 txs per signer, interleaved: 150 txs, so the checks run in several chunks.
+    let block = |forged: Option<usize>| {
+        let mut items = Vec::new();
+        let mut txs = Vec::new();
+        for i in 0..150usize {
+            let (signer, number) = (&signers[i % 3], numbers[i % 3]);
+            let data = format!("tx {i}").into_bytes();
+            items.push((rollup("r"), data.clone()));
+            let message = vec![submit(signer, rollup("r"), &data)];
+            let sequence = u64::try_from(i / 3).unwrap();
+            // Signed for another account number: it decodes and would execute, but its
+            // signature does not verify for the signer's account.
+            let number = if forged == Some(i) {
+                number + 7
+            } else {
+                number
+            };
+            txs.push(Bytes::from(sign(
+                signer, number, sequence, message, 1_000_000,
+            )));
+        }
+        let mut proposal = vec![item_for(items)];
+        proposal.extend(txs);
+        proposal
+    };
+    let honest = block(None);
+
+    for forged in [0, 70, 149] {
+        let proposal = block(Some(forged));
+        assert_ne!(proposal, honest);
+        assert_eq!(
+            verdict(&validator, proposal).await,
+            ProcessProposal::Reject,
+            "forged signature at {forged} accepted"
+        );
+    }
+
+    // The same validator then accepts and finalizes the honest block, exactly as a chain that
+    // never saw the forged ones.
+    assert_eq!(
+        verdict(&validator, honest.clone()).await,
+        ProcessProposal::Accept
+    );
+    let mut validator = validator;
+    let finalized = validator.finalize_and_commit(honest.clone()).await;
+    assert!(finalized.finalize.tx_results.iter().all(|r| r.code.is_ok()));
+    let mut reference = Chain::new().await;
+    let expected = reference.finalize_and_commit(honest).await;
+    assert_eq!(finalized.app_hash(), expected.app_hash());
+}
