@@ -192,6 +192,22 @@ struct Processed {
     staged: Staged,
 }
 
+impl BlockInfo {
+    fn new(
+        height: tendermint::block::Height,
+        hash: &tendermint::Hash,
+        time: tendermint::Time,
+        proposer_address: tendermint::account::Id,
+    ) -> Self {
+        Self {
+            height: height.value(),
+            hash: hash_bytes(hash),
+            time,
+            proposer_address,
+        }
+    }
+}
+
 impl Processed {
     fn is_for(&self, info: &BlockInfo, txs: &[Bytes]) -> bool {
         self.info.height == info.height
@@ -462,12 +478,12 @@ impl App {
         request: request::ProcessProposal,
     ) -> Result<response::ProcessProposal, AppError> {
         let mut consensus = self.inner.consensus.lock().await;
-        let info = BlockInfo {
-            height: request.height.value(),
-            hash: hash_bytes(&request.hash),
-            time: request.time,
-            proposer_address: request.proposer_address,
-        };
+        let info = BlockInfo::new(
+            request.height,
+            &request.hash,
+            request.time,
+            request.proposer_address,
+        );
         self.check_height(info.height, "ProcessProposal")?;
         if let Some(p) = &consensus.processed {
             if p.is_for(&info, &request.txs) {
@@ -557,12 +573,12 @@ impl App {
     ) -> Result<response::FinalizeBlock, AppError> {
         let mut consensus = self.inner.consensus.lock().await;
         let _phase = Phase::start(self.inner.metrics.as_ref(), "finalize_block");
-        let info = BlockInfo {
-            height: request.height.value(),
-            hash: hash_bytes(&request.hash),
-            time: request.time,
-            proposer_address: request.proposer_address,
-        };
+        let info = BlockInfo::new(
+            request.height,
+            &request.hash,
+            request.time,
+            request.proposer_address,
+        );
         self.check_height(info.height, "FinalizeBlock")?;
         let processed = consensus
             .processed

@@ -71,6 +71,15 @@ async fn first_proposal(messages: Vec<tandem_core::Message>) -> Vec<Bytes> {
         .txs
 }
 
+/// `chain`'s ProcessProposal verdict on `txs` as the block at height 1.
+async fn process_first(chain: &Chain, txs: &[Bytes]) -> response::ProcessProposal {
+    chain
+        .app
+        .process_proposal(process_request(1, txs.to_vec()))
+        .await
+        .unwrap()
+}
+
 /// Finalizes `txs` at height 1 on a fresh chain that saw nothing else: the reference answer.
 async fn reference(txs: &[Bytes]) -> response::FinalizeBlock {
     let mut chain = Chain::new().await;
@@ -90,12 +99,10 @@ async fn finalize_executes_the_decided_block_not_the_one_processed_last() {
     for (first, second, decided) in [(&a, &b, &a), (&a, &b, &b), (&b, &a, &b)] {
         let validator = Chain::new().await;
         for proposal in [first, second] {
-            let verdict = validator
-                .app
-                .process_proposal(process_request(1, proposal.clone()))
-                .await
-                .unwrap();
-            assert_eq!(verdict, response::ProcessProposal::Accept);
+            assert_eq!(
+                process_first(&validator, proposal).await,
+                response::ProcessProposal::Accept
+            );
         }
         let finalized = validator
             .app
@@ -116,12 +123,10 @@ async fn finalize_executes_the_decided_block_not_the_one_processed_last() {
 async fn finalize_restages_a_block_processed_with_another_header() {
     let proposal = first_proposal(vec![submit(&key("alice"), rollup("r"), b"data")]).await;
     let validator = Chain::new().await;
-    let verdict = validator
-        .app
-        .process_proposal(process_request(1, proposal.clone()))
-        .await
-        .unwrap();
-    assert_eq!(verdict, response::ProcessProposal::Accept);
+    assert_eq!(
+        process_first(&validator, &proposal).await,
+        response::ProcessProposal::Accept
+    );
 
     let mut decided = finalize_request(1, proposal.clone());
     decided.time = block_time(5);
