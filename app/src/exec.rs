@@ -627,6 +627,11 @@ impl SignatureAudit {
         }
     }
 
+    /// Whether a check has failed already (the block is invalid, whatever else it holds).
+    pub(crate) fn failed(&self) -> bool {
+        self.results.is_some() && self.cancel.load(Ordering::Relaxed)
+    }
+
     /// Waits for every check. A failed signature makes the block invalid (the first such tx
     /// is named); a worker that ended early without one is a bug, and the block cannot be
     /// judged.

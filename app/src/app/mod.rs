@@ -505,6 +505,16 @@ impl App {
             Err(BlockError::Invalid(reason)) => return Ok(reject(&info, &reason)),
             Err(BlockError::State(e)) => return Err(e.into()),
         };
+        // A signature already known to fail rejects the block without staging it.
+        let audit = if audit.failed() {
+            match audit.finish().await {
+                Ok(()) => SignatureAudit::none(),
+                Err(BlockError::Invalid(reason)) => return Ok(reject(&info, &reason)),
+                Err(BlockError::State(e)) => return Err(e.into()),
+            }
+        } else {
+            audit
+        };
         // Staged while the signature checks may still be running; kept only if they pass.
         let staged = match self.stage(block, &request.txs, &info).await {
             Ok(staged) => staged,
