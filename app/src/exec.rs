@@ -1013,6 +1013,78 @@ mod tests {
         }
     }
 
+    /// `count` txs of one signer (account number 3), those at `forged` signed for account
+    /// number 4, as audit jobs.
+    fn audit_jobs(count: usize, forged: &[usize]) -> Vec<AuditJob> {
+        let key = tandem_core::SigningKey::secp256k1_from_seed(b"audit");
+        (0..count)
+            .map(|i| {
+                let number = if forged.contains(&i) { 4 } else { 3 };
+                let message = Message::SubmitRollupData(tandem_core::SubmitRollupData {
+                    signer: key.address(),
+                    rollup_id: RollupId::from_name("r"),
+                    data: vec![1],
+                });
+                let bytes = tandem_core::TxBuilder::new("audit-chain", number, i as u64)
+                    .message(message)
+                    .fee(1)
+                    .sign(&key)
+                    .unwrap();
+                let parsed = ParsedTx::decode(&bytes, 1 << 20).unwrap();
+                (
+                    i,
+                    tx_hash(&bytes),
+                    Arc::new(parsed.into_verified_unchecked()),
+                    3,
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn signature_audit_names_the_first_failure_across_chunks() {
+        // 200 txs: four chunks of 64, the last one short.
+        let cases: [&[usize]; 8] = [
+            &[],
+            &[0],
+            &[63],
+            &[64],
+            &[199],
+            &[130, 5],
+            &[150, 70, 190],
+            &[1, 2, 3, 100, 199],
+        ];
+        for forged in cases {
+            let jobs = audit_jobs(200, forged);
+            let first = forged
+                .iter()
+                .min()
+                .map(|i| (i + 1, hex::encode_upper(jobs[*i].1)));
+            let outcome = SignatureAudit::start(jobs, "audit-chain".to_string())
+                .finish()
+                .await;
+            match (first, outcome) {
+                (None, Ok(())) => {}
+                (Some((index, hash)), Err(BlockError::Invalid(reason))) => {
+                    assert_eq!(
+                        reason,
+                        format!(
+                            "tx {hash} at index {index} fails: {}",
+                            ExecError::from(tandem_core::TxError::InvalidSignature)
+                        ),
+                        "forged at {forged:?}"
+                    );
+                }
+                (first, outcome) => panic!(
+                    "forged at {forged:?}: expected a failure at {first:?}, got {:?}",
+                    outcome.err()
+                ),
+            }
+        }
+        assert!(SignatureAudit::none().finish().await.is_ok());
+        assert!(!SignatureAudit::none().failed());
+    }
+
     #[test]
     fn proto_tx_size_counts_tag_and_varint() {
         assert_eq!(proto_tx_size(0), 2);
