@@ -392,7 +392,6 @@ pub(crate) async fn check_signatures<S: StateRead>(
     }
 
     let chain_id = ctx.chain_id.clone();
-    let txs_for_reverify: Vec<Bytes> = txs.to_vec();
     let mut hashes = Vec::with_capacity(stage1.len());
     let mut jobs: Vec<Job> = Vec::with_capacity(stage1.len());
     for (i, (hash, stage)) in stage1.into_iter().enumerate() {
@@ -417,27 +416,18 @@ pub(crate) async fn check_signatures<S: StateRead>(
         };
         let checked = jobs
             .into_iter()
-            .map(|(i, stage, number)| match (stage, number) {
-                (Stage1::Failed(e), _) => Checked::Failed(e),
-                (Stage1::Cached(c), Some(n)) if c.account_number == n => Checked::Ready(c.tx),
-                (Stage1::Cached(_), number) => match ParsedTx::decode(&txs[i], max) {
-                    Ok(parsed) => ahead_of_check(i, parsed, number),
-                    Err(e) => Checked::Failed(e.into()),
-                },
-                (Stage1::Parsed(parsed), number) => ahead_of_check(i, parsed, number),
+            .map(|job| match settle(job, txs, max) {
+                Settled::Done(checked) => checked,
+                Settled::ToCheck(i, parsed, number) => ahead_of_check(i, parsed, number),
             })
             .collect();
         let audit = SignatureAudit::start(audit, chain_id);
         return Ok((hashes, CheckedStream::ready(checked), audit));
     }
-    let verifier = Arc::new(move |(i, stage, number): Job| match (stage, number) {
-        (Stage1::Failed(e), _) => Checked::Failed(e),
-        (Stage1::Cached(c), Some(n)) if c.account_number == n => Checked::Ready(c.tx),
-        (Stage1::Cached(_), number) => match ParsedTx::decode(&txs_for_reverify[i], max) {
-            Ok(parsed) => verify_with(parsed, &chain_id, number),
-            Err(e) => Checked::Failed(e.into()),
-        },
-        (Stage1::Parsed(parsed), number) => verify_with(parsed, &chain_id, number),
+    let txs_for_reverify: Vec<Bytes> = txs.to_vec();
+    let verifier = Arc::new(move |job: Job| match settle(job, &txs_for_reverify, max) {
+        Settled::Done(checked) => checked,
+        Settled::ToCheck(_, parsed, number) => verify_with(parsed, &chain_id, number),
     });
     let verifier: Arc<dyn Fn(Job) -> Checked + Send + Sync> = verifier;
     Ok((
@@ -449,6 +439,30 @@ pub(crate) async fn check_signatures<S: StateRead>(
 
 /// One tx to verify: its index in the block, what stage 1 made of it, its signer's number.
 type Job = (usize, Stage1, Option<u64>);
+
+/// What a [`Job`] still needs.
+enum Settled {
+    /// Nothing: it failed already, or CheckTx verified it for its signer's account number.
+    Done(Checked),
+    /// Its signature checked: index in the block, the decoded tx, its signer's number.
+    ToCheck(usize, ParsedTx, Option<u64>),
+}
+
+/// Settles `job` without checking a signature; a cache hit for another account number is
+/// decoded again from `txs` (the block's user txs) to be checked.
+fn settle(job: Job, txs: &[Bytes], max: usize) -> Settled {
+    match job {
+        (_, Stage1::Failed(e), _) => Settled::Done(Checked::Failed(e)),
+        (_, Stage1::Cached(c), Some(n)) if c.account_number == n => {
+            Settled::Done(Checked::Ready(c.tx))
+        }
+        (i, Stage1::Cached(_), number) => match ParsedTx::decode(&txs[i], max) {
+            Ok(parsed) => Settled::ToCheck(i, parsed, number),
+            Err(e) => Settled::Done(Checked::Failed(e.into())),
+        },
+        (i, Stage1::Parsed(parsed), number) => Settled::ToCheck(i, parsed, number),
+    }
+}
 
 /// Txs per unit of verification work handed to a worker.
 const VERIFY_CHUNK: usize = 64;
