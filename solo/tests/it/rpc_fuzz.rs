@@ -42,6 +42,31 @@ const METHODS: &[&str] = &[
     "no_such_method",
 ];
 
+/// The params the served methods read.
+const PARAM_NAMES: &[&str] = &[
+    "height",
+    "tx",
+    "hash",
+    "path",
+    "data",
+    "prove",
+    "query",
+    "page",
+    "per_page",
+    "minHeight",
+    "maxHeight",
+    "limit",
+    "chunk",
+];
+
+/// A param name: one the methods read, or any other.
+fn param_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        proptest::sample::select(PARAM_NAMES).prop_map(str::to_owned),
+        "[a-z_]{1,8}",
+    ]
+}
+
 /// JSON values two levels deep, with the strings and numbers params are made of.
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -55,27 +80,8 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(2, 16, 4, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            proptest::collection::btree_map(
-                prop_oneof![
-                    Just("height".to_owned()),
-                    Just("tx".to_owned()),
-                    Just("hash".to_owned()),
-                    Just("path".to_owned()),
-                    Just("data".to_owned()),
-                    Just("prove".to_owned()),
-                    Just("query".to_owned()),
-                    Just("page".to_owned()),
-                    Just("per_page".to_owned()),
-                    Just("minHeight".to_owned()),
-                    Just("maxHeight".to_owned()),
-                    Just("limit".to_owned()),
-                    Just("chunk".to_owned()),
-                    "[a-z_]{1,8}",
-                ],
-                inner,
-                0..4
-            )
-            .prop_map(|map| Value::Object(map.into_iter().collect())),
+            proptest::collection::btree_map(param_name(), inner, 0..4)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
         ]
     })
 }
@@ -160,24 +166,13 @@ fn every_body_gets_a_json_rpc_answer() {
 /// One URI param: a known or arbitrary name, and `0x` hex, a quoted (`%22`) string, a number
 /// or other URI-safe text as its value.
 fn uri_param() -> impl Strategy<Value = String> {
-    let name = prop_oneof![
-        Just("height".to_owned()),
-        Just("tx".to_owned()),
-        Just("hash".to_owned()),
-        Just("data".to_owned()),
-        Just("path".to_owned()),
-        Just("query".to_owned()),
-        Just("minHeight".to_owned()),
-        Just("chunk".to_owned()),
-        "[a-z_]{1,8}",
-    ];
     let value = prop_oneof![
         "0x[0-9a-fA-F]{0,70}",
         "%22[A-Za-z0-9=+/.%]{0,40}%22",
         "[0-9]{0,22}",
         "[A-Za-z0-9=+/.%-]{0,48}",
     ];
-    (name, value).prop_map(|(name, value)| format!("{name}={value}"))
+    (param_name(), value).prop_map(|(name, value)| format!("{name}={value}"))
 }
 
 /// URI requests (`GET /<method>?…`) for every method with arbitrary params, as curl sends
