@@ -30,6 +30,7 @@ use crate::{
     genesis,
     metrics::Metrics,
     parallel::{par_map, MIN_PARALLEL_ITEMS},
+    trie,
 };
 
 /// How many ancestors `BLOCKHASH` can see.
@@ -809,7 +810,7 @@ fn hash_all(txs: &[&TxEnvelope]) {
 /// another thread computes the transactions root from their bytes.
 fn payload_block(mut payload: ExecutionPayloadV3) -> Result<Block<TxEnvelope>, PayloadError> {
     let raw = std::mem::take(&mut payload.payload_inner.payload_inner.transactions);
-    let root = || alloy_consensus::proofs::ordered_trie_root_encoded(&raw);
+    let root = || trie::ordered_root(&raw, |tx, buf| buf.extend_from_slice(tx));
     let (transactions_root, decoded) = if raw.len() < MIN_PARALLEL_ITEMS {
         (root(), decode_all(&raw))
     } else {

@@ -5,9 +5,8 @@
 //! transaction that cannot be included (and reports why); validation rejects the whole block.
 
 use alloy_consensus::{
-    proofs::{calculate_receipt_root, calculate_transaction_root, calculate_withdrawals_root},
-    Block, BlockBody, Eip658Value, Header, Receipt, ReceiptEnvelope, ReceiptWithBloom,
-    Transaction as _, TxEnvelope, TxType, EMPTY_OMMER_ROOT_HASH,
+    proofs::calculate_withdrawals_root, Block, BlockBody, Eip658Value, Header, Receipt,
+    ReceiptEnvelope, ReceiptWithBloom, Transaction as _, TxEnvelope, TxType, EMPTY_OMMER_ROOT_HASH,
 };
 use alloy_eips::{
     eip1559::BaseFeeParams,
@@ -30,6 +29,7 @@ use revm::{
 use crate::{
     parallel::{par_map, MIN_PARALLEL_ITEMS},
     state::{Preloaded, StateDb, WorldState},
+    trie,
 };
 
 /// Smallest block gas limit accepted.
@@ -423,13 +423,10 @@ fn seal(
     let parallel = transactions.len() >= MIN_PARALLEL_ITEMS;
     let (state_root, transactions_root) = match transactions_root {
         Some(root) => (state.state_root(parallel), root),
-        None if !parallel => (
-            state.state_root(false),
-            calculate_transaction_root(transactions),
-        ),
+        None if !parallel => (state.state_root(false), root_of(transactions)),
         None => std::thread::scope(|scope| {
             let state_root = scope.spawn(|| state.state_root(true));
-            let transactions_root = calculate_transaction_root(transactions);
+            let transactions_root = root_of(transactions);
             (
                 state_root
                     .join()
@@ -464,6 +461,11 @@ fn seal(
         state: outcome.state,
         block_value: outcome.block_value,
     }
+}
+
+/// The transactions root of `transactions`.
+fn root_of(transactions: &[TxEnvelope]) -> B256 {
+    trie::ordered_root(transactions, |tx, buf| tx.encode_2718(buf))
 }
 
 /// The revm transaction environment of a signed transaction.
@@ -530,7 +532,7 @@ fn execute_beside_root(
     } else {
         std::thread::scope(|scope| {
             let root = scope.spawn(|| {
-                alloy_trie::root::ordered_trie_root_with_encoder(&candidates, |candidate, buf| {
+                trie::ordered_root(&candidates, |candidate, buf| {
                     candidate.tx.encode_2718(buf);
                 })
             });
@@ -691,7 +693,7 @@ fn build_receipts(receipts: Vec<(TxType, Receipt)>) -> (Vec<ReceiptEnvelope>, B2
         .into_iter()
         .map(|(ty, receipt)| ReceiptEnvelope::from_typed(ty, ReceiptWithBloom::from(receipt)))
         .collect();
-    let root = calculate_receipt_root(&receipts);
+    let root = trie::ordered_root(&receipts, |receipt, buf| receipt.encode_2718(buf));
     (receipts, root)
 }
 

@@ -4,7 +4,7 @@
 //! Data flow: the conductor calls the Engine API (`engine_api`, behind [`jwt`]) →
 //! [`chain::Chain`] keeps the block tree, payloads and pool and applies the spec's rules →
 //! `executor` builds or re-executes a block on revm over the parent's `state` and computes
-//! every root. Wallets use the public RPC (`eth_api`); `eth_sendRawTransaction` validates and
+//! every root (`trie` hashes the leaves in batches). Wallets use the public RPC (`eth_api`); `eth_sendRawTransaction` validates and
 //! then hands the bytes to the conductor's forwarder ([`forwarder`]) or the local pool.
 //! [`genesis`] turns a geth-style genesis.json into block 0; [`node`] wires it all together,
 //! with Prometheus [`metrics`] on `/metrics` when asked for.
@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod node;
 mod parallel;
 mod state;
+mod trie;
 
 pub use chain::{Chain, ChainError, EngineError, OpPayloadAttributes};
 pub use engine_api::CAPABILITIES;

@@ -5,9 +5,8 @@
 //! shares all untouched data with it.
 //!
 //! Accounts are keyed by `keccak256(address)` and storage slots by `keccak256(slot)`, which is
-//! exactly the key order of the Merkle-Patricia trie. A root is an ordered pass through
-//! alloy-trie's [`HashBuilder`] over the subtries (by first key nibble) that changed since the
-//! last root: the account trie and each storage trie cache their subtrie hashes (`Shards`), and
+//! exactly the key order of the Merkle-Patricia trie. A root is an ordered pass ([`trie::root`])
+//! over the subtries (by first key nibble) that changed since the last root: the account trie and each storage trie cache their subtrie hashes (`Shards`), and
 //! each account caches its storage root.
 
 use std::{cell::RefCell, sync::Arc};
@@ -18,7 +17,7 @@ use alloy_primitives::{
     Address, Bytes, B256, U256,
 };
 use alloy_rlp::Encodable as _;
-use alloy_trie::{HashBuilder, Nibbles, TrieAccount, EMPTY_ROOT_HASH, KECCAK_EMPTY};
+use alloy_trie::{Nibbles, TrieAccount, EMPTY_ROOT_HASH, KECCAK_EMPTY};
 use imbl::OrdMap;
 use revm::{
     bytecode::Bytecode,
@@ -28,7 +27,7 @@ use revm::{
     DatabaseRef,
 };
 
-use crate::parallel::MIN_PARALLEL_ITEMS;
+use crate::{parallel::MIN_PARALLEL_ITEMS, trie};
 
 /// One account of the world state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,26 +186,16 @@ impl Shards {
 }
 
 /// The root of the trie over `entries` in key order, keys shortened by their first `skip`
-/// nibbles (all equal), in one pass.
+/// nibbles (all equal), with the leaves hashed in one batch ([`trie::root`]).
 fn trie_root<'a, V: 'a>(
     entries: impl Iterator<Item = (&'a B256, &'a V)>,
     skip: usize,
     encode: &impl Fn(&V, &mut Vec<u8>),
 ) -> B256 {
-    let mut builder = HashBuilder::default();
-    let mut buf = Vec::with_capacity(128);
-    let mut any = false;
-    for (key, value) in entries {
-        any = true;
-        buf.clear();
-        encode(value, &mut buf);
-        builder.add_leaf(Nibbles::unpack(key).slice(skip..), &buf);
-    }
-    if any {
-        builder.root()
-    } else {
-        EMPTY_ROOT_HASH
-    }
+    let (keys, values): (Vec<Nibbles>, Vec<&V>) = entries
+        .map(|(key, value)| (Nibbles::unpack(key).slice(skip..), value))
+        .unzip();
+    trie::root(&keys, |i, buf| encode(values[i], buf))
 }
 
 /// The trie key of a storage slot.
