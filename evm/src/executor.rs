@@ -20,14 +20,14 @@ use alloy_primitives::{map::AddressSet, Address, Bloom, Bytes, B256, B64, U256};
 use revm::{
     context::{BlockEnv, CfgEnv, TxEnv},
     context_interface::block::BlobExcessGasAndPrice,
-    database::CacheDB,
+    database::{CacheDB, DbAccount},
     handler::{MainnetContext, MainnetEvm},
     primitives::{eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN, hardfork::SpecId},
     Context, ExecuteCommitEvm as _, MainBuilder as _, MainContext as _, SystemCallEvm as _,
 };
 
 use crate::{
-    parallel::{par_map, MIN_PARALLEL_ITEMS},
+    parallel::{par_chunks, MIN_PARALLEL_ITEMS},
     state::{Preloaded, StateDb, WorldState},
     trie,
 };
@@ -562,14 +562,18 @@ fn block_evm<'a>(
 ) -> Result<BlockEvm<'a>, BlockError> {
     let header = &context.header;
     let state = &context.parent.state;
+    let (preloaded, loaded) = preload_accounts(state, candidates);
     let mut db = CacheDB::new(StateDb::with_preloaded(
         state,
         context.block_hashes,
-        preload_accounts(state, candidates),
+        preloaded,
     ));
     // Room for a sender and a recipient per transaction, so that the map does not grow
     // (rehashing every account loaded so far) while the block runs.
     db.cache.accounts.reserve(2 * candidates.len() + 8);
+    // What the first read of each would load: the block then runs on the cache alone, as
+    // on a database held in memory.
+    db.cache.accounts.extend(loaded);
     let mut evm = Context::mainnet()
         .with_db(db)
         .with_block(block_env(header))
@@ -714,11 +718,15 @@ fn rejection(tx: &TxEnvelope, gas_left: u64) -> Option<String> {
 /// Reads every account the candidates name (senders and call targets) from the parent state
 /// before they run, from [`MIN_PARALLEL_ITEMS`] candidates on, over the available cores: the
 /// same accounts execution would read one at a time (the parent state does not change during
-/// the block), each with its trie key, so that neither execution nor [`WorldState::apply`]
-/// hashes and looks up these addresses again.
-fn preload_accounts(state: &WorldState, candidates: &[Candidate]) -> Preloaded {
+/// the block). Returns them with their trie keys, which are hashed in batches, so that
+/// neither execution nor [`WorldState::apply`] hashes and looks up these addresses again; and
+/// as the cache entries of revm's database that a first read of each would create.
+fn preload_accounts(
+    state: &WorldState,
+    candidates: &[Candidate],
+) -> (Preloaded, Vec<(Address, DbAccount)>) {
     if candidates.len() < MIN_PARALLEL_ITEMS {
-        return Preloaded::default();
+        return (Preloaded::default(), vec![]);
     }
     // Each address once (a token contract is the target of many transactions).
     let mut seen = AddressSet::default();
@@ -728,8 +736,24 @@ fn preload_accounts(state: &WorldState, candidates: &[Candidate]) -> Preloaded {
         .flatten()
         .filter(|address| seen.insert(*address))
         .collect();
-    let loaded = par_map(&addresses, |address| state.preload(*address));
-    addresses.into_iter().zip(loaded).collect()
+    let loaded = par_chunks(&addresses, |chunk| {
+        let keys = tandem_keccak::keccak256_many(chunk);
+        keys.into_iter()
+            .map(|key| {
+                let account = state.account_by_key(&key);
+                let entry = DbAccount::from(account.as_deref().map(|a| state.account_info(a)));
+                (key, account, entry)
+            })
+            .collect()
+    });
+    let mut preloaded = Preloaded::default();
+    preloaded.reserve(addresses.len());
+    let mut entries = Vec::with_capacity(addresses.len());
+    for (address, (key, account, entry)) in addresses.into_iter().zip(loaded) {
+        preloaded.insert(address, (key, account));
+        entries.push((address, entry));
+    }
+    (preloaded, entries)
 }
 
 /// Credits EIP-4895 withdrawals (amounts in gwei).

@@ -295,7 +295,12 @@ impl WorldState {
     /// Reads the account at `address` for [`Preloaded`]: its trie key and the account.
     pub(crate) fn preload(&self, address: Address) -> (B256, Option<Arc<Account>>) {
         let key = keccak256(address);
-        (key, self.accounts.get(&key).cloned())
+        (key, self.account_by_key(&key))
+    }
+
+    /// The account whose trie key (hashed address) is `key`.
+    pub(crate) fn account_by_key(&self, key: &B256) -> Option<Arc<Account>> {
+        self.accounts.get(key).cloned()
     }
 
     /// The revm view of `account`, with its code.
