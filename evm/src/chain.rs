@@ -16,7 +16,7 @@ use alloy_consensus::{
 };
 use alloy_eips::eip2718::{Decodable2718 as _, Eip2718Error};
 use alloy_genesis::Genesis;
-use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy_primitives::{keccak256, map::B256Map, Address, Bytes, B256, U256};
 use alloy_rlp::{Decodable as _, Encodable as _};
 use alloy_rpc_types_engine::{
     BlobsBundleV1, ExecutionPayloadEnvelopeV3, ExecutionPayloadV3, ForkchoiceState,
@@ -142,7 +142,7 @@ pub struct Chain {
     payloads: HashMap<PayloadId, ExecutedBlock>,
     payload_order: VecDeque<PayloadId>,
     pool: Vec<Candidate>,
-    senders: HashMap<B256, Address>,
+    senders: B256Map<Address>,
     datadir: Option<PathBuf>,
     log: Option<std::fs::File>,
     metrics: Option<Arc<Metrics>>,
@@ -177,7 +177,7 @@ impl Chain {
             payloads: HashMap::new(),
             payload_order: VecDeque::new(),
             pool: Vec::new(),
-            senders: HashMap::new(),
+            senders: B256Map::default(),
             datadir: datadir.map(Path::to_path_buf),
             log: None,
             metrics: None,
