@@ -16,7 +16,10 @@ use alloy_eips::{
     eip7840::BlobParams,
     Typed2718 as _,
 };
-use alloy_primitives::{map::AddressSet, Address, Bloom, Bytes, B256, B64, U256};
+use alloy_primitives::{
+    map::{AddressMap, AddressSet},
+    Address, Bloom, Bytes, B256, B64, U256,
+};
 use revm::{
     context::{BlockEnv, CfgEnv, TxEnv},
     context_interface::block::BlobExcessGasAndPrice,
@@ -562,18 +565,19 @@ fn block_evm<'a>(
 ) -> Result<BlockEvm<'a>, BlockError> {
     let header = &context.header;
     let state = &context.parent.state;
-    let (preloaded, loaded) = preload_accounts(state, candidates);
+    // revm's cache of accounts starts with what the first read of each preloaded account
+    // would load, so the block runs on the cache alone, as on a database held in memory.
+    // It has room for a sender and a recipient per transaction, so that it does not grow
+    // (rehashing every account loaded so far) while the block runs.
+    let mut accounts = AddressMap::default();
+    accounts.reserve(2 * candidates.len() + 8);
+    let preloaded = preload_accounts(state, candidates, &mut accounts);
     let mut db = CacheDB::new(StateDb::with_preloaded(
         state,
         context.block_hashes,
         preloaded,
     ));
-    // Room for a sender and a recipient per transaction, so that the map does not grow
-    // (rehashing every account loaded so far) while the block runs.
-    db.cache.accounts.reserve(2 * candidates.len() + 8);
-    // What the first read of each would load: the block then runs on the cache alone, as
-    // on a database held in memory.
-    db.cache.accounts.extend(loaded);
+    db.cache.accounts = accounts;
     let mut evm = Context::mainnet()
         .with_db(db)
         .with_block(block_env(header))
@@ -720,13 +724,14 @@ fn rejection(tx: &TxEnvelope, gas_left: u64) -> Option<String> {
 /// same accounts execution would read one at a time (the parent state does not change during
 /// the block). Returns them with their trie keys, which are hashed in batches, so that
 /// neither execution nor [`WorldState::apply`] hashes and looks up these addresses again; and
-/// as the cache entries of revm's database that a first read of each would create.
+/// as the entries of revm's cache (`cache`) that a first read of each would create.
 fn preload_accounts(
     state: &WorldState,
     candidates: &[Candidate],
-) -> (Preloaded, Vec<(Address, DbAccount)>) {
+    cache: &mut AddressMap<DbAccount>,
+) -> Preloaded {
     if candidates.len() < MIN_PARALLEL_ITEMS {
-        return (Preloaded::default(), vec![]);
+        return Preloaded::default();
     }
     // Each address once (a token contract is the target of many transactions).
     let mut seen = AddressSet::default();
@@ -748,12 +753,11 @@ fn preload_accounts(
     });
     let mut preloaded = Preloaded::default();
     preloaded.reserve(addresses.len());
-    let mut entries = Vec::with_capacity(addresses.len());
     for (address, (key, account, entry)) in addresses.into_iter().zip(loaded) {
         preloaded.insert(address, (key, account));
-        entries.push((address, entry));
+        cache.insert(address, entry);
     }
-    (preloaded, entries)
+    preloaded
 }
 
 /// Credits EIP-4895 withdrawals (amounts in gwei).
