@@ -18,7 +18,7 @@ use alloy_eips::{
 };
 use alloy_primitives::{
     map::{AddressMap, AddressSet},
-    Address, Bloom, Bytes, B256, B64, U256,
+    Address, Bloom, BloomInput, Bytes, B256, B64, U256,
 };
 use revm::{
     context::{BlockEnv, CfgEnv, TxEnv},
@@ -696,10 +696,37 @@ fn execute(
 }
 
 /// The typed receipts, each with its bloom, and their root.
+///
+/// A bloom takes in the hash of every log's address and of each of its topics: four hashes
+/// for an ERC-20 `Transfer`. All of the block's are computed in one batch.
 fn build_receipts(receipts: Vec<(TxType, Receipt)>) -> (Vec<ReceiptEnvelope>, B256) {
+    let inputs: Vec<&[u8]> = receipts
+        .iter()
+        .flat_map(|(_, receipt)| &receipt.logs)
+        .flat_map(|log| {
+            std::iter::once(log.address.as_slice())
+                .chain(log.topics().iter().map(B256::as_slice))
+        })
+        .collect();
+    let mut hashes = tandem_keccak::keccak256_many(&inputs).into_iter();
     let receipts: Vec<ReceiptEnvelope> = receipts
         .into_iter()
-        .map(|(ty, receipt)| ReceiptEnvelope::from_typed(ty, ReceiptWithBloom::from(receipt)))
+        .map(|(ty, receipt)| {
+            let mut logs_bloom = Bloom::ZERO;
+            for log in &receipt.logs {
+                for _ in 0..=log.topics().len() {
+                    let hash = hashes.next().expect("one hash per address and topic");
+                    logs_bloom.accrue(BloomInput::Hash(hash));
+                }
+            }
+            ReceiptEnvelope::from_typed(
+                ty,
+                ReceiptWithBloom {
+                    receipt,
+                    logs_bloom,
+                },
+            )
+        })
         .collect();
     let root = trie::ordered_root(&receipts, |receipt, buf| receipt.encode_2718(buf));
     (receipts, root)
@@ -775,4 +802,55 @@ fn apply_withdrawals(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::{Log, LogData};
+
+    #[test]
+    fn batched_blooms_are_alloys() {
+        // Receipts with no log, a log without topics, and logs of one to four topics.
+        let receipts: Vec<(TxType, Receipt)> = (0..40u8)
+            .map(|i| {
+                let logs = (0..i % 4)
+                    .map(|j| {
+                        let topics = (0..(i + j) % 5)
+                            .map(|t| B256::repeat_byte(i ^ j ^ t))
+                            .collect();
+                        Log {
+                            address: Address::repeat_byte(i.wrapping_mul(7) ^ j),
+                            data: LogData::new_unchecked(topics, Bytes::from(vec![i; 3])),
+                        }
+                    })
+                    .collect();
+                let receipt = Receipt {
+                    status: Eip658Value::Eip658(i % 3 != 0),
+                    cumulative_gas_used: 21_000 * u64::from(i),
+                    logs,
+                };
+                (
+                    if i % 2 == 0 {
+                        TxType::Eip1559
+                    } else {
+                        TxType::Legacy
+                    },
+                    receipt,
+                )
+            })
+            .collect();
+        let expected: Vec<ReceiptEnvelope> = receipts
+            .iter()
+            .cloned()
+            .map(|(ty, receipt)| ReceiptEnvelope::from_typed(ty, ReceiptWithBloom::from(receipt)))
+            .collect();
+        assert!(expected.iter().any(|r| *r.logs_bloom() != Bloom::ZERO));
+        let (built, root) = build_receipts(receipts);
+        assert_eq!(built, expected);
+        assert_eq!(
+            root,
+            alloy_consensus::proofs::calculate_receipt_root(&expected)
+        );
+    }
 }
