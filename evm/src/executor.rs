@@ -704,8 +704,7 @@ fn build_receipts(receipts: Vec<(TxType, Receipt)>) -> (Vec<ReceiptEnvelope>, B2
         .iter()
         .flat_map(|(_, receipt)| &receipt.logs)
         .flat_map(|log| {
-            std::iter::once(log.address.as_slice())
-                .chain(log.topics().iter().map(B256::as_slice))
+            std::iter::once(log.address.as_slice()).chain(log.topics().iter().map(B256::as_slice))
         })
         .collect();
     let mut hashes = tandem_keccak::keccak256_many(&inputs).into_iter();
