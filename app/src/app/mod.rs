@@ -490,48 +490,52 @@ impl App {
                 return Ok(response::ProcessProposal::Accept);
             }
         }
-        let executed = match consensus.prepared.take() {
-            Some(p) if p.block.height == info.height && p.txs == request.txs => {
-                Ok((p.block, SignatureAudit::none()))
+        match self.accept(&mut consensus, &info, &request.txs).await {
+            Ok(staged) => {
+                consensus.processed = Some(Processed {
+                    info,
+                    txs: request.txs,
+                    staged,
+                });
+                Ok(response::ProcessProposal::Accept)
+            }
+            Err(AppError::InvalidBlock { reason, .. }) => Ok(reject(&info, &reason)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// ProcessProposal's work: executes the proposal `txs` (or takes PrepareProposal's result
+    /// for them) and stages it, then waits for its signature checks. An invalid block is an
+    /// [`AppError::InvalidBlock`], which ProcessProposal answers with Reject.
+    async fn accept(
+        &self,
+        consensus: &mut Consensus,
+        info: &BlockInfo,
+        txs: &[Bytes],
+    ) -> Result<Staged, AppError> {
+        let height = info.height;
+        let (block, audit) = match consensus.prepared.take() {
+            Some(p) if p.block.height == height && p.txs == txs => {
+                (p.block, SignatureAudit::none())
             }
             prepared => {
                 consensus.prepared = prepared;
-                self.execute_proposal(info.height, &request.txs, Mode::Process)
+                self.execute_proposal(height, txs, Mode::Process)
                     .await
+                    .map_err(|e| block_error(height, e))?
             }
-        };
-        let (block, audit) = match executed {
-            Ok(executed) => executed,
-            Err(BlockError::Invalid(reason)) => return Ok(reject(&info, &reason)),
-            Err(BlockError::State(e)) => return Err(e.into()),
         };
         // A signature already known to fail rejects the block without staging it.
         let audit = if audit.failed() {
-            match audit.finish().await {
-                Ok(()) => SignatureAudit::none(),
-                Err(BlockError::Invalid(reason)) => return Ok(reject(&info, &reason)),
-                Err(BlockError::State(e)) => return Err(e.into()),
-            }
+            audit.finish().await.map_err(|e| block_error(height, e))?;
+            SignatureAudit::none()
         } else {
             audit
         };
         // Staged while the signature checks may still be running; kept only if they pass.
-        let staged = match self.stage(block, &request.txs, &info).await {
-            Ok(staged) => staged,
-            Err(AppError::InvalidBlock { reason, .. }) => return Ok(reject(&info, &reason)),
-            Err(e) => return Err(e),
-        };
-        match audit.finish().await {
-            Ok(()) => {}
-            Err(BlockError::Invalid(reason)) => return Ok(reject(&info, &reason)),
-            Err(BlockError::State(e)) => return Err(e.into()),
-        }
-        consensus.processed = Some(Processed {
-            info,
-            txs: request.txs,
-            staged,
-        });
-        Ok(response::ProcessProposal::Accept)
+        let staged = self.stage(block, txs, info).await?;
+        audit.finish().await.map_err(|e| block_error(height, e))?;
+        Ok(staged)
     }
 
     /// Executes a full block (commitment item first) and checks the item against the result.
