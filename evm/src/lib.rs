@@ -16,6 +16,7 @@ mod eth_api;
 mod executor;
 pub mod forwarder;
 pub mod genesis;
+mod hashed_trie;
 pub mod jwt;
 pub mod metrics;
 pub mod node;

@@ -1,13 +1,13 @@
-//! World state: accounts, storage and code as persistent (structurally shared) maps.
+//! World state: accounts, storage and code, shared between blocks.
 //!
-//! Every block keeps its own post-state. Cloning a [`WorldState`] is O(1) because the maps are
-//! `imbl` ordered maps, so a block built on any known parent starts from that parent's state and
-//! shares all untouched data with it.
+//! Every block keeps its own post-state. Cloning a [`WorldState`] is O(1): the accounts and
+//! every account's storage are [`HashedTrie`]s, persistent Merkle-Patricia tries whose nodes
+//! are shared between versions, and the code is an `imbl` map. A block built on any known
+//! parent starts from that parent's state and shares all untouched data with it.
 //!
-//! Accounts are keyed by `keccak256(address)` and storage slots by `keccak256(slot)`, which is
-//! exactly the key order of the Merkle-Patricia trie. A root is an ordered pass ([`trie::root`])
-//! over the subtries (by first key nibble) that changed since the last root: the account trie and each storage trie cache their subtrie hashes (`Shards`), and
-//! each account caches its storage root.
+//! Accounts are keyed by `keccak256(address)` and storage slots by `keccak256(slot)`, the keys
+//! of the Merkle-Patricia trie. The tries keep the hash of every node, so a state root (and
+//! each account's storage root) hashes only the nodes on the paths to what changed.
 
 use std::{cell::RefCell, sync::Arc};
 
@@ -17,7 +17,7 @@ use alloy_primitives::{
     Address, Bytes, B256, U256,
 };
 use alloy_rlp::Encodable as _;
-use alloy_trie::{Nibbles, TrieAccount, EMPTY_ROOT_HASH, KECCAK_EMPTY};
+use alloy_trie::{TrieAccount, EMPTY_ROOT_HASH, KECCAK_EMPTY};
 use imbl::OrdMap;
 use revm::{
     bytecode::Bytecode,
@@ -27,21 +27,21 @@ use revm::{
     DatabaseRef,
 };
 
-use crate::{parallel::MIN_PARALLEL_ITEMS, trie};
+use crate::{hashed_trie::HashedTrie, parallel::MIN_PARALLEL_ITEMS};
 
 /// One account of the world state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) struct Account {
+    /// The preimage of the account's trie key, for tests that hash it independently.
+    #[cfg_attr(not(test), expect(dead_code, reason = "read by tests"))]
     pub(crate) address: Address,
     pub(crate) nonce: u64,
     pub(crate) balance: U256,
     pub(crate) code_hash: B256,
     /// Storage keyed by `keccak256(slot)`, holding `(slot, value)`; zero values are never stored.
-    pub(crate) storage: OrdMap<B256, (U256, U256)>,
+    pub(crate) storage: HashedTrie<(U256, U256)>,
+    /// The root of `storage`, as of the last [`Account::recompute_storage_root`].
     pub(crate) storage_root: B256,
-    /// Cached hashes of the storage trie's subtries; `None` (all unknown) for an account
-    /// without storage, which keeps most accounts small: the hashes alone are 528 bytes.
-    storage_shards: Option<Box<Shards>>,
 }
 
 impl Account {
@@ -51,9 +51,8 @@ impl Account {
             nonce: 0,
             balance: U256::ZERO,
             code_hash: KECCAK_EMPTY,
-            storage: OrdMap::new(),
+            storage: HashedTrie::default(),
             storage_root: EMPTY_ROOT_HASH,
-            storage_shards: None,
         }
     }
 
@@ -73,129 +72,15 @@ impl Account {
             .map_or(U256::ZERO, |(_, value)| *value)
     }
 
-    /// Marks the storage subtrie holding `hashed_slot` as changed.
-    fn touch_slot(&mut self, hashed_slot: &B256) {
-        if let Some(shards) = &mut self.storage_shards {
-            shards.touch(hashed_slot);
-        }
-    }
-
-    /// Recomputes the storage root, rehashing only the subtries whose slots changed; with
+    /// Recomputes the storage root, rehashing only the nodes whose slots changed; with
     /// `parallel`, over two threads.
     fn recompute_storage_root(&mut self, parallel: bool) {
-        if self.storage.is_empty() {
-            self.storage_shards = None;
-            self.storage_root = EMPTY_ROOT_HASH;
-            return;
-        }
-        self.storage_root = self.storage_shards.get_or_insert_with(Box::default).root(
-            &self.storage,
-            |(_, value), buf| value.encode(buf),
-            parallel,
-        );
+        self.storage_root = self
+            .storage
+            .root(parallel, &|(_, value): &(U256, U256), buf| {
+                value.encode(buf)
+            });
     }
-}
-
-/// Cached hashes of the 16 subtries under the root branch of a trie keyed by 32-byte hashes,
-/// by the first nibble of the key; `None` when the subtrie is empty or changed since it was
-/// last hashed. Used for the account trie and for every storage trie.
-///
-/// When keys fall under at least two first nibbles, the root is a branch node whose children
-/// are these subtries. Each child is a node of more than 32 bytes (a leaf alone carries a path
-/// of at least 31 bytes and a value: an account, or a storage value), so it is referenced by
-/// its hash, which is what is cached. Otherwise the whole trie is hashed at once.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Shards([Option<B256>; 16]);
-
-impl Shards {
-    /// Marks the subtrie holding `key` as changed.
-    fn touch(&mut self, key: &B256) {
-        self.0[usize::from(key[0] >> 4)] = None;
-    }
-
-    /// The root of the trie over `entries` (leaf values written by `encode`), rehashing only
-    /// the changed subtries; with `parallel`, the changed subtries are split over two threads
-    /// (the result does not depend on the split).
-    fn root<V: Send + Sync>(
-        &mut self,
-        entries: &OrdMap<B256, V>,
-        encode: impl Fn(&V, &mut Vec<u8>) + Sync,
-        parallel: bool,
-    ) -> B256 {
-        let mut occupied = [false; 16];
-        for nibble in 0..16u8 {
-            occupied[usize::from(nibble)] = entries
-                .range(first_key(nibble)..)
-                .next()
-                .is_some_and(|(k, _)| k[0] >> 4 == nibble);
-        }
-        if occupied.iter().filter(|o| **o).count() < 2 {
-            self.0 = [None; 16];
-            return trie_root(entries.iter(), 0, &encode);
-        }
-        let mut changed = Vec::new();
-        for nibble in 0..16u8 {
-            let index = usize::from(nibble);
-            if !occupied[index] {
-                self.0[index] = None;
-            } else if self.0[index].is_none() {
-                changed.push(nibble);
-            }
-        }
-        let subtrie = |nibble: u8| {
-            let entries = entries
-                .range(first_key(nibble)..)
-                .take_while(move |(k, _)| k[0] >> 4 == nibble);
-            (nibble, trie_root(entries, 1, &encode))
-        };
-        let hashed: Vec<(u8, B256)> = if parallel && changed.len() > 1 {
-            let (first, second) = changed.split_at(changed.len() / 2);
-            std::thread::scope(|scope| {
-                let other = scope.spawn(|| first.iter().map(|n| subtrie(*n)).collect::<Vec<_>>());
-                let mut mine: Vec<(u8, B256)> = second.iter().map(|n| subtrie(*n)).collect();
-                mine.extend(other.join().expect("subtrie hashing does not panic"));
-                mine
-            })
-        } else {
-            changed.iter().map(|n| subtrie(*n)).collect()
-        };
-        for (nibble, hash) in hashed {
-            self.0[usize::from(nibble)] = Some(hash);
-        }
-        let payload_length: usize = self
-            .0
-            .iter()
-            .map(|h| if h.is_some() { 33 } else { 1 })
-            .sum::<usize>()
-            + 1;
-        let mut node = Vec::with_capacity(payload_length + 3);
-        alloy_rlp::Header {
-            list: true,
-            payload_length,
-        }
-        .encode(&mut node);
-        for hash in &self.0 {
-            match hash {
-                Some(hash) => hash.encode(&mut node),
-                None => node.push(alloy_rlp::EMPTY_STRING_CODE),
-            }
-        }
-        node.push(alloy_rlp::EMPTY_STRING_CODE);
-        keccak256(&node)
-    }
-}
-
-/// The root of the trie over `entries` in key order, keys shortened by their first `skip`
-/// nibbles (all equal), with the leaves hashed in one batch ([`trie::root`]).
-fn trie_root<'a, V: 'a>(
-    entries: impl Iterator<Item = (&'a B256, &'a V)>,
-    skip: usize,
-    encode: &impl Fn(&V, &mut Vec<u8>),
-) -> B256 {
-    let (keys, values): (Vec<Nibbles>, Vec<&V>) = entries
-        .map(|(key, value)| (Nibbles::unpack(key).slice(skip..), value))
-        .unzip();
-    trie::root(&keys, |i, buf| encode(values[i], buf))
 }
 
 /// The trie key of a storage slot.
@@ -203,22 +88,11 @@ fn slot_key(slot: U256) -> B256 {
     keccak256(slot.to_be_bytes::<32>())
 }
 
-/// The smallest hashed key whose first nibble is `nibble`.
-fn first_key(nibble: u8) -> B256 {
-    let mut key = B256::ZERO;
-    key[0] = nibble << 4;
-    key
-}
-
 /// The full world state after some block.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct WorldState {
-    /// Cached hashes of the account trie's subtries.
-    shards: Shards,
-    /// Behind an `Arc`: map nodes hold up to 64 entries and an account is ~700 bytes (cached
-    /// storage subtrie hashes included), so inline values made every insert shift and every
-    /// first write to a shared node copy tens of kilobytes.
-    accounts: OrdMap<B256, Arc<Account>>,
+    /// Behind an `Arc`, so that the preloaded accounts of a block ([`Preloaded`]) share them.
+    accounts: HashedTrie<Arc<Account>>,
     codes: OrdMap<B256, Bytes>,
 }
 
@@ -271,25 +145,20 @@ impl WorldState {
             .unwrap_or_default()
     }
 
-    /// The Merkle-Patricia root over all accounts, rehashing only the subtries (by first
-    /// nibble of the hashed address) that changed since the last call; with `parallel`, over
-    /// two threads.
+    /// The Merkle-Patricia root over all accounts, rehashing only the nodes on the paths to
+    /// the accounts that changed since the last call; with `parallel`, over two threads.
     #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) fn state_root(&mut self, parallel: bool) -> B256 {
-        if self.accounts.is_empty() {
-            return EMPTY_ROOT_HASH;
-        }
-        self.shards.root(
-            &self.accounts,
-            |account, buf| account.trie_account().encode(buf),
-            parallel,
-        )
+        self.accounts
+            .root(parallel, &|account: &Arc<Account>, buf| {
+                account.trie_account().encode(buf);
+            })
     }
 
     /// Iterates over all accounts in trie-key order.
     #[cfg_attr(not(test), expect(dead_code, reason = "used by tests"))]
     pub(crate) fn accounts(&self) -> impl Iterator<Item = &Account> {
-        self.accounts.values().map(Arc::as_ref)
+        self.accounts.iter().map(|(_, account)| account.as_ref())
     }
 
     /// Reads the account at `address` for [`Preloaded`]: its trie key and the account.
@@ -350,7 +219,6 @@ impl WorldState {
                 CacheAccountState::NotExisting => {
                     if existing.is_some() {
                         self.accounts.remove(&key);
-                        self.shards.touch(&key);
                     }
                     continue;
                 }
@@ -371,19 +239,16 @@ impl WorldState {
                     .unwrap_or_else(|| slot_key(slot));
                 if value.is_zero() {
                     if account.storage.remove(&hashed_slot).is_some() {
-                        account.touch_slot(&hashed_slot);
                         storage_changes += 1;
                     }
                 } else if account.value_at(&hashed_slot) != value {
                     account.storage.insert(hashed_slot, (slot, value));
-                    account.touch_slot(&hashed_slot);
                     storage_changes += 1;
                 }
             }
             if storage_changes > 0 || storage_cleared {
                 account.recompute_storage_root(storage_changes >= MIN_PARALLEL_ITEMS);
             }
-            self.shards.touch(&key);
             if account.is_empty() && account.storage.is_empty() {
                 self.accounts.remove(&key);
             } else {
@@ -531,8 +396,8 @@ mod tests {
             let storage_root = alloy_trie::root::storage_root_unhashed(
                 account
                     .storage
-                    .values()
-                    .map(|(slot, value)| (B256::from(*slot), *value)),
+                    .iter()
+                    .map(|(_, (slot, value))| (B256::from(*slot), *value)),
             );
             let trie = TrieAccount::new(
                 account.nonce,
@@ -559,12 +424,12 @@ mod tests {
             alloy_trie::root::storage_root_unhashed(
                 account
                     .storage
-                    .values()
-                    .map(|(slot, value)| (B256::from(*slot), *value)),
+                    .iter()
+                    .map(|(_, (slot, value))| (B256::from(*slot), *value)),
             )
         };
         let mut account = Account::empty(Address::repeat_byte(1));
-        // One slot (single subtrie), then many, then changes and removals touching few subtries.
+        // One slot (a single leaf), then many, then changes and removals.
         for step in 0..300u64 {
             let slot = U256::from(step % 97);
             let hashed = slot_key(slot);
@@ -573,14 +438,14 @@ mod tests {
             } else {
                 account.storage.insert(hashed, (slot, U256::from(step + 1)));
             }
-            account.touch_slot(&hashed);
             // Both ways of hashing must give the same root.
             account.recompute_storage_root(step % 2 == 0);
             assert_eq!(account.storage_root, reference(&account), "step {step}");
         }
-        while let Some((hashed, _)) = account.storage.get_min().map(|(k, v)| (*k, *v)) {
+        loop {
+            let first = account.storage.iter().next().map(|(k, _)| *k);
+            let Some(hashed) = first else { break };
             account.storage.remove(&hashed);
-            account.touch_slot(&hashed);
             account.recompute_storage_root(false);
             assert_eq!(account.storage_root, reference(&account));
         }
@@ -597,8 +462,8 @@ mod tests {
             )
         };
         let mut state = WorldState::default();
-        // One account (a single subtrie), then many, then changes and removals touching few
-        // subtries, with and without the second thread.
+        // One account (a single leaf), then many, then changes and removals, with and without
+        // the second thread.
         for step in 0..400u64 {
             let mut bytes = [0u8; 20];
             bytes[..8].copy_from_slice(&(step % 97).to_be_bytes());
@@ -612,16 +477,16 @@ mod tests {
                 account.balance = U256::from(step + 1);
                 state.accounts.insert(key, Arc::new(account));
             }
-            state.shards.touch(&key);
             assert_eq!(
                 state.state_root(step % 2 == 0),
                 reference(&state),
                 "step {step}"
             );
         }
-        while let Some(key) = state.accounts.get_min().map(|(k, _)| *k) {
+        loop {
+            let first = state.accounts.iter().next().map(|(k, _)| *k);
+            let Some(key) = first else { break };
             state.accounts.remove(&key);
-            state.shards.touch(&key);
             assert_eq!(state.state_root(true), reference(&state));
         }
         assert_eq!(state.state_root(true), EMPTY_ROOT_HASH);

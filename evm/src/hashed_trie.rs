@@ -1,0 +1,539 @@
+//! A persistent Merkle-Patricia trie over 32-byte (hashed) keys that keeps its nodes and their
+//! hashes: the account trie and every storage trie.
+//!
+//! The nodes are shared between versions behind [`Arc`]s, so cloning a trie is O(1). A change
+//! copies only the nodes on the path to its key ([`Arc::make_mut`]), and forgets their cached
+//! references. [`HashedTrie::root`] then hashes only the nodes whose reference is unknown: the
+//! cost of a root is proportional to what changed since the last one, not to the size of the
+//! trie.
+//!
+//! Shape, kept by every change:
+//! - a subtrie holding one key is a [`Leaf`], whatever its depth;
+//! - a subtrie holding two keys or more is a [`Branch`] at each depth down to where the keys
+//!   part. A branch with one child (always another branch) is the start of what the
+//!   Merkle-Patricia trie writes as an extension node.
+//!
+//! A leaf's encoding depends on its depth (its path is the rest of its key), so a leaf that
+//! moves to another depth is always a new node. A branch never moves: its children are indexed
+//! by the nibble at its depth.
+
+use std::sync::Arc;
+
+use alloy_primitives::{keccak256, B256};
+use alloy_rlp::Encodable as _;
+use alloy_trie::{
+    nodes::{BranchNodeRef, ExtensionNodeRef, LeafNodeRef, RlpNode},
+    Nibbles, TrieMask, EMPTY_ROOT_HASH,
+};
+
+/// A persistent Merkle-Patricia trie from 32-byte keys to `V`.
+#[derive(Clone, Debug)]
+pub(crate) struct HashedTrie<V> {
+    root: Option<Arc<Node<V>>>,
+    len: usize,
+}
+
+impl<V> Default for HashedTrie<V> {
+    fn default() -> Self {
+        Self { root: None, len: 0 }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Node<V> {
+    Leaf(Leaf<V>),
+    Branch(Branch<V>),
+}
+
+#[derive(Clone, Debug)]
+struct Leaf<V> {
+    key: B256,
+    value: V,
+    /// The reference to this leaf at its depth: its hash, or the leaf itself under 32 bytes.
+    reference: Option<RlpNode>,
+}
+
+#[derive(Clone, Debug)]
+struct Branch<V> {
+    children: [Option<Arc<Node<V>>>; 16],
+    /// The reference to the node this branch stands for: a branch node, or for a branch with
+    /// one child an extension node down to where the keys part.
+    reference: Option<RlpNode>,
+}
+
+impl<V> Node<V> {
+    fn reference(&self) -> Option<&RlpNode> {
+        match self {
+            Self::Leaf(leaf) => leaf.reference.as_ref(),
+            Self::Branch(branch) => branch.reference.as_ref(),
+        }
+    }
+}
+
+impl<V> Leaf<V> {
+    fn new(key: B256, value: V) -> Self {
+        Self {
+            key,
+            value,
+            reference: None,
+        }
+    }
+}
+
+impl<V> Branch<V> {
+    fn empty() -> Self {
+        Self {
+            children: Default::default(),
+            reference: None,
+        }
+    }
+
+    fn child_count(&self) -> usize {
+        self.children.iter().filter(|c| c.is_some()).count()
+    }
+}
+
+/// The nibble of `key` at `depth` (0 is the high half of the first byte).
+fn nibble(key: &B256, depth: usize) -> usize {
+    let byte = key[depth / 2];
+    usize::from(if depth.is_multiple_of(2) {
+        byte >> 4
+    } else {
+        byte & 0x0f
+    })
+}
+
+impl<V: Clone> HashedTrie<V> {
+    /// The number of keys.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the trie holds no key.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The value at `key`.
+    pub(crate) fn get(&self, key: &B256) -> Option<&V> {
+        let mut node = self.root.as_deref()?;
+        let mut depth = 0;
+        loop {
+            match node {
+                Node::Leaf(leaf) => return (leaf.key == *key).then_some(&leaf.value),
+                Node::Branch(branch) => {
+                    node = branch.children[nibble(key, depth)].as_deref()?;
+                    depth += 1;
+                }
+            }
+        }
+    }
+
+    /// Sets the value at `key`, returning the value it replaces.
+    pub(crate) fn insert(&mut self, key: B256, value: V) -> Option<V> {
+        let old = insert_at(&mut self.root, 0, key, value);
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    /// Removes the value at `key`, returning it.
+    pub(crate) fn remove(&mut self, key: &B256) -> Option<V> {
+        // Checked first, so that removing an absent key copies no node.
+        self.get(key)?;
+        let removed = remove_at(&mut self.root, 0, key);
+        debug_assert!(removed.is_some(), "the key was found");
+        self.len -= 1;
+        removed
+    }
+
+    /// Every `(key, value)`, in key order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&B256, &V)> {
+        let mut stack: Vec<&Node<V>> = self.root.as_deref().into_iter().collect();
+        std::iter::from_fn(move || loop {
+            match stack.pop()? {
+                Node::Leaf(leaf) => return Some((&leaf.key, &leaf.value)),
+                Node::Branch(branch) => {
+                    stack.extend(branch.children.iter().rev().flatten().map(Arc::as_ref));
+                }
+            }
+        })
+    }
+}
+
+impl<V: Clone + Send + Sync> HashedTrie<V> {
+    /// The root hash, with each leaf's value written by `encode`. Only the nodes changed since
+    /// the last call are hashed: first every changed leaf, in one batch
+    /// ([`tandem_keccak::keccak256_many`]), then the branches above them. With `parallel`, the
+    /// subtries under the root are split over two threads; the result does not depend on it.
+    ///
+    /// `encode` must be the same function at every call on a trie and its clones, since the
+    /// references of unchanged leaves are kept.
+    pub(crate) fn root(
+        &mut self,
+        parallel: bool,
+        encode: &(impl Fn(&V, &mut Vec<u8>) + Sync),
+    ) -> B256 {
+        let Some(root) = &mut self.root else {
+            return EMPTY_ROOT_HASH;
+        };
+        let reference = match Arc::make_mut(root) {
+            Node::Branch(branch) if parallel && branch.reference.is_none() => {
+                refresh_split(branch, encode)
+            }
+            _ => refresh(root, 0, encode),
+        };
+        // The root is always referred to by its hash, even when its encoding is short.
+        reference
+            .as_hash()
+            .unwrap_or_else(|| keccak256(reference.as_slice()))
+    }
+}
+
+fn insert_at<V: Clone>(
+    slot: &mut Option<Arc<Node<V>>>,
+    depth: usize,
+    key: B256,
+    value: V,
+) -> Option<V> {
+    let Some(node) = slot else {
+        *slot = Some(Arc::new(Node::Leaf(Leaf::new(key, value))));
+        return None;
+    };
+    if let Node::Leaf(leaf) = &**node {
+        if leaf.key != key {
+            // Both leaves move below a new branch: fresh nodes, since their depth changes.
+            let old = Leaf::new(leaf.key, leaf.value.clone());
+            *node = Arc::new(split(depth, old, Leaf::new(key, value)));
+            return None;
+        }
+    }
+    match Arc::make_mut(node) {
+        Node::Leaf(leaf) => {
+            leaf.reference = None;
+            Some(std::mem::replace(&mut leaf.value, value))
+        }
+        Node::Branch(branch) => {
+            branch.reference = None;
+            insert_at(
+                &mut branch.children[nibble(&key, depth)],
+                depth + 1,
+                key,
+                value,
+            )
+        }
+    }
+}
+
+/// The subtrie at `depth` holding two leaves with different keys: a branch where their keys
+/// part, below single-child branches for the nibbles they share from `depth` on.
+fn split<V>(depth: usize, a: Leaf<V>, b: Leaf<V>) -> Node<V> {
+    let parting = (depth..64)
+        .find(|d| nibble(&a.key, *d) != nibble(&b.key, *d))
+        .expect("the keys differ");
+    let mut branch = Branch::empty();
+    let (na, nb) = (nibble(&a.key, parting), nibble(&b.key, parting));
+    let key = a.key;
+    branch.children[na] = Some(Arc::new(Node::Leaf(a)));
+    branch.children[nb] = Some(Arc::new(Node::Leaf(b)));
+    let mut node = Node::Branch(branch);
+    for d in (depth..parting).rev() {
+        let mut above = Branch::empty();
+        above.children[nibble(&key, d)] = Some(Arc::new(node));
+        node = Node::Branch(above);
+    }
+    node
+}
+
+/// Removes `key`, known to be present under `slot` (at `depth`), and restores the shape: a
+/// branch left with a single leaf becomes that leaf.
+fn remove_at<V: Clone>(slot: &mut Option<Arc<Node<V>>>, depth: usize, key: &B256) -> Option<V> {
+    let node = slot.as_mut()?;
+    if let Node::Leaf(leaf) = &**node {
+        if leaf.key != *key {
+            return None;
+        }
+        let node = slot.take().expect("checked above");
+        return Some(match Arc::try_unwrap(node) {
+            Ok(Node::Leaf(leaf)) => leaf.value,
+            Ok(Node::Branch(_)) => unreachable!("matched a leaf"),
+            Err(shared) => match &*shared {
+                Node::Leaf(leaf) => leaf.value.clone(),
+                Node::Branch(_) => unreachable!("matched a leaf"),
+            },
+        });
+    }
+    let Node::Branch(branch) = Arc::make_mut(node) else {
+        unreachable!("leaves are handled above")
+    };
+    branch.reference = None;
+    let removed = remove_at(&mut branch.children[nibble(key, depth)], depth + 1, key)?;
+    if branch.child_count() == 1 {
+        let only = branch.children.iter().flatten().next().expect("one child");
+        if let Node::Leaf(leaf) = &**only {
+            // The last key of this subtrie moves up to this depth.
+            *node = Arc::new(Node::Leaf(Leaf::new(leaf.key, leaf.value.clone())));
+        }
+    }
+    Some(removed)
+}
+
+/// A dirty leaf found by [`collect_leaves`], with its depth.
+type DirtyLeaf<'a, V> = (&'a mut Leaf<V>, usize);
+
+/// Pushes every leaf without a reference under `node` (at `depth`) onto `out`.
+fn collect_leaves<'a, V: Clone>(
+    node: &'a mut Arc<Node<V>>,
+    depth: usize,
+    out: &mut Vec<DirtyLeaf<'a, V>>,
+) {
+    if node.reference().is_some() {
+        return;
+    }
+    match Arc::make_mut(node) {
+        Node::Leaf(leaf) => out.push((leaf, depth)),
+        Node::Branch(branch) => {
+            for child in branch.children.iter_mut().flatten() {
+                collect_leaves(child, depth + 1, out);
+            }
+        }
+    }
+}
+
+/// Sets the reference of every leaf in `leaves`, hashing all of them in one batch.
+fn hash_leaves<V>(leaves: &mut [DirtyLeaf<'_, V>], encode: &impl Fn(&V, &mut Vec<u8>)) {
+    let mut encoded = Vec::with_capacity(leaves.len() * 128);
+    let mut ends = Vec::with_capacity(leaves.len());
+    let mut value = Vec::with_capacity(128);
+    for (leaf, depth) in leaves.iter() {
+        value.clear();
+        encode(&leaf.value, &mut value);
+        LeafNodeRef::new(&Nibbles::unpack(leaf.key).slice(*depth..), &value).encode(&mut encoded);
+        ends.push(encoded.len());
+    }
+    let bytes = |i: usize| &encoded[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
+    let long: Vec<&[u8]> = (0..leaves.len())
+        .map(bytes)
+        .filter(|b| b.len() >= 32)
+        .collect();
+    let mut hashes = tandem_keccak::keccak256_many(&long).into_iter();
+    for (i, (leaf, _)) in leaves.iter_mut().enumerate() {
+        let bytes = bytes(i);
+        leaf.reference = Some(if bytes.len() >= 32 {
+            RlpNode::word_rlp(&hashes.next().expect("one hash per long leaf"))
+        } else {
+            RlpNode::from_rlp(bytes)
+        });
+    }
+}
+
+/// Fills the references under `node` (at `depth`) and returns its own.
+fn refresh<V: Clone>(
+    node: &mut Arc<Node<V>>,
+    depth: usize,
+    encode: &impl Fn(&V, &mut Vec<u8>),
+) -> RlpNode {
+    if let Some(reference) = node.reference() {
+        return reference.clone();
+    }
+    let mut leaves = Vec::new();
+    collect_leaves(node, depth, &mut leaves);
+    hash_leaves(&mut leaves, encode);
+    drop(leaves);
+    let mut buf = Vec::with_capacity(600);
+    reference_of(node, &mut buf)
+}
+
+/// [`refresh`] for a root branch, with its children split over two threads.
+fn refresh_split<V: Clone + Send + Sync>(
+    branch: &mut Branch<V>,
+    encode: &(impl Fn(&V, &mut Vec<u8>) + Sync),
+) -> RlpNode {
+    let mut dirty: Vec<&mut Arc<Node<V>>> = branch
+        .children
+        .iter_mut()
+        .flatten()
+        .filter(|c| c.reference().is_none())
+        .collect();
+    let half = dirty.len() / 2;
+    let (first, second) = dirty.split_at_mut(half);
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| {
+            for child in first {
+                refresh(child, 1, encode);
+            }
+        });
+        for child in second {
+            refresh(child, 1, encode);
+        }
+        other.join().expect("hashing a subtrie does not panic");
+    });
+    let mut buf = Vec::with_capacity(600);
+    branch_reference(branch, &mut buf)
+}
+
+/// The reference of `node`, whose leaves all have theirs, filling those of its branches.
+fn reference_of<V: Clone>(node: &mut Arc<Node<V>>, buf: &mut Vec<u8>) -> RlpNode {
+    if let Some(reference) = node.reference() {
+        return reference.clone();
+    }
+    match Arc::make_mut(node) {
+        Node::Leaf(leaf) => leaf.reference.clone().expect("leaves are hashed first"),
+        Node::Branch(branch) => branch_reference(branch, buf),
+    }
+}
+
+/// The reference of `branch` (filled in): a branch node over its children, or with a single
+/// child an extension over the nibbles down to the branch where the keys part.
+fn branch_reference<V: Clone>(branch: &mut Branch<V>, buf: &mut Vec<u8>) -> RlpNode {
+    let node = if branch.child_count() >= 2 {
+        let mut children = Vec::with_capacity(16);
+        let mut mask = TrieMask::default();
+        for (index, child) in branch.children.iter_mut().enumerate() {
+            if let Some(child) = child {
+                mask.set_bit(u8::try_from(index).expect("a nibble"));
+                children.push(reference_of(child, buf));
+            }
+        }
+        buf.clear();
+        BranchNodeRef::new(&children, mask).encode(buf);
+        RlpNode::from_rlp(buf)
+    } else {
+        let mut path = Vec::new();
+        let parting = parting_reference(branch, &mut path, buf);
+        buf.clear();
+        ExtensionNodeRef::new(&Nibbles::from_nibbles(&path), &parting).encode(buf);
+        RlpNode::from_rlp(buf)
+    };
+    branch.reference = Some(node.clone());
+    node
+}
+
+/// Below a single-child `branch`: pushes the nibbles down to the branch where the keys part
+/// onto `path`, and returns that branch's reference.
+fn parting_reference<V: Clone>(
+    branch: &mut Branch<V>,
+    path: &mut Vec<u8>,
+    buf: &mut Vec<u8>,
+) -> RlpNode {
+    let (index, child) = branch
+        .children
+        .iter_mut()
+        .enumerate()
+        .find_map(|(i, c)| c.as_mut().map(|c| (i, c)))
+        .expect("a branch has a child");
+    path.push(u8::try_from(index).expect("a nibble"));
+    match &**child {
+        Node::Branch(below) if below.child_count() >= 2 => reference_of(child, buf),
+        Node::Branch(_) => match Arc::make_mut(child) {
+            Node::Branch(below) => parting_reference(below, path, buf),
+            Node::Leaf(_) => unreachable!("matched a branch"),
+        },
+        Node::Leaf(_) => unreachable!("a single key below a branch is a leaf in its place"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use alloy_trie::HashBuilder;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[expect(clippy::ptr_arg, reason = "the test tries hold `Vec<u8>` values")]
+    fn encode(value: &Vec<u8>, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(value);
+    }
+
+    fn reference(model: &BTreeMap<B256, Vec<u8>>) -> B256 {
+        let mut builder = HashBuilder::default();
+        for (key, value) in model {
+            builder.add_leaf(Nibbles::unpack(key), value);
+        }
+        builder.root()
+    }
+
+    fn check(trie: &mut HashedTrie<Vec<u8>>, model: &BTreeMap<B256, Vec<u8>>, parallel: bool) {
+        assert_eq!(trie.len(), model.len());
+        assert!(trie.iter().map(|(k, v)| (*k, v.clone())).eq(model.clone()));
+        assert_eq!(trie.root(parallel, &encode), reference(model));
+    }
+
+    /// A key from a few bits, so that keys share long prefixes (deep branches, extensions).
+    fn clustered_key(seed: u16) -> B256 {
+        let mut key = B256::repeat_byte(0xab);
+        let [high, low] = seed.to_be_bytes();
+        key[0] = high & 0x13;
+        key[20] = low;
+        key[31] = high ^ (low >> 4);
+        key
+    }
+
+    #[test]
+    fn empty_single_and_removed_to_empty() {
+        let mut trie = HashedTrie::default();
+        let mut model = BTreeMap::new();
+        check(&mut trie, &model, false);
+        trie.insert(B256::repeat_byte(1), vec![1; 40]);
+        model.insert(B256::repeat_byte(1), vec![1; 40]);
+        check(&mut trie, &model, false);
+        assert_eq!(trie.remove(&B256::repeat_byte(1)), Some(vec![1; 40]));
+        assert_eq!(trie.remove(&B256::repeat_byte(1)), None);
+        model.clear();
+        check(&mut trie, &model, true);
+    }
+
+    #[test]
+    fn clones_keep_their_roots() {
+        let mut trie = HashedTrie::default();
+        let mut model = BTreeMap::new();
+        for seed in 0..200u16 {
+            let key = keccak256(seed.to_be_bytes());
+            trie.insert(key, vec![seed.to_be_bytes()[1]; 40]);
+            model.insert(key, vec![seed.to_be_bytes()[1]; 40]);
+        }
+        check(&mut trie, &model, true);
+        let (mut before, model_before) = (trie.clone(), model.clone());
+        for seed in (0..200u16).step_by(3) {
+            let key = keccak256(seed.to_be_bytes());
+            trie.remove(&key);
+            model.remove(&key);
+            let key = keccak256((seed + 1000).to_be_bytes());
+            trie.insert(key, vec![7; 50]);
+            model.insert(key, vec![7; 50]);
+        }
+        check(&mut trie, &model, false);
+        check(&mut before, &model_before, false);
+    }
+
+    proptest! {
+        /// Inserts and removals, with roots taken along the way (so that cached references
+        /// are reused), against a sorted map and alloy's `HashBuilder`.
+        #[test]
+        fn matches_alloy_through_changes(
+            ops in prop::collection::vec((any::<bool>(), any::<u16>(), 1usize..70), 1..300),
+            clustered in any::<bool>(),
+            every in 1usize..40,
+        ) {
+            let mut trie = HashedTrie::default();
+            let mut model = BTreeMap::new();
+            for (step, (insert, seed, len)) in ops.into_iter().enumerate() {
+                let key = if clustered { clustered_key(seed) } else { keccak256(seed.to_be_bytes()) };
+                if insert {
+                    let value = vec![seed.to_be_bytes()[1]; len];
+                    prop_assert_eq!(trie.insert(key, value.clone()), model.insert(key, value));
+                } else {
+                    prop_assert_eq!(trie.remove(&key), model.remove(&key));
+                }
+                prop_assert_eq!(trie.get(&key), model.get(&key));
+                if step % every == 0 {
+                    check(&mut trie, &model, step % 2 == 0);
+                }
+            }
+            check(&mut trie, &model, true);
+        }
+    }
+}
