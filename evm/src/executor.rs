@@ -16,22 +16,18 @@ use alloy_eips::{
     eip7840::BlobParams,
     Typed2718 as _,
 };
-use alloy_primitives::{
-    map::{AddressMap, AddressSet},
-    Address, Bloom, BloomInput, Bytes, B256, B64, U256,
-};
+use alloy_primitives::{Address, Bloom, BloomInput, Bytes, B256, B64, U256};
 use revm::{
     context::{BlockEnv, CfgEnv, TxEnv},
     context_interface::block::BlobExcessGasAndPrice,
-    database::{CacheDB, DbAccount},
     handler::{MainnetContext, MainnetEvm},
     primitives::{eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN, hardfork::SpecId},
     Context, ExecuteCommitEvm as _, MainBuilder as _, MainContext as _, SystemCallEvm as _,
 };
 
 use crate::{
-    parallel::{par_chunks, MIN_PARALLEL_ITEMS},
-    state::{Preloaded, StateDb, WorldState},
+    parallel::MIN_PARALLEL_ITEMS,
+    state::{BlockDb, WorldState},
     trie,
 };
 
@@ -149,7 +145,7 @@ struct BlockContext<'a> {
 }
 
 /// The EVM that runs a block.
-type BlockEvm<'a> = MainnetEvm<MainnetContext<CacheDB<StateDb<'a>>>>;
+type BlockEvm<'a> = MainnetEvm<MainnetContext<BlockDb<'a>>>;
 
 /// The result of running a block's transactions.
 struct Outcome {
@@ -558,26 +554,21 @@ fn execute_beside_root(
 }
 
 /// The EVM of `context`'s block over its parent state, with the accounts `candidates` name
-/// preloaded, after the EIP-4788 system call.
+/// (senders and call targets) and the fee recipient read ahead, after the EIP-4788 system
+/// call.
 fn block_evm<'a>(
     context: &BlockContext<'a>,
     candidates: &[Candidate],
 ) -> Result<BlockEvm<'a>, BlockError> {
     let header = &context.header;
     let state = &context.parent.state;
-    // revm's cache of accounts starts with what the first read of each preloaded account
-    // would load, so the block runs on the cache alone, as on a database held in memory.
-    // It has room for a sender and a recipient per transaction, so that it does not grow
-    // (rehashing every account loaded so far) while the block runs.
-    let mut accounts = AddressMap::default();
-    accounts.reserve(2 * candidates.len() + 8);
-    let preloaded = preload_accounts(state, candidates, &mut accounts);
-    let mut db = CacheDB::new(StateDb::with_preloaded(
-        state,
-        context.block_hashes,
-        preloaded,
-    ));
-    db.cache.accounts = accounts;
+    let addresses: Vec<Address> = candidates
+        .iter()
+        .flat_map(|c| [Some(c.sender), c.tx.kind().to().copied()])
+        .flatten()
+        .chain([header.beneficiary])
+        .collect();
+    let db = BlockDb::new(state, context.block_hashes, &addresses);
     let mut evm = Context::mainnet()
         .with_db(db)
         .with_block(block_env(header))
@@ -674,7 +665,7 @@ fn execute(
     }
 
     let mut db = evm.ctx.journaled_state.database;
-    apply_withdrawals(&mut db, withdrawals)?;
+    apply_withdrawals(&mut db, withdrawals);
     let mut state = context.parent.state.clone();
     // The receipts (with their blooms, which hash every log's address and topics) and their
     // root are built beside applying the changes: both are long for a large block, and
@@ -745,62 +736,11 @@ fn rejection(tx: &TxEnvelope, gas_left: u64) -> Option<String> {
     }
 }
 
-/// Reads every account the candidates name (senders and call targets) from the parent state
-/// before they run, from [`MIN_PARALLEL_ITEMS`] candidates on, over the available cores: the
-/// same accounts execution would read one at a time (the parent state does not change during
-/// the block). Returns them with their trie keys, which are hashed in batches, so that
-/// neither execution nor [`WorldState::apply`] hashes and looks up these addresses again; and
-/// as the entries of revm's cache (`cache`) that a first read of each would create.
-fn preload_accounts(
-    state: &WorldState,
-    candidates: &[Candidate],
-    cache: &mut AddressMap<DbAccount>,
-) -> Preloaded {
-    if candidates.len() < MIN_PARALLEL_ITEMS {
-        return Preloaded::default();
-    }
-    // Each address once (a token contract is the target of many transactions).
-    let mut seen = AddressSet::default();
-    let addresses: Vec<Address> = candidates
-        .iter()
-        .flat_map(|c| [Some(c.sender), c.tx.kind().to().copied()])
-        .flatten()
-        .filter(|address| seen.insert(*address))
-        .collect();
-    let loaded = par_chunks(&addresses, |chunk| {
-        let keys = tandem_keccak::keccak256_many(chunk);
-        keys.into_iter()
-            .map(|key| {
-                let account = state.account_by_key(&key);
-                let entry = DbAccount::from(account.as_deref().map(|a| state.account_info(a)));
-                (key, account, entry)
-            })
-            .collect()
-    });
-    let mut preloaded = Preloaded::default();
-    preloaded.reserve(addresses.len());
-    for (address, (key, account, entry)) in addresses.into_iter().zip(loaded) {
-        preloaded.insert(address, (key, account));
-        cache.insert(address, entry);
-    }
-    preloaded
-}
-
 /// Credits EIP-4895 withdrawals (amounts in gwei).
-fn apply_withdrawals(
-    db: &mut CacheDB<StateDb<'_>>,
-    withdrawals: &[Withdrawal],
-) -> Result<(), BlockError> {
+fn apply_withdrawals(db: &mut BlockDb<'_>, withdrawals: &[Withdrawal]) {
     for withdrawal in withdrawals {
-        let account = db.load_account(withdrawal.address).map_err(|err| {
-            BlockError::Execution(format!("withdrawal to {}: {err}", withdrawal.address))
-        })?;
-        account.info.balance = account.info.balance.saturating_add(withdrawal.amount_wei());
-        if !account.account_state.is_storage_cleared() {
-            account.account_state = revm::database::AccountState::Touched;
-        }
+        db.credit(withdrawal.address, withdrawal.amount_wei());
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,22 +9,17 @@
 //! of the Merkle-Patricia trie. The tries keep the hash of every node, so a state root (and
 //! each account's storage root) hashes only the nodes on the paths to what changed.
 
-use std::{cell::RefCell, sync::Arc};
-
 use alloy_primitives::{
     keccak256,
-    map::{AddressMap, U256Map},
+    map::{AddressMap, B256Map, U256Map},
     Address, Bytes, B256, U256,
 };
 use alloy_rlp::Encodable as _;
 use alloy_trie::{TrieAccount, EMPTY_ROOT_HASH, KECCAK_EMPTY};
 use imbl::OrdMap;
 use revm::{
-    bytecode::Bytecode,
-    database::{AccountState as CacheAccountState, CacheDB},
-    database_interface::DBErrorMarker,
-    state::AccountInfo,
-    DatabaseRef,
+    bytecode::Bytecode, database_interface::DBErrorMarker, state::AccountInfo, Database,
+    DatabaseCommit, DatabaseRef,
 };
 
 use crate::{hashed_trie::HashedTrie, parallel::MIN_PARALLEL_ITEMS};
@@ -78,7 +73,7 @@ impl Account {
         self.storage_root = self
             .storage
             .root(parallel, &|(_, value): &(U256, U256), buf| {
-                value.encode(buf)
+                value.encode(buf);
             });
     }
 }
@@ -91,8 +86,7 @@ fn slot_key(slot: U256) -> B256 {
 /// The full world state after some block.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct WorldState {
-    /// Behind an `Arc`, so that the preloaded accounts of a block ([`Preloaded`]) share them.
-    accounts: HashedTrie<Arc<Account>>,
+    accounts: HashedTrie<Account>,
     codes: OrdMap<B256, Bytes>,
 }
 
@@ -119,7 +113,7 @@ impl WorldState {
             }
             account.recompute_storage_root(account.storage.len() >= MIN_PARALLEL_ITEMS);
             let key = keccak256(entry.address);
-            if state.accounts.insert(key, Arc::new(account)).is_some() {
+            if state.accounts.insert(key, account).is_some() {
                 return Err(StateError::DuplicateAccount(entry.address));
             }
         }
@@ -128,7 +122,7 @@ impl WorldState {
 
     /// Returns the account at `address`, if it exists.
     pub(crate) fn account(&self, address: Address) -> Option<&Account> {
-        self.accounts.get(&keccak256(address)).map(Arc::as_ref)
+        self.accounts.get(&keccak256(address))
     }
 
     /// Returns the value of a storage slot (zero when unset).
@@ -149,94 +143,53 @@ impl WorldState {
     /// the accounts that changed since the last call; with `parallel`, over two threads.
     #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) fn state_root(&mut self, parallel: bool) -> B256 {
-        self.accounts
-            .root(parallel, &|account: &Arc<Account>, buf| {
-                account.trie_account().encode(buf);
-            })
+        self.accounts.root(parallel, &|account: &Account, buf| {
+            account.trie_account().encode(buf);
+        })
     }
 
     /// Iterates over all accounts in trie-key order.
     #[cfg_attr(not(test), expect(dead_code, reason = "used by tests"))]
     pub(crate) fn accounts(&self) -> impl Iterator<Item = &Account> {
-        self.accounts.iter().map(|(_, account)| account.as_ref())
-    }
-
-    /// Reads the account at `address` for [`Preloaded`]: its trie key and the account.
-    pub(crate) fn preload(&self, address: Address) -> (B256, Option<Arc<Account>>) {
-        let key = keccak256(address);
-        (key, self.account_by_key(&key))
-    }
-
-    /// The account whose trie key (hashed address) is `key`.
-    pub(crate) fn account_by_key(&self, key: &B256) -> Option<Arc<Account>> {
-        self.accounts.get(key).cloned()
+        self.accounts.iter().map(|(_, account)| account)
     }
 
     /// The revm view of `account`, with its code.
-    pub(crate) fn account_info(&self, account: &Account) -> AccountInfo {
-        // Accounts without code (most of them) skip the code map: it never holds the empty
-        // code.
-        let code = (account.code_hash != KECCAK_EMPTY)
-            .then(|| self.codes.get(&account.code_hash))
-            .flatten()
-            .map(|code| Bytecode::new_raw(code.clone()));
+    fn account_info(&self, account: &Account) -> AccountInfo {
         AccountInfo {
-            balance: account.balance,
-            nonce: account.nonce,
-            code_hash: account.code_hash,
-            code,
-            ..AccountInfo::default()
+            code: self.bytecode(account.code_hash),
+            ..info_without_code(account)
         }
     }
 
-    /// Applies the changes an execution left in a [`CacheDB`] over this state.
+    /// The code whose hash is `code_hash`, ready to run; `None` when unknown. Accounts without
+    /// code (most of them) skip the code map: it never holds the empty code.
+    fn bytecode(&self, code_hash: B256) -> Option<Bytecode> {
+        (code_hash != KECCAK_EMPTY)
+            .then(|| self.codes.get(&code_hash))
+            .flatten()
+            .map(|code| Bytecode::new_raw(code.clone()))
+    }
+
+    /// Applies what a block's execution changed ([`BlockDb`], which read this same state).
     ///
     /// Only accounts the EVM touched are applied; accounts that end up empty are removed
-    /// (EIP-161), accounts created or self-destructed get their storage replaced. The
-    /// [`StateDb`] must read this same state: the keys, accounts and slot hashes it learned
-    /// are reused instead of being hashed and looked up again.
-    pub(crate) fn apply(&mut self, cache: CacheDB<StateDb<'_>>) {
-        let CacheDB { cache, db } = cache;
-        let StateDb {
-            preloaded,
-            slot_keys,
-            ..
-        } = db;
-        let slot_keys = slot_keys.into_inner();
-        for (hash, code) in cache.contracts {
-            if hash != KECCAK_EMPTY && !self.codes.contains_key(&hash) {
-                self.codes.insert(hash, code.original_bytes());
-            }
+    /// (EIP-161), accounts created or self-destructed had their storage replaced. The order in
+    /// which accounts are applied does not matter: each is written once, under its own key.
+    pub(crate) fn apply(&mut self, db: BlockDb<'_>) {
+        for (hash, code) in db.new_codes {
+            self.codes.entry(hash).or_insert(code);
         }
-        for (address, db_account) in cache.accounts {
-            let (key, existing) = match preloaded.get(&address) {
-                Some((key, existing)) => (*key, existing.clone()),
-                None => self.preload(address),
-            };
-            let storage_cleared = db_account.account_state.is_storage_cleared();
-            match db_account.account_state {
-                CacheAccountState::None => continue,
-                CacheAccountState::NotExisting => {
-                    if existing.is_some() {
-                        self.accounts.remove(&key);
-                    }
-                    continue;
-                }
-                CacheAccountState::Touched | CacheAccountState::StorageCleared => {}
+        for entry in db.parts.into_iter().flat_map(AddressMap::into_values) {
+            if !entry.touched {
+                continue;
             }
-            let mut account = match existing {
-                Some(existing) if !storage_cleared => Account::clone(&existing),
-                _ => Account::empty(address),
+            let Some(mut account) = entry.account else {
+                self.accounts.remove(&entry.key);
+                continue;
             };
-            account.nonce = db_account.info.nonce;
-            account.balance = db_account.info.balance;
-            account.code_hash = db_account.info.code_hash;
             let mut storage_changes = 0;
-            for (slot, value) in db_account.storage {
-                let hashed_slot = slot_keys
-                    .get(&slot)
-                    .copied()
-                    .unwrap_or_else(|| slot_key(slot));
+            for (slot, (hashed_slot, value)) in entry.slots {
                 if value.is_zero() {
                     if account.storage.remove(&hashed_slot).is_some() {
                         storage_changes += 1;
@@ -246,20 +199,29 @@ impl WorldState {
                     storage_changes += 1;
                 }
             }
-            if storage_changes > 0 || storage_cleared {
+            if storage_changes > 0 {
                 account.recompute_storage_root(storage_changes >= MIN_PARALLEL_ITEMS);
             }
             if account.is_empty() && account.storage.is_empty() {
-                self.accounts.remove(&key);
+                self.accounts.remove(&entry.key);
             } else {
-                self.accounts.insert(key, Arc::new(account));
+                self.accounts.insert(entry.key, account);
             }
         }
     }
 }
 
-/// Accounts read ahead of a block by [`WorldState::preload`], by address.
-pub(crate) type Preloaded = AddressMap<(B256, Option<Arc<Account>>)>;
+/// The revm view of `account` without its code, which revm asks for when it runs it.
+fn info_without_code(account: &Account) -> AccountInfo {
+    AccountInfo {
+        balance: account.balance,
+        nonce: account.nonce,
+        code_hash: account.code_hash,
+        // Not the default, which is the empty code.
+        code: None,
+        ..AccountInfo::default()
+    }
+}
 
 /// A genesis allocation entry in plain form.
 pub(crate) struct GenesisEntry {
@@ -283,46 +245,257 @@ pub enum StateError {
 
 impl DBErrorMarker for StateError {}
 
-/// A read-only revm database over a [`WorldState`] plus the recent block hashes.
+/// The hash of block `number` among `block_hashes` (`(number, hash)` of recent ancestors).
+fn recent_block_hash(block_hashes: &[(u64, B256)], number: u64) -> Result<B256, StateError> {
+    block_hashes
+        .iter()
+        .find(|(n, _)| *n == number)
+        .map(|(_, hash)| *hash)
+        .ok_or(StateError::MissingBlockHash(number))
+}
+
+/// An account as a block's execution sees it, in [`BlockDb`].
+#[derive(Debug)]
+struct Entry {
+    /// The account's trie key, `keccak256(address)`.
+    key: B256,
+    /// The account as of the last commit (the parent's until then); `None` when it does not
+    /// exist. Its storage trie is the parent's, or empty once the account was created or
+    /// self-destructed in this block; `slots` holds what changed since.
+    account: Option<Account>,
+    /// Every storage slot read or written in this block: its trie key and present value.
+    slots: U256Map<(B256, U256)>,
+    /// Changed by a commit, so part of the post-state.
+    touched: bool,
+}
+
+/// The revm database a block executes on: the parent state, plus every account the block read
+/// or changed, as of the last transaction. [`WorldState::apply`] turns it into the post-state.
 ///
-/// It remembers what reads learned that [`WorldState::apply`] needs again: the accounts
-/// preloaded before a block ([`Preloaded`]; an account there is found without hashing its
-/// address) and the hash of every storage slot read.
+/// Accounts named by the block's transactions are read ahead ([`BlockDb::new`]) on every core:
+/// the accounts are split into one map per core by the first byte of their address, so each
+/// core hashes its addresses in batches, looks them up and fills its own map. Transactions
+/// then find them without hashing an address, as revm's in-memory database would. Which map
+/// an account lands in depends on the core count, but nothing read from them does.
+#[derive(Debug)]
+pub(crate) struct BlockDb<'a> {
+    state: &'a WorldState,
+    /// Hashes of recent ancestors, `(number, hash)`, highest first.
+    block_hashes: &'a [(u64, B256)],
+    /// Accounts by address; `parts[usize::from(address[0]) % parts.len()]` holds `address`.
+    parts: Vec<AddressMap<Entry>>,
+    /// Code that revm asked for, ready to run, by hash.
+    codes: B256Map<Bytecode>,
+    /// Code deployed by the block, by hash.
+    new_codes: B256Map<Bytes>,
+}
+
+impl<'a> BlockDb<'a> {
+    /// A database over `state`, with `block_hashes` for `BLOCKHASH` and the accounts at
+    /// `addresses` (repeats allowed) read ahead: over the available cores from
+    /// [`MIN_PARALLEL_ITEMS`] addresses on.
+    pub(crate) fn new(
+        state: &'a WorldState,
+        block_hashes: &'a [(u64, B256)],
+        addresses: &[Address],
+    ) -> Self {
+        let threads = if addresses.len() < MIN_PARALLEL_ITEMS {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        };
+        let parts = if threads == 1 {
+            vec![preload(state, addresses, 0, 1)]
+        } else {
+            std::thread::scope(|scope| {
+                let others: Vec<_> = (1..threads)
+                    .map(|part| scope.spawn(move || preload(state, addresses, part, threads)))
+                    .collect();
+                let mut parts = vec![preload(state, addresses, 0, threads)];
+                for other in others {
+                    match other.join() {
+                        Ok(part) => parts.push(part),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
+                }
+                parts
+            })
+        };
+        Self {
+            state,
+            block_hashes,
+            parts,
+            codes: B256Map::default(),
+            new_codes: B256Map::default(),
+        }
+    }
+
+    /// The entry of `address`, read from the parent state on first use.
+    fn entry(&mut self, address: Address) -> &mut Entry {
+        let count = self.parts.len();
+        let state = self.state;
+        self.parts[usize::from(address[0]) % count]
+            .entry(address)
+            .or_insert_with(|| {
+                let key = keccak256(address);
+                Entry {
+                    key,
+                    account: state.accounts.get(&key).cloned(),
+                    slots: U256Map::default(),
+                    touched: false,
+                }
+            })
+    }
+
+    /// Adds `amount` to the balance of `address` (an EIP-4895 withdrawal), creating the
+    /// account if needed.
+    pub(crate) fn credit(&mut self, address: Address, amount: U256) {
+        let entry = self.entry(address);
+        let account = entry.account.get_or_insert_with(|| Account::empty(address));
+        account.balance = account.balance.saturating_add(amount);
+        entry.touched = true;
+    }
+
+    /// The account at `address` as of the last commit.
+    pub(crate) fn account(&mut self, address: Address) -> Option<&Account> {
+        self.entry(address).account.as_ref()
+    }
+
+    /// Takes in the changes of one transaction (or system call), as revm's in-memory
+    /// database does.
+    fn commit_account(&mut self, address: Address, changed: revm::state::Account) {
+        if !changed.is_touched() {
+            return;
+        }
+        let created = changed.is_created();
+        let selfdestructed = changed.is_selfdestructed();
+        let revm::state::Account { info, storage, .. } = changed;
+        if let Some(code) = &info.code {
+            if info.code_hash != KECCAK_EMPTY && !self.state.codes.contains_key(&info.code_hash) {
+                self.new_codes
+                    .entry(info.code_hash)
+                    .or_insert_with(|| code.original_bytes());
+                self.codes
+                    .entry(info.code_hash)
+                    .or_insert_with(|| code.clone());
+            }
+        }
+        let entry = self.entry(address);
+        entry.touched = true;
+        if selfdestructed {
+            entry.account = None;
+            entry.slots.clear();
+            return;
+        }
+        let account = entry.account.get_or_insert_with(|| Account::empty(address));
+        if created {
+            account.storage = HashedTrie::default();
+            account.storage_root = EMPTY_ROOT_HASH;
+            entry.slots.clear();
+        }
+        account.nonce = info.nonce;
+        account.balance = info.balance;
+        account.code_hash = info.code_hash;
+        for (slot, value) in storage {
+            let value = value.present_value();
+            entry
+                .slots
+                .entry(slot)
+                .and_modify(|(_, present)| *present = value)
+                .or_insert_with(|| (slot_key(slot), value));
+        }
+    }
+}
+
+/// The accounts among `addresses` whose first byte falls in `part` of `parts`, each read
+/// once, with their trie keys hashed in one batch.
+fn preload(
+    state: &WorldState,
+    addresses: &[Address],
+    part: usize,
+    parts: usize,
+) -> AddressMap<Entry> {
+    let mut mine: Vec<Address> = addresses
+        .iter()
+        .filter(|address| usize::from(address[0]) % parts == part)
+        .copied()
+        .collect();
+    mine.sort_unstable();
+    mine.dedup();
+    let keys = tandem_keccak::keccak256_many(&mine);
+    let mut entries = AddressMap::default();
+    // Room for the fee recipient and the accounts transactions reach without naming them.
+    entries.reserve(mine.len() + mine.len() / 8 + 8);
+    for (address, key) in mine.into_iter().zip(keys) {
+        let entry = Entry {
+            key,
+            account: state.accounts.get(&key).cloned(),
+            slots: U256Map::default(),
+            touched: false,
+        };
+        entries.insert(address, entry);
+    }
+    entries
+}
+
+impl Database for BlockDb<'_> {
+    type Error = StateError;
+
+    fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        Ok(self.account(address).map(info_without_code))
+    }
+
+    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        let state = self.state;
+        Ok(self
+            .codes
+            .entry(code_hash)
+            .or_insert_with(|| state.bytecode(code_hash).unwrap_or_default())
+            .clone())
+    }
+
+    fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        let entry = self.entry(address);
+        if let Some((_, value)) = entry.slots.get(&index) {
+            return Ok(*value);
+        }
+        let key = slot_key(index);
+        let value = entry
+            .account
+            .as_ref()
+            .map_or(U256::ZERO, |account| account.value_at(&key));
+        entry.slots.insert(index, (key, value));
+        Ok(value)
+    }
+
+    fn block_hash(&mut self, number: u64) -> Result<B256, Self::Error> {
+        recent_block_hash(self.block_hashes, number)
+    }
+}
+
+impl DatabaseCommit for BlockDb<'_> {
+    fn commit(&mut self, changes: AddressMap<revm::state::Account>) {
+        for (address, account) in changes {
+            self.commit_account(address, account);
+        }
+    }
+}
+
+/// A read-only revm database over a [`WorldState`] plus the recent block hashes, for calls
+/// that change nothing (`eth_call`, `eth_estimateGas`).
 #[derive(Debug)]
 pub(crate) struct StateDb<'a> {
     state: &'a WorldState,
     /// Hashes of recent ancestors, `(number, hash)`, highest first.
     block_hashes: &'a [(u64, B256)],
-    preloaded: Preloaded,
-    /// `keccak256` of every storage slot read, by slot.
-    slot_keys: RefCell<U256Map<B256>>,
 }
 
 impl<'a> StateDb<'a> {
     /// A database over `state`, with `block_hashes` for `BLOCKHASH`.
     pub(crate) fn new(state: &'a WorldState, block_hashes: &'a [(u64, B256)]) -> Self {
-        Self::with_preloaded(state, block_hashes, Preloaded::default())
-    }
-
-    /// A database over `state` with accounts already read from it ([`WorldState::preload`]).
-    pub(crate) fn with_preloaded(
-        state: &'a WorldState,
-        block_hashes: &'a [(u64, B256)],
-        preloaded: Preloaded,
-    ) -> Self {
         Self {
             state,
             block_hashes,
-            preloaded,
-            slot_keys: RefCell::default(),
-        }
-    }
-
-    /// The account at `address`, from the preloaded accounts if it is among them.
-    fn account(&self, address: Address) -> Option<&Account> {
-        match self.preloaded.get(&address) {
-            Some((_, account)) => account.as_deref(),
-            None => self.state.account(address),
         }
     }
 }
@@ -332,34 +505,21 @@ impl DatabaseRef for StateDb<'_> {
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
         Ok(self
+            .state
             .account(address)
             .map(|account| self.state.account_info(account)))
     }
 
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
-        Ok(self
-            .state
-            .codes
-            .get(&code_hash)
-            .map(|code| Bytecode::new_raw(code.clone()))
-            .unwrap_or_default())
+        Ok(self.state.bytecode(code_hash).unwrap_or_default())
     }
 
     fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
-        let Some(account) = self.account(address) else {
-            return Ok(U256::ZERO);
-        };
-        let key = slot_key(index);
-        self.slot_keys.borrow_mut().insert(index, key);
-        Ok(account.value_at(&key))
+        Ok(self.state.storage(address, index))
     }
 
     fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
-        self.block_hashes
-            .iter()
-            .find(|(n, _)| *n == number)
-            .map(|(_, hash)| *hash)
-            .ok_or(StateError::MissingBlockHash(number))
+        recent_block_hash(self.block_hashes, number)
     }
 }
 
@@ -475,7 +635,7 @@ mod tests {
                 let mut account = Account::empty(address);
                 account.nonce = step;
                 account.balance = U256::from(step + 1);
-                state.accounts.insert(key, Arc::new(account));
+                state.accounts.insert(key, account);
             }
             assert_eq!(
                 state.state_root(step % 2 == 0),
