@@ -515,10 +515,16 @@ pub(crate) fn cfg_env(chain_id: u64) -> CfgEnv {
     cfg
 }
 
-/// Runs [`execute`]; with `root`, a second thread meanwhile computes the transactions root of
-/// all `candidates` (from [`MIN_PARALLEL_ITEMS`] of them on). The root does not depend on
-/// execution, so the block pays for it only where execution is shorter. The included
-/// candidates then move into the outcome.
+/// Receipts are handed over in chunks of this many while the block runs.
+const RECEIPT_CHUNK: usize = 256;
+
+/// Runs [`execute`], and builds the receipts (with their blooms) and their root, and with
+/// `root` the transactions root of all `candidates`.
+///
+/// From [`MIN_PARALLEL_ITEMS`] candidates on, that other work runs on a second thread while
+/// the transactions run: the transactions root first (it does not depend on execution), then
+/// the receipts, taken in chunks as they come ([`RECEIPT_CHUNK`]), then their root while the
+/// changes are applied to the state. The included candidates then move into the outcome.
 fn execute_beside_root(
     context: &BlockContext<'_>,
     candidates: Vec<Candidate>,
@@ -526,18 +532,52 @@ fn execute_beside_root(
     mode: Mode,
     root: bool,
 ) -> (Result<Outcome, BlockError>, Option<B256>) {
-    let (outcome, root) = if !root || candidates.len() < MIN_PARALLEL_ITEMS {
-        (execute(context, &candidates, withdrawals, mode), None)
+    let transactions_root = |candidates: &[Candidate]| {
+        trie::ordered_root(candidates, |candidate, buf| {
+            candidate.tx.encode_2718(buf);
+        })
+    };
+    let (outcome, root) = if candidates.len() < MIN_PARALLEL_ITEMS {
+        let mut receipts = Vec::with_capacity(candidates.len());
+        let outcome = execute(context, &candidates, withdrawals, mode, |chunk| {
+            receipts.extend(chunk);
+        });
+        let outcome = outcome.map(|mut outcome| {
+            let receipts = with_blooms(receipts);
+            outcome.receipts_root = receipts_root(&receipts);
+            outcome.receipts = receipts;
+            outcome
+        });
+        (outcome, root.then(|| transactions_root(&candidates)))
     } else {
         std::thread::scope(|scope| {
-            let root = scope.spawn(|| {
-                trie::ordered_root(&candidates, |candidate, buf| {
-                    candidate.tx.encode_2718(buf);
-                })
+            let (sender, chunks) = std::sync::mpsc::channel::<Vec<(TxType, Receipt)>>();
+            let candidates = &candidates;
+            let side = scope.spawn(move || {
+                let root = root.then(|| transactions_root(candidates));
+                let mut receipts = Vec::with_capacity(candidates.len());
+                for chunk in chunks {
+                    receipts.extend(with_blooms(chunk));
+                }
+                let receipts_root = receipts_root(&receipts);
+                (root, receipts, receipts_root)
             });
-            let outcome = execute(context, &candidates, withdrawals, mode);
-            let root = root.join().expect("the transactions root does not panic");
-            (outcome, Some(root))
+            // The closure owns the sender: dropping it, once the last chunk is sent, ends the
+            // side thread's loop.
+            let outcome = execute(context, candidates, withdrawals, mode, move |chunk| {
+                // The side thread only stops early by panicking, which `join` passes on.
+                let _ = sender.send(chunk);
+            });
+            let (root, receipts, receipts_root) = match side.join() {
+                Ok(side) => side,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            let outcome = outcome.map(|mut outcome| {
+                outcome.receipts = receipts;
+                outcome.receipts_root = receipts_root;
+                outcome
+            });
+            (outcome, root)
         })
     };
     let outcome = outcome.map(|mut outcome| {
@@ -597,19 +637,22 @@ fn block_evm<'a>(
     Ok(evm)
 }
 
-/// Runs the candidates in order, then applies the block's changes (withdrawals included) to a
-/// copy of the parent state while another thread builds the receipts and their root.
+/// Runs the candidates in order, handing their receipts (without blooms) to `receipts` in
+/// chunks, then applies the block's changes (withdrawals included) to a copy of the parent
+/// state. `receipts` is dropped before the changes are applied; the outcome's receipts and
+/// receipts root are left for the caller to fill in.
 #[tracing::instrument(level = "debug", skip_all)]
 fn execute(
     context: &BlockContext<'_>,
     candidates: &[Candidate],
     withdrawals: &[Withdrawal],
     mode: Mode,
+    mut receipts: impl FnMut(Vec<(TxType, Receipt)>),
 ) -> Result<Outcome, BlockError> {
     let header = &context.header;
     let mut evm = block_evm(context, candidates)?;
     let base_fee = header.base_fee_per_gas.unwrap_or(0);
-    let mut receipts = Vec::with_capacity(candidates.len());
+    let mut chunk = Vec::with_capacity(RECEIPT_CHUNK.min(candidates.len()));
     let mut outcome = Outcome {
         included: Vec::with_capacity(candidates.len()),
         transactions: Vec::with_capacity(candidates.len()),
@@ -653,7 +696,7 @@ fn execute(
         outcome.gas_used += gas_used;
         let tip = tx.effective_tip_per_gas(base_fee).unwrap_or(0);
         outcome.block_value += U256::from(tip) * U256::from(gas_used);
-        receipts.push((
+        chunk.push((
             tx.tx_type(),
             Receipt {
                 status: Eip658Value::Eip658(result.is_success()),
@@ -661,36 +704,30 @@ fn execute(
                 logs: result.into_logs(),
             },
         ));
+        if chunk.len() == RECEIPT_CHUNK {
+            receipts(std::mem::replace(
+                &mut chunk,
+                Vec::with_capacity(RECEIPT_CHUNK),
+            ));
+        }
         outcome.included.push(index);
     }
+    receipts(chunk);
+    drop(receipts);
 
     let mut db = evm.ctx.journaled_state.database;
     apply_withdrawals(&mut db, withdrawals);
     let mut state = context.parent.state.clone();
-    // The receipts (with their blooms, which hash every log's address and topics) and their
-    // root are built beside applying the changes: both are long for a large block, and
-    // neither depends on the other.
-    (outcome.receipts, outcome.receipts_root) = if receipts.len() < MIN_PARALLEL_ITEMS {
-        state.apply(db);
-        build_receipts(receipts)
-    } else {
-        std::thread::scope(|scope| {
-            let receipts = scope.spawn(|| build_receipts(receipts));
-            state.apply(db);
-            receipts
-                .join()
-                .expect("building the receipts does not panic")
-        })
-    };
+    state.apply(db);
     outcome.state = state;
     Ok(outcome)
 }
 
-/// The typed receipts, each with its bloom, and their root.
+/// The typed receipts, each with its bloom.
 ///
 /// A bloom takes in the hash of every log's address and of each of its topics: four hashes
-/// for an ERC-20 `Transfer`. All of the block's are computed in one batch.
-fn build_receipts(receipts: Vec<(TxType, Receipt)>) -> (Vec<ReceiptEnvelope>, B256) {
+/// for an ERC-20 `Transfer`. All of them are computed in one batch.
+fn with_blooms(receipts: Vec<(TxType, Receipt)>) -> Vec<ReceiptEnvelope> {
     let inputs: Vec<&[u8]> = receipts
         .iter()
         .flat_map(|(_, receipt)| &receipt.logs)
@@ -699,7 +736,7 @@ fn build_receipts(receipts: Vec<(TxType, Receipt)>) -> (Vec<ReceiptEnvelope>, B2
         })
         .collect();
     let mut hashes = tandem_keccak::keccak256_many(&inputs).into_iter();
-    let receipts: Vec<ReceiptEnvelope> = receipts
+    receipts
         .into_iter()
         .map(|(ty, receipt)| {
             let mut logs_bloom = Bloom::ZERO;
@@ -717,9 +754,12 @@ fn build_receipts(receipts: Vec<(TxType, Receipt)>) -> (Vec<ReceiptEnvelope>, B2
                 },
             )
         })
-        .collect();
-    let root = trie::ordered_root(&receipts, |receipt, buf| receipt.encode_2718(buf));
-    (receipts, root)
+        .collect()
+}
+
+/// The root of the receipts trie.
+fn receipts_root(receipts: &[ReceiptEnvelope]) -> B256 {
+    trie::ordered_root(receipts, |receipt, buf| receipt.encode_2718(buf))
 }
 
 /// Why `tx` cannot run at all in a block with `gas_left`, before revm sees it.
@@ -785,10 +825,10 @@ mod tests {
             .map(|(ty, receipt)| ReceiptEnvelope::from_typed(ty, ReceiptWithBloom::from(receipt)))
             .collect();
         assert!(expected.iter().any(|r| *r.logs_bloom() != Bloom::ZERO));
-        let (built, root) = build_receipts(receipts);
+        let built = with_blooms(receipts);
         assert_eq!(built, expected);
         assert_eq!(
-            root,
+            receipts_root(&built),
             alloy_consensus::proofs::calculate_receipt_root(&expected)
         );
     }
