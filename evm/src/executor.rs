@@ -27,7 +27,7 @@ use revm::{
 
 use crate::{
     parallel::MIN_PARALLEL_ITEMS,
-    state::{BlockDb, WorldState},
+    state::{preload, BlockDb, WorldState},
     trie,
 };
 
@@ -518,13 +518,14 @@ pub(crate) fn cfg_env(chain_id: u64) -> CfgEnv {
 /// Receipts are handed over in chunks of this many while the block runs.
 const RECEIPT_CHUNK: usize = 256;
 
-/// Runs [`execute`], and builds the receipts (with their blooms) and their root, and with
-/// `root` the transactions root of all `candidates`.
+/// Reads ahead the accounts the block names, runs [`execute`], and builds the receipts (with
+/// their blooms) and their root, and with `root` the transactions root of all `candidates`.
 ///
-/// From [`MIN_PARALLEL_ITEMS`] candidates on, that other work runs on a second thread while
-/// the transactions run: the transactions root first (it does not depend on execution), then
-/// the receipts, taken in chunks as they come ([`RECEIPT_CHUNK`]), then their root while the
-/// changes are applied to the state. The included candidates then move into the outcome.
+/// From [`MIN_PARALLEL_ITEMS`] candidates on, a second thread shares the work: it reads half
+/// of the accounts ahead ([`preload`]), then while the transactions run computes the
+/// transactions root (it does not depend on execution) and the receipts, taken in chunks as
+/// they come ([`RECEIPT_CHUNK`]), then their root while the changes are applied to the state.
+/// The included candidates then move into the outcome.
 fn execute_beside_root(
     context: &BlockContext<'_>,
     candidates: Vec<Candidate>,
@@ -537,9 +538,13 @@ fn execute_beside_root(
             candidate.tx.encode_2718(buf);
         })
     };
+    let state = &context.parent.state;
+    let addresses = named_addresses(&candidates, context.header.beneficiary);
     let (outcome, root) = if candidates.len() < MIN_PARALLEL_ITEMS {
+        let parts = vec![preload(state, &addresses, 0, 1)];
+        let db = BlockDb::new(state, context.block_hashes, parts);
         let mut receipts = Vec::with_capacity(candidates.len());
-        let outcome = execute(context, &candidates, withdrawals, mode, |chunk| {
+        let outcome = execute(context, &candidates, db, withdrawals, mode, |chunk| {
             receipts.extend(chunk);
         });
         let outcome = outcome.map(|mut outcome| {
@@ -551,9 +556,12 @@ fn execute_beside_root(
         (outcome, root.then(|| transactions_root(&candidates)))
     } else {
         std::thread::scope(|scope| {
+            let (part_sender, part) = std::sync::mpsc::sync_channel(1);
             let (sender, chunks) = std::sync::mpsc::channel::<Vec<(TxType, Receipt)>>();
-            let candidates = &candidates;
+            let (candidates, addresses) = (&candidates, &addresses);
             let side = scope.spawn(move || {
+                // The block waits for this part, so it comes first.
+                let _ = part_sender.send(preload(state, addresses, 1, 2));
                 let root = root.then(|| transactions_root(candidates));
                 let mut receipts = Vec::with_capacity(candidates.len());
                 for chunk in chunks {
@@ -562,12 +570,21 @@ fn execute_beside_root(
                 let receipts_root = receipts_root(&receipts);
                 (root, receipts, receipts_root)
             });
-            // The closure owns the sender: dropping it, once the last chunk is sent, ends the
-            // side thread's loop.
-            let outcome = execute(context, candidates, withdrawals, mode, move |chunk| {
-                // The side thread only stops early by panicking, which `join` passes on.
-                let _ = sender.send(chunk);
-            });
+            let mine = preload(state, addresses, 0, 2);
+            // Without the other part the side thread panicked, which `join` passes on.
+            let outcome = if let Ok(theirs) = part.recv() {
+                let db = BlockDb::new(state, context.block_hashes, vec![mine, theirs]);
+                // The closure owns the sender: dropping it, once the last chunk is sent, ends
+                // the side thread's loop.
+                execute(context, candidates, db, withdrawals, mode, move |chunk| {
+                    // The side thread only stops early by panicking, which `join` passes on.
+                    let _ = sender.send(chunk);
+                })
+            } else {
+                Err(BlockError::Execution(
+                    "reading accounts ahead failed".into(),
+                ))
+            };
             let (root, receipts, receipts_root) = match side.join() {
                 Ok(side) => side,
                 Err(panic) => std::panic::resume_unwind(panic),
@@ -593,22 +610,21 @@ fn execute_beside_root(
     (outcome, root)
 }
 
-/// The EVM of `context`'s block over its parent state, with the accounts `candidates` name
-/// (senders and call targets) and the fee recipient read ahead, after the EIP-4788 system
-/// call.
-fn block_evm<'a>(
-    context: &BlockContext<'a>,
-    candidates: &[Candidate],
-) -> Result<BlockEvm<'a>, BlockError> {
-    let header = &context.header;
-    let state = &context.parent.state;
-    let addresses: Vec<Address> = candidates
+/// The accounts the block reads ahead: the candidates' senders and call targets, and the fee
+/// recipient.
+fn named_addresses(candidates: &[Candidate], beneficiary: Address) -> Vec<Address> {
+    candidates
         .iter()
         .flat_map(|c| [Some(c.sender), c.tx.kind().to().copied()])
         .flatten()
-        .chain([header.beneficiary])
-        .collect();
-    let db = BlockDb::new(state, context.block_hashes, &addresses);
+        .chain([beneficiary])
+        .collect()
+}
+
+/// The EVM of `context`'s block on `db`, after the EIP-4788 system call.
+fn block_evm<'a>(context: &BlockContext<'a>, db: BlockDb<'a>) -> Result<BlockEvm<'a>, BlockError> {
+    let header = &context.header;
+    let state = &context.parent.state;
     let mut evm = Context::mainnet()
         .with_db(db)
         .with_block(block_env(header))
@@ -642,15 +658,16 @@ fn block_evm<'a>(
 /// state. `receipts` is dropped before the changes are applied; the outcome's receipts and
 /// receipts root are left for the caller to fill in.
 #[tracing::instrument(level = "debug", skip_all)]
-fn execute(
-    context: &BlockContext<'_>,
+fn execute<'a>(
+    context: &BlockContext<'a>,
     candidates: &[Candidate],
+    db: BlockDb<'a>,
     withdrawals: &[Withdrawal],
     mode: Mode,
     mut receipts: impl FnMut(Vec<(TxType, Receipt)>),
 ) -> Result<Outcome, BlockError> {
     let header = &context.header;
-    let mut evm = block_evm(context, candidates)?;
+    let mut evm = block_evm(context, db)?;
     let base_fee = header.base_fee_per_gas.unwrap_or(0);
     let mut chunk = Vec::with_capacity(RECEIPT_CHUNK.min(candidates.len()));
     let mut outcome = Outcome {

@@ -272,17 +272,17 @@ struct Entry {
 /// The revm database a block executes on: the parent state, plus every account the block read
 /// or changed, as of the last transaction. [`WorldState::apply`] turns it into the post-state.
 ///
-/// Accounts named by the block's transactions are read ahead ([`BlockDb::new`]) on every core:
-/// the accounts are split into one map per core by the first byte of their address, so each
-/// core hashes its addresses in batches, looks them up and fills its own map. Transactions
-/// then find them without hashing an address, as revm's in-memory database would. Which map
-/// an account lands in depends on the core count, but nothing read from them does.
+/// The accounts a block's transactions name are read ahead ([`preload`]), split by address
+/// ([`part_of`]) into maps that separate threads fill: each hashes its addresses in one batch,
+/// looks them up and fills its own map. Transactions then find them without hashing an
+/// address, as on revm's in-memory database. Which map an account lands in depends on the
+/// number of parts, but nothing read from them does.
 #[derive(Debug)]
 pub(crate) struct BlockDb<'a> {
     state: &'a WorldState,
     /// Hashes of recent ancestors, `(number, hash)`, highest first.
     block_hashes: &'a [(u64, B256)],
-    /// Accounts by address; `parts[usize::from(address[0]) % parts.len()]` holds `address`.
+    /// Accounts by address; `parts[part_of(address, parts.len())]` holds `address`.
     parts: Vec<AddressMap<Entry>>,
     /// Code that revm asked for, ready to run, by hash.
     codes: B256Map<Bytecode>,
@@ -291,40 +291,18 @@ pub(crate) struct BlockDb<'a> {
 }
 
 impl<'a> BlockDb<'a> {
-    /// A database over `state`, with `block_hashes` for `BLOCKHASH` and the accounts at
-    /// `addresses` (repeats allowed) read ahead: over the available cores from
-    /// [`MIN_PARALLEL_ITEMS`] addresses on.
+    /// A database over `state`, with `block_hashes` for `BLOCKHASH` and the accounts read
+    /// ahead into `parts` by [`preload`] (`parts[i]` from part `i` of `parts.len()`).
     pub(crate) fn new(
         state: &'a WorldState,
         block_hashes: &'a [(u64, B256)],
-        addresses: &[Address],
+        parts: Vec<Preloaded>,
     ) -> Self {
-        let threads = if addresses.len() < MIN_PARALLEL_ITEMS {
-            1
-        } else {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        };
-        let parts = if threads == 1 {
-            vec![preload(state, addresses, 0, 1)]
-        } else {
-            std::thread::scope(|scope| {
-                let others: Vec<_> = (1..threads)
-                    .map(|part| scope.spawn(move || preload(state, addresses, part, threads)))
-                    .collect();
-                let mut parts = vec![preload(state, addresses, 0, threads)];
-                for other in others {
-                    match other.join() {
-                        Ok(part) => parts.push(part),
-                        Err(panic) => std::panic::resume_unwind(panic),
-                    }
-                }
-                parts
-            })
-        };
+        assert!(!parts.is_empty(), "at least one part");
         Self {
             state,
             block_hashes,
-            parts,
+            parts: parts.into_iter().map(|part| part.0).collect(),
             codes: B256Map::default(),
             new_codes: B256Map::default(),
         }
@@ -334,7 +312,7 @@ impl<'a> BlockDb<'a> {
     fn entry(&mut self, address: Address) -> &mut Entry {
         let count = self.parts.len();
         let state = self.state;
-        self.parts[usize::from(address[0]) % count]
+        self.parts[part_of(address, count)]
             .entry(address)
             .or_insert_with(|| {
                 let key = keccak256(address);
@@ -407,17 +385,28 @@ impl<'a> BlockDb<'a> {
     }
 }
 
-/// The accounts among `addresses` whose first byte falls in `part` of `parts`, each read
-/// once, with their trie keys hashed in one batch.
-fn preload(
+/// Which of `parts` maps holds `address`: by all of its bytes, so that addresses sharing a
+/// prefix or a suffix (as contract-derived or test addresses do) still spread evenly.
+fn part_of(address: Address, parts: usize) -> usize {
+    usize::from(address.iter().fold(0u8, |folded, byte| folded ^ byte)) % parts
+}
+
+/// Accounts read ahead of a block into one part of its [`BlockDb`] ([`preload`]).
+#[derive(Debug)]
+pub(crate) struct Preloaded(AddressMap<Entry>);
+
+/// Reads the accounts among `addresses` (repeats allowed) that fall in `part` of `parts`
+/// ([`part_of`]) from `state`, each once, with their trie keys hashed in one batch. The parts
+/// are independent, so each can be read on its own thread.
+pub(crate) fn preload(
     state: &WorldState,
     addresses: &[Address],
     part: usize,
     parts: usize,
-) -> AddressMap<Entry> {
+) -> Preloaded {
     let mut mine: Vec<Address> = addresses
         .iter()
-        .filter(|address| usize::from(address[0]) % parts == part)
+        .filter(|address| part_of(**address, parts) == part)
         .copied()
         .collect();
     mine.sort_unstable();
@@ -435,7 +424,7 @@ fn preload(
         };
         entries.insert(address, entry);
     }
-    entries
+    Preloaded(entries)
 }
 
 impl Database for BlockDb<'_> {
