@@ -116,17 +116,7 @@ impl<V: Clone> HashedTrie<V> {
 
     /// The value at `key`.
     pub(crate) fn get(&self, key: &B256) -> Option<&V> {
-        let mut node = self.root.as_deref()?;
-        let mut depth = 0;
-        loop {
-            match node {
-                Node::Leaf(leaf) => return (leaf.key == *key).then_some(&leaf.value),
-                Node::Branch(branch) => {
-                    node = branch.children[nibble(key, depth)].as_deref()?;
-                    depth += 1;
-                }
-            }
-        }
+        get_at(self.root.as_ref(), 0, key)
     }
 
     /// Sets the value at `key`, returning the value it replaces.
@@ -163,6 +153,93 @@ impl<V: Clone> HashedTrie<V> {
 }
 
 impl<V: Clone + Send + Sync> HashedTrie<V> {
+    /// For each of `items`, sets the value at `key(item)` to `value(item)`, or removes it for
+    /// `None`; the keys must be distinct. With `parallel`, the two halves of the key space (by
+    /// first nibble) are updated on two threads, each computing the values of its own items.
+    /// The result does not depend on it, nor on the order of `items`.
+    pub(crate) fn update<T: Sync>(
+        &mut self,
+        items: &[T],
+        key: impl Fn(&T) -> B256 + Sync,
+        value: impl Fn(&T) -> Option<V> + Sync,
+        parallel: bool,
+    ) {
+        let Some(Node::Branch(_)) = self.root.as_deref().filter(|_| parallel) else {
+            for item in items {
+                match value(item) {
+                    Some(new) => {
+                        self.insert(key(item), new);
+                    }
+                    None => {
+                        self.remove(&key(item));
+                    }
+                }
+            }
+            return;
+        };
+        let root = self.root.as_mut().expect("matched a branch");
+        let Node::Branch(branch) = Arc::make_mut(root) else {
+            unreachable!("matched a branch")
+        };
+        branch.reference = None;
+        // Applies the items whose first nibble is in `first..first + children.len()`, returning
+        // how many keys that adds (negative: removes).
+        let half = |children: &mut [Option<Arc<Node<V>>>], first: usize| -> isize {
+            let mut added = 0;
+            for item in items {
+                let key = key(item);
+                let Some(slot) = nibble(&key, 0)
+                    .checked_sub(first)
+                    .and_then(|i| children.get_mut(i))
+                else {
+                    continue;
+                };
+                match value(item) {
+                    Some(new) => {
+                        if insert_at(slot, 1, key, new).is_none() {
+                            added += 1;
+                        }
+                    }
+                    None => {
+                        if get_at(slot.as_ref(), 1, &key).is_some() {
+                            remove_at(slot, 1, &key);
+                            added -= 1;
+                        }
+                    }
+                }
+            }
+            added
+        };
+        let (low, high) = branch.children.split_at_mut(8);
+        let added = std::thread::scope(|scope| {
+            let other = scope.spawn(|| half(low, 0));
+            let mine = half(high, 8);
+            match other.join() {
+                Ok(theirs) => mine + theirs,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        });
+        self.len = self
+            .len
+            .checked_add_signed(added)
+            .expect("no more keys removed than there were");
+        // As after a removal: a root left with one leaf becomes that leaf, at depth 0.
+        let collapsed = match branch.children.iter().flatten().collect::<Vec<_>>()[..] {
+            [] => Some(None),
+            [only] => match &**only {
+                Node::Leaf(leaf) => Some(Some(Arc::new(Node::Leaf(Leaf::new(
+                    leaf.key,
+                    leaf.value.clone(),
+                ))))),
+                Node::Branch(_) => None,
+            },
+            _ => None,
+        };
+        if let Some(root) = collapsed {
+            self.root = root;
+        }
+    }
+
     /// The root hash, with each leaf's value written by `encode`. Only the nodes changed since
     /// the last call are hashed: first every changed leaf, in one batch
     /// ([`tandem_keccak::keccak256_many`]), then the branches above them. With `parallel`, the
@@ -188,6 +265,21 @@ impl<V: Clone + Send + Sync> HashedTrie<V> {
         reference
             .as_hash()
             .unwrap_or_else(|| keccak256(reference.as_slice()))
+    }
+}
+
+/// The value at `key` in the subtrie `node` at `depth`.
+fn get_at<'a, V>(node: Option<&'a Arc<Node<V>>>, depth: usize, key: &B256) -> Option<&'a V> {
+    let mut node = node?.as_ref();
+    let mut depth = depth;
+    loop {
+        match node {
+            Node::Leaf(leaf) => return (leaf.key == *key).then_some(&leaf.value),
+            Node::Branch(branch) => {
+                node = branch.children[nibble(key, depth)].as_deref()?;
+                depth += 1;
+            }
+        }
     }
 }
 
@@ -509,6 +601,23 @@ mod tests {
         check(&mut before, &model_before, false);
     }
 
+    #[test]
+    fn parallel_update_down_to_one_key_and_to_none() {
+        let keys: Vec<B256> = (0..3u8).map(|i| keccak256([i])).collect();
+        let mut trie = HashedTrie::default();
+        trie.update(&keys, |k| *k, |k| Some(k.to_vec()), false);
+        let mut model: BTreeMap<B256, Vec<u8>> = keys.iter().map(|k| (*k, k.to_vec())).collect();
+        check(&mut trie, &model, true);
+        trie.update(&keys[1..], |k| *k, |_| None, true);
+        model.retain(|k, _| *k == keys[0]);
+        check(&mut trie, &model, false);
+        trie.insert(keys[1], vec![1; 40]);
+        model.insert(keys[1], vec![1; 40]);
+        check(&mut trie, &model, false);
+        trie.update(&keys, |k| *k, |_| None, true);
+        check(&mut trie, &BTreeMap::new(), true);
+    }
+
     proptest! {
         /// Inserts and removals, with roots taken along the way (so that cached references
         /// are reused), against a sorted map and alloy's `HashBuilder`.
@@ -534,6 +643,40 @@ mod tests {
                 }
             }
             check(&mut trie, &model, true);
+        }
+
+        /// Batches of changes through `update`, split over two threads or not, against a
+        /// sorted map and alloy's `HashBuilder`; the trie from before each batch keeps its root.
+        #[test]
+        fn batched_updates_match_alloy(
+            batches in prop::collection::vec(
+                prop::collection::btree_map(any::<u16>(), prop::option::of(1usize..70), 0..200),
+                1..6,
+            ),
+            clustered in any::<bool>(),
+        ) {
+            let mut trie = HashedTrie::default();
+            let mut model = BTreeMap::new();
+            for (round, batch) in batches.into_iter().enumerate() {
+                let key = |seed: u16| if clustered { clustered_key(seed) } else { keccak256(seed.to_be_bytes()) };
+                let items: Vec<(u16, Option<usize>)> = batch.into_iter().collect();
+                let mut before = trie.clone();
+                let model_before = model.clone();
+                trie.update(
+                    &items,
+                    |(seed, _)| key(*seed),
+                    |(seed, len)| len.map(|len| vec![seed.to_be_bytes()[1]; len]),
+                    round % 2 == 0,
+                );
+                for (seed, len) in &items {
+                    match len {
+                        Some(len) => model.insert(key(*seed), vec![seed.to_be_bytes()[1]; *len]),
+                        None => model.remove(&key(*seed)),
+                    };
+                }
+                check(&mut trie, &model, round % 3 == 0);
+                check(&mut before, &model_before, false);
+            }
         }
     }
 }

@@ -174,41 +174,49 @@ impl WorldState {
     /// Applies what a block's execution changed ([`BlockDb`], which read this same state).
     ///
     /// Only accounts the EVM touched are applied; accounts that end up empty are removed
-    /// (EIP-161), accounts created or self-destructed had their storage replaced. The order in
-    /// which accounts are applied does not matter: each is written once, under its own key.
+    /// (EIP-161), accounts created or self-destructed had their storage replaced. From
+    /// [`MIN_PARALLEL_ITEMS`] accounts on, the two halves of the account trie are updated on
+    /// two threads ([`HashedTrie::update`]); each account is written once, under its own key,
+    /// so neither that nor the order of the accounts matters.
     pub(crate) fn apply(&mut self, db: BlockDb<'_>) {
         for (hash, code) in db.new_codes {
             self.codes.entry(hash).or_insert(code);
         }
-        for entry in db.parts.into_iter().flat_map(AddressMap::into_values) {
-            if !entry.touched {
-                continue;
+        let touched: Vec<&Entry> = db
+            .parts
+            .iter()
+            .flat_map(AddressMap::values)
+            .filter(|entry| entry.touched)
+            .collect();
+        let parallel = touched.len() >= MIN_PARALLEL_ITEMS;
+        self.accounts.update(
+            &touched,
+            |entry| entry.key,
+            |entry| post_account(entry),
+            parallel,
+        );
+    }
+}
+
+/// The account `entry` leaves in the post-state, with its storage changes applied; `None`
+/// when it does not exist or is empty (EIP-161).
+fn post_account(entry: &Entry) -> Option<Account> {
+    let mut account = entry.account.clone()?;
+    let mut storage_changes = 0;
+    for (slot, (hashed_slot, value)) in &entry.slots {
+        if value.is_zero() {
+            if account.storage.remove(hashed_slot).is_some() {
+                storage_changes += 1;
             }
-            let Some(mut account) = entry.account else {
-                self.accounts.remove(&entry.key);
-                continue;
-            };
-            let mut storage_changes = 0;
-            for (slot, (hashed_slot, value)) in entry.slots {
-                if value.is_zero() {
-                    if account.storage.remove(&hashed_slot).is_some() {
-                        storage_changes += 1;
-                    }
-                } else if account.value_at(&hashed_slot) != value {
-                    account.storage.insert(hashed_slot, (slot, value));
-                    storage_changes += 1;
-                }
-            }
-            if storage_changes > 0 {
-                account.recompute_storage_root(storage_changes >= MIN_PARALLEL_ITEMS);
-            }
-            if account.is_empty() && account.storage.is_empty() {
-                self.accounts.remove(&entry.key);
-            } else {
-                self.accounts.insert(entry.key, account);
-            }
+        } else if account.value_at(hashed_slot) != *value {
+            account.storage.insert(*hashed_slot, (*slot, *value));
+            storage_changes += 1;
         }
     }
+    if storage_changes > 0 {
+        account.recompute_storage_root(storage_changes >= MIN_PARALLEL_ITEMS);
+    }
+    (!account.is_empty() || !account.storage.is_empty()).then_some(account)
 }
 
 /// The revm view of `account` without its code, which revm asks for when it runs it.
