@@ -339,6 +339,38 @@ fn bench_blocks(c: &mut Criterion) {
     }
 }
 
+/// A small block on a large state: 50 ETH transfers (to new accounts) on a genesis state of
+/// 100,000 other accounts. The cost of its state root should follow what the block changes,
+/// not the size of the state.
+fn bench_large_state(c: &mut Criterion) {
+    const ACCOUNTS: u32 = 100_000;
+    let mut work = workload("large_state", 50, false);
+    for i in 0..ACCOUNTS {
+        let address = Address::from_slice(&keccak256(i.to_be_bytes())[12..]);
+        work.genesis.alloc.insert(
+            address,
+            GenesisAccount::default().with_balance(U256::from(1)),
+        );
+    }
+    let attrs = attributes(&work.raw, 1_700_000_000);
+    let mut group = c.benchmark_group("state_100k_accounts");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(work.txs.len() as u64));
+    group.bench_function("build_50_transfers_warm", |b| {
+        b.iter_batched(
+            || chain_that_built(&work.genesis, attributes(&work.raw, 1_600_000_000)),
+            |mut chain| {
+                let updated = chain
+                    .forkchoice_updated(head_state(&chain), Some(attrs.clone()))
+                    .unwrap();
+                (updated, chain)
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+}
+
 /// One JSON-RPC call over a kept-alive HTTP/1.1 connection, as a real client would use.
 async fn post(
     conn: &mut tokio::io::BufReader<tokio::net::TcpStream>,
@@ -453,6 +485,6 @@ fn bench_engine_cycle(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = bench_blocks, bench_engine_cycle
+    targets = bench_blocks, bench_large_state, bench_engine_cycle
 }
 criterion_main!(benches);
