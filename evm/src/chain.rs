@@ -1132,6 +1132,26 @@ mod tests {
     }
 
     #[test]
+    fn a_large_block_that_leaves_a_transaction_out_has_alloys_receipts_root() {
+        // 81 candidates, one a replay of nonce 5 that is left out. The receipts trie hashed
+        // while the block ran was laid out for 81 leaves, so the builder computes the root of
+        // the 80 receipts again; the validator, which includes all 80, keeps its early one.
+        let mut transactions = dev_transfers();
+        transactions.insert(40, transactions[5].clone());
+        let mut builder = Chain::open(&genesis::dev_genesis(), None).unwrap();
+        let payload = build_on_genesis(&mut builder, transactions);
+        assert_eq!(payload.payload_inner.payload_inner.transactions.len(), 80);
+        let hash = payload.payload_inner.payload_inner.block_hash;
+        let mut validator = Chain::open(&genesis::dev_genesis(), None).unwrap();
+        accept_with_alloys_transactions_root(&mut validator, payload);
+        let block = validator.block(&hash).unwrap();
+        assert_eq!(
+            block.header().receipts_root,
+            alloy_consensus::proofs::calculate_receipt_root(&block.receipts)
+        );
+    }
+
+    #[test]
     fn a_block_writing_many_slots_has_alloys_storage_and_state_roots() {
         // A contract that stores calldata word 1 at the slot given by calldata word 0
         // (PUSH1 32 CALLDATALOAD PUSH1 0 CALLDATALOAD SSTORE STOP), with slots 0..10 set.

@@ -524,7 +524,8 @@ const RECEIPT_CHUNK: usize = 256;
 /// From [`MIN_PARALLEL_ITEMS`] candidates on, a second thread shares the work: it reads half
 /// of the accounts ahead ([`preload`]), then while the transactions run computes the
 /// transactions root (it does not depend on execution) and the receipts, taken in chunks as
-/// they come ([`RECEIPT_CHUNK`]), then their root while the changes are applied to the state.
+/// they come ([`RECEIPT_CHUNK`]), hashing the leaves of their trie as it goes
+/// ([`trie::OrderedRoot`]).
 /// The included candidates then move into the outcome.
 fn execute_beside_root(
     context: &BlockContext<'_>,
@@ -563,11 +564,20 @@ fn execute_beside_root(
                 // The block waits for this part, so it comes first.
                 let _ = part_sender.send(preload(state, addresses, 1, 2));
                 let root = root.then(|| transactions_root(candidates));
+                // Each receipt's leaf is hashed as it comes, for a block that includes every
+                // candidate; otherwise the root is computed again at the end.
                 let mut receipts = Vec::with_capacity(candidates.len());
+                let mut early_root = trie::OrderedRoot::new(candidates.len());
                 for chunk in chunks {
-                    receipts.extend(with_blooms(chunk));
+                    let chunk = with_blooms(chunk);
+                    for receipt in &chunk {
+                        early_root.push(|buf| receipt.encode_2718(buf));
+                    }
+                    receipts.extend(chunk);
                 }
-                let receipts_root = receipts_root(&receipts);
+                let receipts_root = early_root
+                    .finish()
+                    .unwrap_or_else(|| receipts_root(&receipts));
                 (root, receipts, receipts_root)
             });
             let mine = preload(state, addresses, 0, 2);

@@ -20,70 +20,129 @@ use alloy_trie::{
 ///
 /// `keys` must be sorted, distinct and prefix-free (no key starts another), as the keys of
 /// one trie always are: hashed keys all have 64 nibbles, and RLP-encoded indices are
-/// prefix-free.
+/// prefix-free. (The tries of blocks use [`ordered_root`] and
+/// [`crate::hashed_trie::HashedTrie`]; this one checks the shared builder on hashed keys.)
+#[cfg(test)]
 pub(crate) fn root(keys: &[Nibbles], mut value: impl FnMut(usize, &mut Vec<u8>)) -> B256 {
     debug_assert!(
         keys.windows(2)
             .all(|w| w[0] < w[1] && w[0].common_prefix_length(&w[1]) < w[0].len()),
         "keys are sorted and prefix-free"
     );
-    let count = keys.len();
-    if count == 0 {
+    if keys.is_empty() {
         return EMPTY_ROOT_HASH;
+    }
+    let depths = leaf_depths(keys);
+    let mut leaves = Leaves::with_capacity(keys.len());
+    let mut leaf_value = Vec::with_capacity(128);
+    for (i, key) in keys.iter().enumerate() {
+        leaf_value.clear();
+        value(i, &mut leaf_value);
+        leaves.push(i, &key.slice(depths[i]..), &leaf_value);
+    }
+    let mut references = vec![None; keys.len()];
+    leaves.hash_into(&mut references);
+    let references: Vec<RlpNode> = references
+        .into_iter()
+        .map(|r| r.expect("every leaf was hashed"))
+        .collect();
+    root_above(keys, &references)
+}
+
+/// The depth of each leaf: one nibble below the deeper of the branches that separate it from
+/// its neighbours in key order (0 for a lone leaf).
+fn leaf_depths(keys: &[Nibbles]) -> Vec<usize> {
+    if keys.len() == 1 {
+        return vec![0];
     }
     // Nibbles each key shares with the next.
     let shared: Vec<usize> = keys
         .windows(2)
         .map(|w| w[0].common_prefix_length(&w[1]))
         .collect();
-    // Every leaf, encoded into one buffer: it hangs one nibble below the deeper of the
-    // branches that separate it from its neighbours (at the root when it is alone).
-    let mut encoded = Vec::with_capacity(count * 128);
-    let mut ends = Vec::with_capacity(count);
-    let mut leaf_value = Vec::with_capacity(128);
-    for (i, key) in keys.iter().enumerate() {
-        let depth = if count == 1 {
-            0
-        } else {
+    (0..keys.len())
+        .map(|i| {
             let before = if i == 0 { 0 } else { shared[i - 1] };
             let after = shared.get(i).copied().unwrap_or(0);
             before.max(after) + 1
-        };
-        leaf_value.clear();
-        value(i, &mut leaf_value);
-        LeafNodeRef::new(&key.slice(depth..), &leaf_value).encode(&mut encoded);
-        ends.push(encoded.len());
-    }
-    let leaf = |i: usize| &encoded[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
-    if count == 1 {
-        return keccak256(leaf(0));
-    }
-    // Leaves of 32 bytes or more are referenced by hash, shorter ones inline.
-    let long: Vec<&[u8]> = (0..count).map(leaf).filter(|l| l.len() >= 32).collect();
-    let mut hashes = tandem_keccak::keccak256_many(&long).into_iter();
-    let leaves: Vec<RlpNode> = (0..count)
-        .map(|i| {
-            let leaf = leaf(i);
-            if leaf.len() >= 32 {
-                RlpNode::word_rlp(&hashes.next().expect("one hash per long leaf"))
-            } else {
-                RlpNode::from_rlp(leaf)
-            }
         })
-        .collect();
+        .collect()
+}
+
+/// The root over leaves whose references are `references` (in key order).
+fn root_above(keys: &[Nibbles], references: &[RlpNode]) -> B256 {
+    if let [only] = references {
+        // A lone leaf is the root, which is always referred to by its hash.
+        return only.as_hash().unwrap_or_else(|| keccak256(only.as_slice()));
+    }
     let builder = Builder {
         keys,
-        leaves: &leaves,
+        leaves: references,
     };
     let mut node = Vec::with_capacity(600);
-    builder.encode(0, count, 0, &mut node);
+    builder.encode(0, keys.len(), 0, &mut node);
     keccak256(&node)
 }
 
-/// The root of the trie that maps the RLP encoding of each index `i` to `encode(items[i])`:
-/// the transactions, receipts and withdrawals tries.
-pub(crate) fn ordered_root<T>(items: &[T], mut encode: impl FnMut(&T, &mut Vec<u8>)) -> B256 {
-    let mut keyed: Vec<(Nibbles, usize)> = (0..items.len())
+/// Encoded leaves waiting to be hashed together, each with the position of its reference.
+struct Leaves {
+    encoded: Vec<u8>,
+    /// `(position, end of its encoding in encoded)`.
+    ends: Vec<(usize, usize)>,
+}
+
+impl Leaves {
+    fn with_capacity(count: usize) -> Self {
+        Self {
+            encoded: Vec::with_capacity(count * 128),
+            ends: Vec::with_capacity(count),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn push(&mut self, position: usize, path: &Nibbles, value: &[u8]) {
+        LeafNodeRef::new(path, value).encode(&mut self.encoded);
+        self.ends.push((position, self.encoded.len()));
+    }
+
+    /// Sets `references[position]` of every leaf: its hash (all hashed in one batch), or the
+    /// leaf itself when under 32 bytes. Leaves none waiting.
+    fn hash_into(&mut self, references: &mut [Option<RlpNode>]) {
+        let mut start = 0;
+        let spans: Vec<(usize, &[u8])> = self
+            .ends
+            .iter()
+            .map(|(position, end)| {
+                let span = (*position, &self.encoded[start..*end]);
+                start = *end;
+                span
+            })
+            .collect();
+        let long: Vec<&[u8]> = spans
+            .iter()
+            .map(|(_, leaf)| *leaf)
+            .filter(|leaf| leaf.len() >= 32)
+            .collect();
+        let mut hashes = tandem_keccak::keccak256_many(&long).into_iter();
+        for (position, leaf) in spans {
+            references[position] = Some(if leaf.len() >= 32 {
+                RlpNode::word_rlp(&hashes.next().expect("one hash per long leaf"))
+            } else {
+                RlpNode::from_rlp(leaf)
+            });
+        }
+        self.encoded.clear();
+        self.ends.clear();
+    }
+}
+
+/// The RLP encoding of each index `0..count` as a trie key, sorted, with the sorted position
+/// of each index.
+fn index_keys(count: usize) -> (Vec<Nibbles>, Vec<usize>) {
+    let mut keyed: Vec<(Nibbles, usize)> = (0..count)
         .map(|i| {
             let mut key = Vec::with_capacity(9);
             i.encode(&mut key);
@@ -91,10 +150,91 @@ pub(crate) fn ordered_root<T>(items: &[T], mut encode: impl FnMut(&T, &mut Vec<u
         })
         .collect();
     keyed.sort_unstable();
-    let keys: Vec<Nibbles> = keyed.iter().map(|(key, _)| *key).collect();
-    root(&keys, |position, buf| {
-        encode(&items[keyed[position].1], buf);
-    })
+    let mut positions = vec![0; count];
+    for (position, (_, index)) in keyed.iter().enumerate() {
+        positions[*index] = position;
+    }
+    (keyed.into_iter().map(|(key, _)| key).collect(), positions)
+}
+
+/// The root of the trie that maps the RLP encoding of each index `i` to `encode(items[i])`:
+/// the transactions, receipts and withdrawals tries.
+pub(crate) fn ordered_root<T>(items: &[T], mut encode: impl FnMut(&T, &mut Vec<u8>)) -> B256 {
+    let mut root = OrderedRoot::new(items.len());
+    for item in items {
+        root.push(|buf| encode(item, buf));
+    }
+    root.finish().expect("one item per index")
+}
+
+/// The root of an ordered trie ([`ordered_root`]) of a known number of items, built as they
+/// come in index order: the shape of such a trie depends only on the count, so each leaf is
+/// encoded as soon as its item is pushed, and hashed with others in batches of
+/// [`OrderedRoot::BATCH`]. Only the branches are left for [`OrderedRoot::finish`].
+pub(crate) struct OrderedRoot {
+    keys: Vec<Nibbles>,
+    /// The sorted position of each index.
+    positions: Vec<usize>,
+    /// The depth of the leaf at each sorted position.
+    depths: Vec<usize>,
+    references: Vec<Option<RlpNode>>,
+    pending: Leaves,
+    pushed: usize,
+    value: Vec<u8>,
+}
+
+impl OrderedRoot {
+    /// Leaves hashed together.
+    const BATCH: usize = 64;
+
+    /// A root over `count` items, none pushed yet.
+    pub(crate) fn new(count: usize) -> Self {
+        let (keys, positions) = index_keys(count);
+        let depths = if count == 0 {
+            vec![]
+        } else {
+            leaf_depths(&keys)
+        };
+        Self {
+            keys,
+            positions,
+            depths,
+            references: vec![None; count],
+            pending: Leaves::with_capacity(Self::BATCH),
+            pushed: 0,
+            value: Vec::with_capacity(128),
+        }
+    }
+
+    /// Adds the next item, whose value `encode` writes. Items beyond the count are counted
+    /// but otherwise ignored: [`OrderedRoot::finish`] then gives `None`.
+    pub(crate) fn push(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
+        let index = self.pushed;
+        self.pushed += 1;
+        let Some(&position) = self.positions.get(index) else {
+            return;
+        };
+        self.value.clear();
+        encode(&mut self.value);
+        let path = self.keys[position].slice(self.depths[position]..);
+        self.pending.push(position, &path, &self.value);
+        if self.pending.len() == Self::BATCH {
+            self.pending.hash_into(&mut self.references);
+        }
+    }
+
+    /// The root, or `None` unless exactly the announced number of items was pushed.
+    pub(crate) fn finish(mut self) -> Option<B256> {
+        if self.pushed != self.keys.len() {
+            return None;
+        }
+        if self.keys.is_empty() {
+            return Some(EMPTY_ROOT_HASH);
+        }
+        self.pending.hash_into(&mut self.references);
+        let references: Vec<RlpNode> = self.references.into_iter().collect::<Option<_>>()?;
+        Some(root_above(&self.keys, &references))
+    }
 }
 
 /// The nodes above the leaves.
@@ -198,6 +338,25 @@ mod tests {
             root(&keys, |i, buf| buf.extend_from_slice(&values[i])),
             reference(&keys, &values)
         );
+    }
+
+    #[test]
+    fn ordered_root_needs_exactly_its_count() {
+        let values: Vec<Vec<u8>> = (0..70u8).map(|i| vec![i; 40]).collect();
+        let push_all = |count: usize, items: &[Vec<u8>]| {
+            let mut root = OrderedRoot::new(count);
+            for item in items {
+                root.push(|buf| buf.extend_from_slice(item));
+            }
+            root.finish()
+        };
+        let expected = alloy_trie::root::ordered_trie_root_with_encoder(&values, |v, buf| {
+            buf.extend_from_slice(v);
+        });
+        assert_eq!(push_all(70, &values), Some(expected));
+        assert_eq!(push_all(71, &values), None);
+        assert_eq!(push_all(69, &values), None);
+        assert_eq!(push_all(0, &[]), Some(EMPTY_ROOT_HASH));
     }
 
     proptest! {
