@@ -155,13 +155,16 @@ impl<V: Clone> HashedTrie<V> {
 impl<V: Clone + Send + Sync> HashedTrie<V> {
     /// For each of `items`, sets the value at `key(item)` to `value(item)`, or removes it for
     /// `None`; the keys must be distinct. With `parallel`, the two halves of the key space (by
-    /// first nibble) are updated on two threads, each computing the values of its own items.
-    /// The result does not depend on it, nor on the order of `items`.
+    /// first nibble) are updated on two threads, each computing the values of its own items
+    /// and then hashing the subtries it changed (with `encode`, as [`HashedTrie::root`] would),
+    /// so that the next root only has the root node left to hash. The result does not depend
+    /// on `parallel`, nor on the order of `items`.
     pub(crate) fn update<T: Sync>(
         &mut self,
         items: &[T],
         key: impl Fn(&T) -> B256 + Sync,
         value: impl Fn(&T) -> Option<V> + Sync,
+        encode: &(impl Fn(&V, &mut Vec<u8>) + Sync),
         parallel: bool,
     ) {
         let Some(Node::Branch(_)) = self.root.as_deref().filter(|_| parallel) else {
@@ -207,6 +210,9 @@ impl<V: Clone + Send + Sync> HashedTrie<V> {
                         }
                     }
                 }
+            }
+            for child in children.iter_mut().flatten() {
+                refresh(child, 1, encode);
             }
             added
         };
@@ -605,16 +611,16 @@ mod tests {
     fn parallel_update_down_to_one_key_and_to_none() {
         let keys: Vec<B256> = (0..3u8).map(|i| keccak256([i])).collect();
         let mut trie = HashedTrie::default();
-        trie.update(&keys, |k| *k, |k| Some(k.to_vec()), false);
+        trie.update(&keys, |k| *k, |k| Some(k.to_vec()), &encode, false);
         let mut model: BTreeMap<B256, Vec<u8>> = keys.iter().map(|k| (*k, k.to_vec())).collect();
         check(&mut trie, &model, true);
-        trie.update(&keys[1..], |k| *k, |_| None, true);
+        trie.update(&keys[1..], |k| *k, |_| None, &encode, true);
         model.retain(|k, _| *k == keys[0]);
         check(&mut trie, &model, false);
         trie.insert(keys[1], vec![1; 40]);
         model.insert(keys[1], vec![1; 40]);
         check(&mut trie, &model, false);
-        trie.update(&keys, |k| *k, |_| None, true);
+        trie.update(&keys, |k| *k, |_| None, &encode, true);
         check(&mut trie, &BTreeMap::new(), true);
     }
 
@@ -666,6 +672,7 @@ mod tests {
                     &items,
                     |(seed, _)| key(*seed),
                     |(seed, len)| len.map(|len| vec![seed.to_be_bytes()[1]; len]),
+                    &encode,
                     round % 2 == 0,
                 );
                 for (seed, len) in &items {

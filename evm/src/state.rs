@@ -143,9 +143,7 @@ impl WorldState {
     /// the accounts that changed since the last call; with `parallel`, over two threads.
     #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) fn state_root(&mut self, parallel: bool) -> B256 {
-        self.accounts.root(parallel, &|account: &Account, buf| {
-            account.trie_account().encode(buf);
-        })
+        self.accounts.root(parallel, &encode_account)
     }
 
     /// Iterates over all accounts in trie-key order.
@@ -193,9 +191,15 @@ impl WorldState {
             &touched,
             |entry| entry.key,
             |entry| post_account(entry),
+            &encode_account,
             parallel,
         );
     }
+}
+
+/// The value of `account`'s leaf in the account trie.
+fn encode_account(account: &Account, buf: &mut Vec<u8>) {
+    account.trie_account().encode(buf);
 }
 
 /// The account `entry` leaves in the post-state, with its storage changes applied; `None`
