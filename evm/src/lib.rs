@@ -3,9 +3,11 @@
 //!
 //! Data flow: the conductor calls the Engine API (`engine_api`, behind [`jwt`]) →
 //! [`chain::Chain`] keeps the block tree, payloads and pool and applies the spec's rules →
-//! `executor` builds or re-executes a block on revm over the parent's `state` and computes
-//! every root (`trie` hashes the leaves in batches). Wallets use the public RPC (`eth_api`); `eth_sendRawTransaction` validates and
-//! then hands the bytes to the conductor's forwarder ([`forwarder`]) or the local pool.
+//! `executor` builds or re-executes a block on revm over the parent's `state` (kept in the
+//! persistent tries of `hashed_trie`, which keep their node hashes) and computes every root
+//! (`trie` for the ordered tries, leaves hashed in batches). Wallets use the public RPC
+//! (`eth_api`); `eth_sendRawTransaction` validates and then hands the bytes to the
+//! conductor's forwarder ([`forwarder`]) or the local pool.
 //! [`genesis`] turns a geth-style genesis.json into block 0; [`node`] wires it all together,
 //! with Prometheus [`metrics`] on `/metrics` when asked for.
 
