@@ -441,15 +441,14 @@ impl Chain {
         Ok(payload_id)
     }
 
-    /// Recovers the senders of `txs`, in order, from the cache or in parallel over the
+    /// Recovers the senders of `txs`, in order, from the cache or by recovery, both over the
     /// available cores (the result does not depend on how the work is split). The sender
     /// cache is keyed by transaction hash: hashing `txs` first ([`decode_all`], [`hash_all`])
     /// spreads that work over the cores too.
     fn recover_all(&mut self, txs: &[&TxEnvelope]) -> Vec<Result<Address, String>> {
-        let mut results: Vec<Option<Result<Address, String>>> = txs
-            .iter()
-            .map(|tx| self.senders.get(tx.tx_hash()).map(|s| Ok(*s)))
-            .collect();
+        let cache = &self.senders;
+        let mut results: Vec<Option<Result<Address, String>>> =
+            par_map(txs, |tx| cache.get(tx.tx_hash()).map(|s| Ok(*s)));
         let missing: Vec<usize> = (0..txs.len()).filter(|i| results[*i].is_none()).collect();
         let recovered = par_map(&missing, |i| {
             txs[*i]
