@@ -1131,6 +1131,71 @@ mod tests {
     }
 
     #[test]
+    fn created_and_self_destructed_accounts_leave_the_state_as_alloy_computes_it() {
+        use alloy_consensus::{SignableTransaction as _, TxEip1559};
+        use alloy_eips::eip2718::Encodable2718 as _;
+        use alloy_signer::SignerSync as _;
+
+        let key: alloy_signer_local::PrivateKeySigner =
+            "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+                .parse()
+                .unwrap();
+        let heir = Address::repeat_byte(0x4e);
+        // Nonce 0 creates a contract whose init code stores 7 at slot 1 and returns the
+        // runtime code `STOP`; nonce 1 creates one whose init code self-destructs to `heir`
+        // (EIP-6780: created in the same transaction, so it is removed), with 1,000 wei.
+        let keeps = [
+            0x60, 0x07, 0x60, 0x01, 0x55, // SSTORE(1, 7)
+            0x60, 0x00, 0x60, 0x00, 0x53, // MSTORE8(0, 0): runtime code 0x00
+            0x60, 0x01, 0x60, 0x00, 0xf3, // RETURN(0, 1)
+        ];
+        let mut destroys = vec![0x73];
+        destroys.extend_from_slice(heir.as_slice());
+        destroys.push(0xff);
+        let transactions: Vec<Bytes> = [(0u64, keeps.to_vec(), 0u64), (1, destroys, 1_000)]
+            .into_iter()
+            .map(|(nonce, init, value)| {
+                let tx = TxEip1559 {
+                    chain_id: genesis::DEV_CHAIN_ID,
+                    nonce,
+                    gas_limit: 200_000,
+                    max_fee_per_gas: 20_000_000_000,
+                    max_priority_fee_per_gas: 1,
+                    to: alloy_primitives::TxKind::Create,
+                    value: U256::from(value),
+                    access_list: alloy_eips::eip2930::AccessList::default(),
+                    input: init.into(),
+                };
+                let signature = key.sign_hash_sync(&tx.signature_hash()).unwrap();
+                TxEnvelope::from(tx.into_signed(signature))
+                    .encoded_2718()
+                    .into()
+            })
+            .collect();
+        let mut builder = Chain::open(&genesis::dev_genesis(), None).unwrap();
+        let payload = build_on_genesis(&mut builder, transactions);
+        assert_eq!(payload.payload_inner.payload_inner.transactions.len(), 2);
+        let hash = payload.payload_inner.payload_inner.block_hash;
+        let mut validator = Chain::open(&genesis::dev_genesis(), None).unwrap();
+        accept_with_alloys_transactions_root(&mut validator, payload);
+        let block = validator.block(&hash).unwrap();
+        let kept = key.address().create(0);
+        let account = block.state.account(kept).unwrap();
+        assert_eq!(block.state.storage(kept, U256::from(1)), U256::from(7));
+        assert_eq!(block.state.code(kept), Bytes::from_static(&[0x00]));
+        assert_eq!(
+            account.storage_root,
+            alloy_trie::root::storage_root_unhashed([(B256::from(U256::from(1)), U256::from(7))])
+        );
+        assert!(block.state.account(key.address().create(1)).is_none());
+        assert_eq!(
+            block.state.account(heir).map(|a| a.balance),
+            Some(U256::from(1_000))
+        );
+        assert_eq!(block.header().state_root, alloys_state_root(block));
+    }
+
+    #[test]
     fn a_large_block_that_leaves_a_transaction_out_has_alloys_receipts_root() {
         // 81 candidates, one a replay of nonce 5 that is left out. The receipts trie hashed
         // while the block ran was laid out for 81 leaves, so the builder computes the root of
