@@ -975,12 +975,8 @@ mod tests {
 
     #[test]
     fn large_blocks_take_the_parallel_paths_and_validate() {
-        let mut builder = Chain::open(&genesis::dev_genesis(), None).unwrap();
-        let payload = build_on_genesis(&mut builder, dev_transfers());
-        assert_eq!(payload.payload_inner.payload_inner.transactions.len(), 80);
         // A fresh chain recovers every sender itself (no cache) and must agree on every root.
-        let mut validator = Chain::open(&genesis::dev_genesis(), None).unwrap();
-        accept_with_alloys_transactions_root(&mut validator, payload);
+        built_and_accepted(&genesis::dev_genesis(), dev_transfers(), 80);
     }
 
     #[test]
@@ -1036,16 +1032,32 @@ mod tests {
         );
     }
 
+    /// Builds a block of `transactions` on `genesis`, checks that it includes `included` of
+    /// them, and has a fresh chain accept it ([`accept_with_alloys_transactions_root`]).
+    /// Returns that chain and the block's hash.
+    fn built_and_accepted(
+        genesis: &Genesis,
+        transactions: Vec<Bytes>,
+        included: usize,
+    ) -> (Chain, B256) {
+        let mut builder = Chain::open(genesis, None).unwrap();
+        let payload = build_on_genesis(&mut builder, transactions);
+        assert_eq!(
+            payload.payload_inner.payload_inner.transactions.len(),
+            included
+        );
+        let hash = payload.payload_inner.payload_inner.block_hash;
+        let mut validator = Chain::open(genesis, None).unwrap();
+        accept_with_alloys_transactions_root(&mut validator, payload);
+        (validator, hash)
+    }
+
     #[test]
     fn a_block_touching_many_accounts_has_alloys_state_root() {
         // 80 fresh recipients, spread over every subtrie of the account trie.
         let transactions =
             dev_transfers_to(|n| Address::left_padding_from(&(n + 1000).to_be_bytes()));
-        let mut builder = Chain::open(&genesis::dev_genesis(), None).unwrap();
-        let payload = build_on_genesis(&mut builder, transactions);
-        let hash = payload.payload_inner.payload_inner.block_hash;
-        let mut validator = Chain::open(&genesis::dev_genesis(), None).unwrap();
-        accept_with_alloys_transactions_root(&mut validator, payload);
+        let (validator, hash) = built_and_accepted(&genesis::dev_genesis(), transactions, 80);
         let block = validator.block(&hash).unwrap();
         assert_eq!(block.header().state_root, alloys_state_root(block));
         // The recipient of nonce 0 got 0 wei: an empty account, which EIP-161 never creates.
@@ -1172,12 +1184,7 @@ mod tests {
                     .into()
             })
             .collect();
-        let mut builder = Chain::open(&genesis::dev_genesis(), None).unwrap();
-        let payload = build_on_genesis(&mut builder, transactions);
-        assert_eq!(payload.payload_inner.payload_inner.transactions.len(), 2);
-        let hash = payload.payload_inner.payload_inner.block_hash;
-        let mut validator = Chain::open(&genesis::dev_genesis(), None).unwrap();
-        accept_with_alloys_transactions_root(&mut validator, payload);
+        let (validator, hash) = built_and_accepted(&genesis::dev_genesis(), transactions, 2);
         let block = validator.block(&hash).unwrap();
         let kept = key.address().create(0);
         let account = block.state.account(kept).unwrap();
@@ -1202,12 +1209,7 @@ mod tests {
         // the 80 receipts again; the validator, which includes all 80, keeps its early one.
         let mut transactions = dev_transfers();
         transactions.insert(40, transactions[5].clone());
-        let mut builder = Chain::open(&genesis::dev_genesis(), None).unwrap();
-        let payload = build_on_genesis(&mut builder, transactions);
-        assert_eq!(payload.payload_inner.payload_inner.transactions.len(), 80);
-        let hash = payload.payload_inner.payload_inner.block_hash;
-        let mut validator = Chain::open(&genesis::dev_genesis(), None).unwrap();
-        accept_with_alloys_transactions_root(&mut validator, payload);
+        let (validator, hash) = built_and_accepted(&genesis::dev_genesis(), transactions, 80);
         let block = validator.block(&hash).unwrap();
         assert_eq!(
             block.header().receipts_root,
@@ -1239,12 +1241,7 @@ mod tests {
             let input = [slot(n), slot(value(n))].concat();
             (store, U256::ZERO, input.into(), 100_000)
         });
-        let mut builder = Chain::open(&genesis, None).unwrap();
-        let payload = build_on_genesis(&mut builder, transactions);
-        assert_eq!(payload.payload_inner.payload_inner.transactions.len(), 80);
-        let hash = payload.payload_inner.payload_inner.block_hash;
-        let mut validator = Chain::open(&genesis, None).unwrap();
-        accept_with_alloys_transactions_root(&mut validator, payload);
+        let (validator, hash) = built_and_accepted(&genesis, transactions, 80);
         let block = validator.block(&hash).unwrap();
         let account = block.state.account(store).unwrap();
         assert_eq!(account.storage.len(), 70);
