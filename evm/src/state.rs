@@ -526,6 +526,8 @@ impl DatabaseRef for StateDb<'_> {
 
 #[cfg(test)]
 mod tests {
+    use alloy_primitives::TxKind;
+
     use super::*;
 
     fn entry(byte: u8, balance: u64, storage: Vec<(u64, u64)>) -> GenesisEntry {
@@ -663,5 +665,194 @@ mod tests {
         let err =
             WorldState::from_accounts([entry(1, 1, vec![]), entry(1, 2, vec![])]).unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");
+    }
+
+    /// What a differential transaction does.
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Sends `value` wei to one of a few addresses (some existing, some new).
+        Transfer { to: u8, value: u8 },
+        /// Calls the store contract: slot `slot` (some preset) becomes `value` (0 clears it).
+        Store { slot: u8, value: u8 },
+        /// Creates a contract that stores `value` at slot 1 and keeps the code `STOP`.
+        CreateKeep { value: u8 },
+        /// Creates a contract that self-destructs to one of the addresses (EIP-6780).
+        CreateDestroy { heir: u8, value: u8 },
+    }
+
+    const CALLER: Address = Address::repeat_byte(0xca);
+    const STORE: Address = Address::repeat_byte(0x5e);
+    /// `SSTORE(calldata[0..32], calldata[32..64])`.
+    const STORE_CODE: [u8; 8] = [0x60, 0x20, 0x35, 0x60, 0x00, 0x35, 0x55, 0x00];
+
+    fn target(index: u8) -> Address {
+        // 0..2 exist in the genesis state (2 is the store contract), the others do not.
+        match index % 6 {
+            0 => CALLER,
+            1 => Address::repeat_byte(0x01),
+            2 => STORE,
+            n => Address::with_last_byte(0x90 + n),
+        }
+    }
+
+    fn tx(nonce: u64, op: &Op) -> revm::context::TxEnv {
+        let word = |n: u8| U256::from(n).to_be_bytes::<32>();
+        let (kind, value, data) = match op {
+            Op::Transfer { to, value } => {
+                (TxKind::Call(target(*to)), U256::from(*value), Bytes::new())
+            }
+            Op::Store { slot, value } => (
+                TxKind::Call(STORE),
+                U256::ZERO,
+                [word(*slot % 6), word(*value % 3)].concat().into(),
+            ),
+            Op::CreateKeep { value } => (
+                TxKind::Create,
+                U256::ZERO,
+                // SSTORE(1, value); MSTORE8(0, 0); RETURN(0, 1)
+                vec![
+                    0x60, *value, 0x60, 0x01, 0x55, 0x60, 0x00, 0x60, 0x00, 0x53, 0x60, 0x01, 0x60,
+                    0x00, 0xf3,
+                ]
+                .into(),
+            ),
+            Op::CreateDestroy { heir, value } => {
+                let mut init = vec![0x73];
+                init.extend_from_slice(target(*heir).as_slice());
+                init.push(0xff);
+                (TxKind::Create, U256::from(*value), init.into())
+            }
+        };
+        revm::context::TxEnv {
+            caller: CALLER,
+            gas_limit: 200_000,
+            gas_price: 0,
+            kind,
+            value,
+            data,
+            nonce,
+            chain_id: Some(1),
+            ..Default::default()
+        }
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (any::<u8>(), 0u8..3).prop_map(|(to, value)| Op::Transfer { to, value }),
+            (any::<u8>(), any::<u8>()).prop_map(|(slot, value)| Op::Store { slot, value }),
+            any::<u8>().prop_map(|value| Op::CreateKeep { value }),
+            (any::<u8>(), 0u8..3).prop_map(|(heir, value)| Op::CreateDestroy { heir, value }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// A block run on [`BlockDb`] and applied leaves every account as revm's own
+        /// `CacheDB` does after the same transactions, whichever accounts were read ahead and
+        /// into however many parts.
+        #[test]
+        fn block_db_agrees_with_revms_cache_db(
+            ops in proptest::collection::vec(op(), 1..16),
+            read_ahead in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8),
+            parts in 1usize..4,
+        ) {
+            use proptest::prelude::*;
+            use revm::{
+                context::{BlockEnv, Context},
+                database::{CacheDB, EmptyDB},
+                ExecuteCommitEvm as _, MainBuilder as _, MainContext as _,
+            };
+
+            let genesis = || {
+                [
+                    (CALLER, U256::from(10u64).pow(U256::from(20)), Bytes::new(), vec![]),
+                    (Address::repeat_byte(0x01), U256::from(5), Bytes::new(), vec![]),
+                    (
+                        STORE,
+                        U256::ZERO,
+                        Bytes::from_static(&STORE_CODE),
+                        (0..3u64).map(|n| (U256::from(n), U256::from(1))).collect(),
+                    ),
+                ]
+            };
+            let state = WorldState::from_accounts(genesis().into_iter().map(
+                |(address, balance, code, storage)| GenesisEntry {
+                    address,
+                    nonce: 0,
+                    balance,
+                    code,
+                    storage,
+                },
+            ))
+            .unwrap();
+            let mut reference = CacheDB::new(EmptyDB::default());
+            for (address, balance, code, storage) in genesis() {
+                let code = (!code.is_empty()).then(|| Bytecode::new_raw(code));
+                let info = AccountInfo {
+                    balance,
+                    code_hash: code.as_ref().map_or(KECCAK_EMPTY, Bytecode::hash_slow),
+                    code,
+                    ..AccountInfo::default()
+                };
+                reference.insert_account_info(address, info);
+                for (slot, value) in storage {
+                    reference.insert_account_storage(address, slot, value).unwrap();
+                }
+            }
+            let addresses: Vec<Address> = read_ahead.iter().map(|i| target(*i)).collect();
+            let ours = BlockDb::new(
+                &state,
+                &[],
+                (0..parts).map(|part| preload(&state, &addresses, part, parts)).collect(),
+            );
+            let block = BlockEnv {
+                gas_limit: 30_000_000,
+                prevrandao: Some(B256::ZERO),
+                ..BlockEnv::default()
+            };
+            let mut cfg = revm::context::CfgEnv::new_with_spec(
+                revm::primitives::hardfork::SpecId::CANCUN,
+            );
+            cfg.chain_id = 1;
+            let mut ours = Context::mainnet()
+                .with_db(ours)
+                .with_block(block.clone())
+                .with_cfg(cfg.clone())
+                .build_mainnet();
+            let mut theirs = Context::mainnet()
+                .with_db(reference)
+                .with_block(block)
+                .with_cfg(cfg)
+                .build_mainnet();
+            for (nonce, op) in (0u64..).zip(&ops) {
+                let a = ours.transact_commit(tx(nonce, op)).expect("runs on BlockDb");
+                let b = theirs.transact_commit(tx(nonce, op)).expect("runs on CacheDB");
+                prop_assert_eq!(a.is_success(), b.is_success(), "{:?}", op);
+            }
+            let mut post = state.clone();
+            post.apply(ours.ctx.journaled_state.database);
+            let reference = theirs.ctx.journaled_state.database;
+            for (address, account) in &reference.cache.accounts {
+                let info = &account.info;
+                let storage_empty = account.storage.values().all(U256::is_zero);
+                let gone = matches!(
+                    account.account_state,
+                    revm::database::AccountState::NotExisting
+                ) || (info.nonce == 0
+                    && info.balance.is_zero()
+                    && info.code_hash == KECCAK_EMPTY
+                    && storage_empty);
+                let expected = (!gone).then_some((info.nonce, info.balance, info.code_hash));
+                let got = post
+                    .account(*address)
+                    .map(|a| (a.nonce, a.balance, a.code_hash));
+                prop_assert_eq!(got, expected, "account {}", address);
+                if !gone {
+                    for (slot, value) in &account.storage {
+                        prop_assert_eq!(post.storage(*address, *slot), *value);
+                    }
+                }
+            }
+        }
     }
 }
