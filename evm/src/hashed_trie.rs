@@ -22,9 +22,11 @@ use std::sync::Arc;
 use alloy_primitives::{keccak256, B256};
 use alloy_rlp::Encodable as _;
 use alloy_trie::{
-    nodes::{BranchNodeRef, ExtensionNodeRef, LeafNodeRef, RlpNode},
+    nodes::{BranchNodeRef, ExtensionNodeRef, RlpNode},
     Nibbles, TrieMask, EMPTY_ROOT_HASH,
 };
+
+use crate::trie::Leaves;
 
 /// A persistent Merkle-Patricia trie from 32-byte keys to `V`.
 #[derive(Clone, Debug)]
@@ -401,28 +403,17 @@ fn collect_leaves<'a, V: Clone>(
 
 /// Sets the reference of every leaf in `leaves`, hashing all of them in one batch.
 fn hash_leaves<V>(leaves: &mut [DirtyLeaf<'_, V>], encode: &impl Fn(&V, &mut Vec<u8>)) {
-    let mut encoded = Vec::with_capacity(leaves.len() * 128);
-    let mut ends = Vec::with_capacity(leaves.len());
+    let mut batch = Leaves::with_capacity(leaves.len());
     let mut value = Vec::with_capacity(128);
-    for (leaf, depth) in leaves.iter() {
+    for (position, (leaf, depth)) in leaves.iter().enumerate() {
         value.clear();
         encode(&leaf.value, &mut value);
-        LeafNodeRef::new(&Nibbles::unpack(leaf.key).slice(*depth..), &value).encode(&mut encoded);
-        ends.push(encoded.len());
+        batch.push(position, &Nibbles::unpack(leaf.key).slice(*depth..), &value);
     }
-    let bytes = |i: usize| &encoded[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
-    let long: Vec<&[u8]> = (0..leaves.len())
-        .map(bytes)
-        .filter(|b| b.len() >= 32)
-        .collect();
-    let mut hashes = tandem_keccak::keccak256_many(&long).into_iter();
-    for (i, (leaf, _)) in leaves.iter_mut().enumerate() {
-        let bytes = bytes(i);
-        leaf.reference = Some(if bytes.len() >= 32 {
-            RlpNode::word_rlp(&hashes.next().expect("one hash per long leaf"))
-        } else {
-            RlpNode::from_rlp(bytes)
-        });
+    let mut references = vec![None; leaves.len()];
+    batch.hash_into(&mut references);
+    for ((leaf, _), reference) in leaves.iter_mut().zip(references) {
+        leaf.reference = reference;
     }
 }
 

@@ -85,14 +85,15 @@ fn root_above(keys: &[Nibbles], references: &[RlpNode]) -> B256 {
 }
 
 /// Encoded leaves waiting to be hashed together, each with the position of its reference.
-struct Leaves {
+/// Also used by [`crate::hashed_trie`] for the leaves a change left without a hash.
+pub(crate) struct Leaves {
     encoded: Vec<u8>,
     /// `(position, end of its encoding in encoded)`.
     ends: Vec<(usize, usize)>,
 }
 
 impl Leaves {
-    fn with_capacity(count: usize) -> Self {
+    pub(crate) fn with_capacity(count: usize) -> Self {
         Self {
             encoded: Vec::with_capacity(count * 128),
             ends: Vec::with_capacity(count),
@@ -103,14 +104,16 @@ impl Leaves {
         self.ends.len()
     }
 
-    fn push(&mut self, position: usize, path: &Nibbles, value: &[u8]) {
+    /// Adds the leaf with `path` (the rest of its key below its branch) and `value`, whose
+    /// reference goes to `position`.
+    pub(crate) fn push(&mut self, position: usize, path: &Nibbles, value: &[u8]) {
         LeafNodeRef::new(path, value).encode(&mut self.encoded);
         self.ends.push((position, self.encoded.len()));
     }
 
     /// Sets `references[position]` of every leaf: its hash (all hashed in one batch), or the
     /// leaf itself when under 32 bytes. Leaves none waiting.
-    fn hash_into(&mut self, references: &mut [Option<RlpNode>]) {
+    pub(crate) fn hash_into(&mut self, references: &mut [Option<RlpNode>]) {
         let mut start = 0;
         let spans: Vec<(usize, &[u8])> = self
             .ends
