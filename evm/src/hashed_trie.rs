@@ -80,6 +80,14 @@ impl<V> Leaf<V> {
             reference: None,
         }
     }
+
+    /// A copy of this leaf for another depth, without its reference (which depends on it).
+    fn moved(&self) -> Self
+    where
+        V: Clone,
+    {
+        Self::new(self.key, self.value.clone())
+    }
 }
 
 impl<V> Branch<V> {
@@ -92,6 +100,22 @@ impl<V> Branch<V> {
 
     fn child_count(&self) -> usize {
         self.children.iter().filter(|c| c.is_some()).count()
+    }
+
+    /// When this branch is left with a single child and it is a leaf: that leaf as a new
+    /// node, to take the branch's place (a subtrie of one key is a leaf at its top).
+    fn lone_leaf(&self) -> Option<Arc<Node<V>>>
+    where
+        V: Clone,
+    {
+        let mut children = self.children.iter().flatten();
+        match (children.next(), children.next()) {
+            (Some(only), None) => match &**only {
+                Node::Leaf(leaf) => Some(Arc::new(Node::Leaf(leaf.moved()))),
+                Node::Branch(_) => None,
+            },
+            _ => None,
+        }
     }
 }
 
@@ -231,20 +255,12 @@ impl<V: Clone + Send + Sync> HashedTrie<V> {
             .len
             .checked_add_signed(added)
             .expect("no more keys removed than there were");
-        // As after a removal: a root left with one leaf becomes that leaf, at depth 0.
-        let collapsed = match branch.children.iter().flatten().collect::<Vec<_>>()[..] {
-            [] => Some(None),
-            [only] => match &**only {
-                Node::Leaf(leaf) => Some(Some(Arc::new(Node::Leaf(Leaf::new(
-                    leaf.key,
-                    leaf.value.clone(),
-                ))))),
-                Node::Branch(_) => None,
-            },
-            _ => None,
-        };
-        if let Some(root) = collapsed {
-            self.root = root;
+        // As after a removal: a root left with one leaf becomes that leaf, at depth 0, and
+        // one left with nothing is gone.
+        if branch.child_count() == 0 {
+            self.root = None;
+        } else if let Some(leaf) = branch.lone_leaf() {
+            self.root = Some(leaf);
         }
     }
 
@@ -304,8 +320,7 @@ fn insert_at<V: Clone>(
     if let Node::Leaf(leaf) = &**node {
         if leaf.key != key {
             // Both leaves move below a new branch: fresh nodes, since their depth changes.
-            let old = Leaf::new(leaf.key, leaf.value.clone());
-            *node = Arc::new(split(depth, old, Leaf::new(key, value)));
+            *node = Arc::new(split(depth, leaf.moved(), Leaf::new(key, value)));
             return None;
         }
     }
@@ -369,12 +384,9 @@ fn remove_at<V: Clone>(slot: &mut Option<Arc<Node<V>>>, depth: usize, key: &B256
     };
     branch.reference = None;
     let removed = remove_at(&mut branch.children[nibble(key, depth)], depth + 1, key)?;
-    if branch.child_count() == 1 {
-        let only = branch.children.iter().flatten().next().expect("one child");
-        if let Node::Leaf(leaf) = &**only {
-            // The last key of this subtrie moves up to this depth.
-            *node = Arc::new(Node::Leaf(Leaf::new(leaf.key, leaf.value.clone())));
-        }
+    // The last key of this subtrie moves up to this depth.
+    if let Some(leaf) = branch.lone_leaf() {
+        *node = leaf;
     }
     Some(removed)
 }
