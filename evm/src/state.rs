@@ -281,6 +281,18 @@ struct Entry {
     touched: bool,
 }
 
+impl Entry {
+    /// The entry of the account whose trie key is `key`, as `state` holds it.
+    fn read(state: &WorldState, key: B256) -> Self {
+        Self {
+            key,
+            account: state.accounts.get(&key).cloned(),
+            slots: U256Map::default(),
+            touched: false,
+        }
+    }
+}
+
 /// The revm database a block executes on: the parent state, plus every account the block read
 /// or changed, as of the last transaction. [`WorldState::apply`] turns it into the post-state.
 ///
@@ -326,15 +338,7 @@ impl<'a> BlockDb<'a> {
         let state = self.state;
         self.parts[part_of(address, count)]
             .entry(address)
-            .or_insert_with(|| {
-                let key = keccak256(address);
-                Entry {
-                    key,
-                    account: state.accounts.get(&key).cloned(),
-                    slots: U256Map::default(),
-                    touched: false,
-                }
-            })
+            .or_insert_with(|| Entry::read(state, keccak256(address)))
     }
 
     /// Adds `amount` to the balance of `address` (an EIP-4895 withdrawal), creating the
@@ -428,13 +432,7 @@ pub(crate) fn preload(
     // Room for the fee recipient and the accounts transactions reach without naming them.
     entries.reserve(mine.len() + mine.len() / 8 + 8);
     for (address, key) in mine.into_iter().zip(keys) {
-        let entry = Entry {
-            key,
-            account: state.accounts.get(&key).cloned(),
-            slots: U256Map::default(),
-            touched: false,
-        };
-        entries.insert(address, entry);
+        entries.insert(address, Entry::read(state, key));
     }
     Preloaded(entries)
 }
