@@ -8,27 +8,18 @@ pub(crate) const MIN_PARALLEL_ITEMS: usize = 64;
 /// there are at least [`MIN_PARALLEL_ITEMS`]; the calling thread takes the last chunk. The
 /// result does not depend on the split.
 pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    par_chunks(items, |chunk| chunk.iter().map(&f).collect())
-}
-
-/// `f` over contiguous chunks of `items`, one per available core when there are at least
-/// [`MIN_PARALLEL_ITEMS`] (else one chunk of everything), the results concatenated in order;
-/// the calling thread takes the last chunk. For work that is cheaper per chunk than per
-/// item, such as hashing in batches. `f` must return one result per item of its chunk.
-pub(crate) fn par_chunks<T: Sync, R: Send>(
-    items: &[T],
-    f: impl Fn(&[T]) -> Vec<R> + Sync,
-) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     if items.len() < MIN_PARALLEL_ITEMS || threads < 2 {
-        return f(items);
+        return items.iter().map(f).collect();
     }
     let f = &f;
     let mut parts = items.chunks(items.len().div_ceil(threads));
     let mine = parts.next_back().expect("at least one chunk");
     std::thread::scope(|scope| {
-        let others: Vec<_> = parts.map(|part| scope.spawn(move || f(part))).collect();
-        let mine = f(mine);
+        let others: Vec<_> = parts
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        let mine: Vec<R> = mine.iter().map(f).collect();
         let mut results = Vec::with_capacity(items.len());
         for other in others {
             match other.join() {
@@ -37,7 +28,6 @@ pub(crate) fn par_chunks<T: Sync, R: Send>(
             }
         }
         results.extend(mine);
-        debug_assert_eq!(results.len(), items.len(), "one result per item");
         results
     })
 }
@@ -52,8 +42,6 @@ mod tests {
             let items: Vec<usize> = (0..len).collect();
             let doubled: Vec<usize> = items.iter().map(|i| i * 2).collect();
             assert_eq!(par_map(&items, |i| i * 2), doubled);
-            let chunked = par_chunks(&items, |chunk| chunk.iter().map(|i| i * 2).collect());
-            assert_eq!(chunked, doubled);
         }
     }
 }
