@@ -1112,38 +1112,29 @@ mod tests {
     /// 80 EIP-1559 transactions from the dev account, nonces 0..80, the one of nonce `n` with
     /// the recipient, value, input and gas limit `make(n)`, as raw EIP-2718 bytes.
     fn dev_transactions(make: impl Fn(u64) -> (Address, U256, Bytes, u64)) -> Vec<Bytes> {
-        use alloy_consensus::{SignableTransaction as _, TxEip1559};
-        use alloy_eips::eip2718::Encodable2718 as _;
-        use alloy_signer::SignerSync as _;
-
-        let key: alloy_signer_local::PrivateKeySigner =
-            "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-                .parse()
-                .unwrap();
         (0..80u64)
             .map(|nonce| {
                 let (to, value, input, gas_limit) = make(nonce);
-                let tx = TxEip1559 {
-                    chain_id: genesis::DEV_CHAIN_ID,
+                dev_signed(
                     nonce,
-                    gas_limit,
-                    max_fee_per_gas: 20_000_000_000,
-                    max_priority_fee_per_gas: 1,
-                    to: alloy_primitives::TxKind::Call(to),
+                    alloy_primitives::TxKind::Call(to),
                     value,
-                    access_list: alloy_eips::eip2930::AccessList::default(),
                     input,
-                };
-                let signature = key.sign_hash_sync(&tx.signature_hash()).unwrap();
-                TxEnvelope::from(tx.into_signed(signature))
-                    .encoded_2718()
-                    .into()
+                    gas_limit,
+                )
             })
             .collect()
     }
 
-    #[test]
-    fn created_and_self_destructed_accounts_leave_the_state_as_alloy_computes_it() {
+    /// An EIP-1559 transaction of the dev account ([`genesis::DEV_ACCOUNT`]), signed, as raw
+    /// EIP-2718 bytes.
+    fn dev_signed(
+        nonce: u64,
+        to: alloy_primitives::TxKind,
+        value: U256,
+        input: Bytes,
+        gas_limit: u64,
+    ) -> Bytes {
         use alloy_consensus::{SignableTransaction as _, TxEip1559};
         use alloy_eips::eip2718::Encodable2718 as _;
         use alloy_signer::SignerSync as _;
@@ -1152,6 +1143,25 @@ mod tests {
             "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
                 .parse()
                 .unwrap();
+        let tx = TxEip1559 {
+            chain_id: genesis::DEV_CHAIN_ID,
+            nonce,
+            gas_limit,
+            max_fee_per_gas: 20_000_000_000,
+            max_priority_fee_per_gas: 1,
+            to,
+            value,
+            access_list: alloy_eips::eip2930::AccessList::default(),
+            input,
+        };
+        let signature = key.sign_hash_sync(&tx.signature_hash()).unwrap();
+        TxEnvelope::from(tx.into_signed(signature))
+            .encoded_2718()
+            .into()
+    }
+
+    #[test]
+    fn created_and_self_destructed_accounts_leave_the_state_as_alloy_computes_it() {
         let heir = Address::repeat_byte(0x4e);
         // Nonce 0 creates a contract whose init code stores 7 at slot 1 and returns the
         // runtime code `STOP`; nonce 1 creates one whose init code self-destructs to `heir`
@@ -1167,26 +1177,13 @@ mod tests {
         let transactions: Vec<Bytes> = [(0u64, keeps.to_vec(), 0u64), (1, destroys, 1_000)]
             .into_iter()
             .map(|(nonce, init, value)| {
-                let tx = TxEip1559 {
-                    chain_id: genesis::DEV_CHAIN_ID,
-                    nonce,
-                    gas_limit: 200_000,
-                    max_fee_per_gas: 20_000_000_000,
-                    max_priority_fee_per_gas: 1,
-                    to: alloy_primitives::TxKind::Create,
-                    value: U256::from(value),
-                    access_list: alloy_eips::eip2930::AccessList::default(),
-                    input: init.into(),
-                };
-                let signature = key.sign_hash_sync(&tx.signature_hash()).unwrap();
-                TxEnvelope::from(tx.into_signed(signature))
-                    .encoded_2718()
-                    .into()
+                let create = alloy_primitives::TxKind::Create;
+                dev_signed(nonce, create, U256::from(value), init.into(), 200_000)
             })
             .collect();
         let (validator, hash) = built_and_accepted(&genesis::dev_genesis(), transactions, 2);
         let block = validator.block(&hash).unwrap();
-        let kept = key.address().create(0);
+        let kept = genesis::DEV_ACCOUNT.create(0);
         let account = block.state.account(kept).unwrap();
         assert_eq!(block.state.storage(kept, U256::from(1)), U256::from(7));
         assert_eq!(block.state.code(kept), Bytes::from_static(&[0x00]));
@@ -1194,7 +1191,10 @@ mod tests {
             account.storage_root,
             alloy_trie::root::storage_root_unhashed([(B256::from(U256::from(1)), U256::from(7))])
         );
-        assert!(block.state.account(key.address().create(1)).is_none());
+        assert!(block
+            .state
+            .account(genesis::DEV_ACCOUNT.create(1))
+            .is_none());
         assert_eq!(
             block.state.account(heir).map(|a| a.balance),
             Some(U256::from(1_000))
