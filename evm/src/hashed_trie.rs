@@ -19,14 +19,14 @@
 
 use std::sync::Arc;
 
-use alloy_primitives::{keccak256, B256};
+use alloy_primitives::B256;
 use alloy_rlp::Encodable as _;
 use alloy_trie::{
     nodes::{BranchNodeRef, ExtensionNodeRef, RlpNode},
     Nibbles, TrieMask, EMPTY_ROOT_HASH,
 };
 
-use crate::trie::Leaves;
+use crate::trie::{root_hash, Leaves};
 
 /// A persistent Merkle-Patricia trie from 32-byte keys to `V`.
 #[derive(Clone, Debug)]
@@ -285,10 +285,7 @@ impl<V: Clone + Send + Sync> HashedTrie<V> {
             }
             _ => refresh(root, 0, encode),
         };
-        // The root is always referred to by its hash, even when its encoding is short.
-        reference
-            .as_hash()
-            .unwrap_or_else(|| keccak256(reference.as_slice()))
+        root_hash(&reference)
     }
 }
 
@@ -539,6 +536,7 @@ fn parting_reference<V: Clone>(
 mod tests {
     use std::collections::BTreeMap;
 
+    use alloy_primitives::keccak256;
     use alloy_trie::HashBuilder;
     use proptest::prelude::*;
 

@@ -3,10 +3,11 @@
 //! alloy-trie's `HashBuilder` hashes each node as it completes it, one at a time. Most of a
 //! block's trie hashing is leaves (one per account, transaction or receipt), and a leaf's
 //! encoding depends only on its key, its value and how many nibbles it shares with its two
-//! neighbours in key order. [`root`] therefore encodes every leaf first and hashes them all
-//! together with [`tandem_keccak::keccak256_many`] (eight per pass on AVX-512), then builds
-//! the extension and branch nodes above them. The result is the same root; the tests check
-//! it against alloy-trie.
+//! neighbours in key order. [`ordered_root`] and [`OrderedRoot`] therefore encode the leaves
+//! first and hash them together with [`tandem_keccak::keccak256_many`] (eight per pass on
+//! AVX-512), then build the extension and branch nodes above them. The result is the same
+//! root; the tests check it against alloy-trie. [`Leaves`] and [`root_hash`] also serve the
+//! persistent state tries ([`crate::hashed_trie`]).
 
 use alloy_primitives::{keccak256, B256};
 use alloy_rlp::Encodable as _;
@@ -72,8 +73,8 @@ fn leaf_depths(keys: &[Nibbles]) -> Vec<usize> {
 /// The root over leaves whose references are `references` (in key order).
 fn root_above(keys: &[Nibbles], references: &[RlpNode]) -> B256 {
     if let [only] = references {
-        // A lone leaf is the root, which is always referred to by its hash.
-        return only.as_hash().unwrap_or_else(|| keccak256(only.as_slice()));
+        // A lone leaf is the root.
+        return root_hash(only);
     }
     let builder = Builder {
         keys,
@@ -82,6 +83,14 @@ fn root_above(keys: &[Nibbles], references: &[RlpNode]) -> B256 {
     let mut node = Vec::with_capacity(600);
     builder.encode(0, keys.len(), 0, &mut node);
     keccak256(&node)
+}
+
+/// The hash of a trie whose root node has `reference`: the root is always referred to by its
+/// hash, even when its encoding is under 32 bytes (and so its reference is the node itself).
+pub(crate) fn root_hash(reference: &RlpNode) -> B256 {
+    reference
+        .as_hash()
+        .unwrap_or_else(|| keccak256(reference.as_slice()))
 }
 
 /// Encoded leaves waiting to be hashed together, each with the position of its reference.
