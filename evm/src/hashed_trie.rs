@@ -180,11 +180,13 @@ impl<V: Clone> HashedTrie<V> {
 
 impl<V: Clone + Send + Sync> HashedTrie<V> {
     /// For each of `items`, sets the value at `key(item)` to `value(item)`, or removes it for
-    /// `None`; the keys must be distinct. With `parallel`, the two halves of the key space (by
-    /// first nibble) are updated on two threads, each computing the values of its own items
-    /// and then hashing the subtries it changed (with `encode`, as [`HashedTrie::root`] would),
-    /// so that the next root only has the root node left to hash. The result does not depend
-    /// on `parallel`, nor on the order of `items`.
+    /// `None`; the keys must be distinct. The items are sorted by key and merged into the trie
+    /// in one pass ([`merge`]): each changed node is copied once, and each new leaf is built
+    /// in place. With `parallel`, the two halves of the key space (by first nibble) are
+    /// updated on two threads, each computing the values of its own items and then hashing
+    /// the subtries it changed (with `encode`, as [`HashedTrie::root`] would), so that the
+    /// next root only has the root node left to hash. The result does not depend on
+    /// `parallel`, nor on the order of `items`.
     pub(crate) fn update<T: Sync>(
         &mut self,
         items: &[T],
@@ -193,17 +195,19 @@ impl<V: Clone + Send + Sync> HashedTrie<V> {
         encode: &(impl Fn(&V, &mut Vec<u8>) + Sync),
         parallel: bool,
     ) {
+        // The items whose first nibble is in `nibbles`, sorted by key.
+        let sorted = |nibbles: std::ops::Range<usize>| {
+            let mut keyed: Vec<(B256, &T)> = items
+                .iter()
+                .map(|item| (key(item), item))
+                .filter(|(key, _)| nibbles.contains(&nibble(key, 0)))
+                .collect();
+            keyed.sort_unstable_by_key(|(key, _)| *key);
+            keyed
+        };
         let Some(Node::Branch(_)) = self.root.as_deref().filter(|_| parallel) else {
-            for item in items {
-                match value(item) {
-                    Some(new) => {
-                        self.insert(key(item), new);
-                    }
-                    None => {
-                        self.remove(&key(item));
-                    }
-                }
-            }
+            let added = merge(&mut self.root, 0, &sorted(0..16), &value);
+            self.len = with_added(self.len, added);
             return;
         };
         let root = self.root.as_mut().expect("matched a branch");
@@ -214,29 +218,10 @@ impl<V: Clone + Send + Sync> HashedTrie<V> {
         // Applies the items whose first nibble is in `first..first + children.len()`, returning
         // how many keys that adds (negative: removes).
         let half = |children: &mut [Option<Arc<Node<V>>>], first: usize| -> isize {
-            let mut added = 0;
-            for item in items {
-                let key = key(item);
-                let Some(slot) = nibble(&key, 0)
-                    .checked_sub(first)
-                    .and_then(|i| children.get_mut(i))
-                else {
-                    continue;
-                };
-                match value(item) {
-                    Some(new) => {
-                        if insert_at(slot, 1, key, new).is_none() {
-                            added += 1;
-                        }
-                    }
-                    None => {
-                        if get_at(slot.as_ref(), 1, &key).is_some() {
-                            remove_at(slot, 1, &key);
-                            added -= 1;
-                        }
-                    }
-                }
-            }
+            let keyed = sorted(first..first + children.len());
+            let added = groups(&keyed, 0)
+                .map(|(nibble, group)| merge(&mut children[nibble - first], 1, group, &value))
+                .sum();
             for child in children.iter_mut().flatten() {
                 refresh(child, 1, encode);
             }
@@ -251,10 +236,7 @@ impl<V: Clone + Send + Sync> HashedTrie<V> {
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         });
-        self.len = self
-            .len
-            .checked_add_signed(added)
-            .expect("no more keys removed than there were");
+        self.len = with_added(self.len, added);
         // As after a removal: a root left with one leaf becomes that leaf, at depth 0, and
         // one left with nothing is gone.
         if branch.child_count() == 0 {
@@ -388,6 +370,120 @@ fn remove_at<V: Clone>(slot: &mut Option<Arc<Node<V>>>, depth: usize, key: &B256
     Some(removed)
 }
 
+/// The runs of `items` (sorted by key, sharing their first `depth` nibbles) that share the
+/// nibble at `depth`, with that nibble.
+fn groups<T>(items: &[(B256, T)], depth: usize) -> impl Iterator<Item = (usize, &[(B256, T)])> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let (first, _) = rest.first()?;
+        let at = nibble(first, depth);
+        let end = rest.partition_point(|(key, _)| nibble(key, depth) <= at);
+        let (group, tail) = rest.split_at(end);
+        rest = tail;
+        Some((at, group))
+    })
+}
+
+/// Applies `items` (sorted by key, distinct, all under the prefix of `slot`) to the subtrie
+/// in `slot` at `depth`: each item's key gets `value(item)`, or is removed for `None`.
+/// Returns how many keys that adds (negative: removes).
+///
+/// A branch is copied once ([`Arc::make_mut`]) and its items handed down by nibble; where
+/// there was nothing, or a single leaf, the new subtrie is built whole ([`build`]). The shape
+/// is restored on the way up: a branch left with a single leaf becomes that leaf.
+fn merge<V: Clone, T>(
+    slot: &mut Option<Arc<Node<V>>>,
+    depth: usize,
+    items: &[(B256, &T)],
+    value: &impl Fn(&T) -> Option<V>,
+) -> isize {
+    if items.is_empty() {
+        return 0;
+    }
+    let new_leaves = || -> Vec<Option<Leaf<V>>> {
+        items
+            .iter()
+            .filter_map(|(key, item)| value(item).map(|value| Some(Leaf::new(*key, value))))
+            .collect()
+    };
+    let Some(node) = slot else {
+        let mut leaves = new_leaves();
+        let added = count(leaves.len());
+        *slot = build(depth, &mut leaves);
+        return added;
+    };
+    match &**node {
+        Node::Leaf(leaf) => {
+            let existing = leaf.key;
+            let replaced = items
+                .binary_search_by(|(key, _)| key.cmp(&existing))
+                .is_ok();
+            let mut leaves = new_leaves();
+            if leaves.is_empty() && !replaced {
+                // Only removals of absent keys: nothing changes.
+                return 0;
+            }
+            let added = count(leaves.len()) - isize::from(replaced);
+            if !replaced {
+                // The leaf stays, at the depth its new neighbours give it.
+                let at = leaves.partition_point(|l| l.as_ref().is_some_and(|l| l.key < existing));
+                leaves.insert(at, Some(leaf.moved()));
+            }
+            *slot = build(depth, &mut leaves);
+            added
+        }
+        Node::Branch(_) => {
+            let Node::Branch(branch) = Arc::make_mut(node) else {
+                unreachable!("matched a branch")
+            };
+            branch.reference = None;
+            let added = groups(items, depth)
+                .map(|(at, group)| merge(&mut branch.children[at], depth + 1, group, value))
+                .sum();
+            if branch.child_count() == 0 {
+                *slot = None;
+            } else if let Some(leaf) = branch.lone_leaf() {
+                *slot = Some(leaf);
+            }
+            added
+        }
+    }
+}
+
+/// `len` keys after `added` more (negative: removed).
+fn with_added(len: usize, added: isize) -> usize {
+    len.checked_add_signed(added)
+        .expect("no more keys removed than there were")
+}
+
+/// A number of keys as a signed change.
+fn count(keys: usize) -> isize {
+    isize::try_from(keys).expect("a trie holds fewer than isize::MAX keys")
+}
+
+/// The subtrie at `depth` holding `leaves` (sorted by key, distinct, sharing their first
+/// `depth` nibbles; each taken once): a leaf for one, otherwise a branch at each depth down
+/// to where their keys part.
+fn build<V>(depth: usize, leaves: &mut [Option<Leaf<V>>]) -> Option<Arc<Node<V>>> {
+    let key = |leaf: &Option<Leaf<V>>| leaf.as_ref().expect("each leaf is taken once").key;
+    match leaves {
+        [] => None,
+        [only] => only.take().map(|leaf| Arc::new(Node::Leaf(leaf))),
+        _ => {
+            let mut branch = Branch::empty();
+            let mut rest = leaves;
+            while let Some(first) = rest.first() {
+                let at = nibble(&key(first), depth);
+                let end = rest.partition_point(|leaf| nibble(&key(leaf), depth) <= at);
+                let (group, tail) = std::mem::take(&mut rest).split_at_mut(end);
+                branch.children[at] = build(depth + 1, group);
+                rest = tail;
+            }
+            Some(Arc::new(Node::Branch(branch)))
+        }
+    }
+}
+
 /// A dirty leaf found by [`collect_leaves`], with its depth.
 type DirtyLeaf<'a, V> = (&'a mut Leaf<V>, usize);
 
@@ -427,6 +523,11 @@ fn hash_leaves<V>(leaves: &mut [DirtyLeaf<'_, V>], encode: &impl Fn(&V, &mut Vec
 }
 
 /// Fills the references under `node` (at `depth`) and returns its own.
+///
+/// The changed leaves are hashed first, in one batch. The branches above them are then
+/// hashed in rounds, each in one batch: a branch is ready once all its children have their
+/// references (a branch that stands for an extension: once the branch where its keys part
+/// has), so each round takes the lowest changed branches left on each path.
 fn refresh<V: Clone>(
     node: &mut Arc<Node<V>>,
     depth: usize,
@@ -439,8 +540,23 @@ fn refresh<V: Clone>(
     collect_leaves(node, depth, &mut leaves);
     hash_leaves(&mut leaves, encode);
     drop(leaves);
-    let mut buf = Vec::with_capacity(600);
-    reference_of(node, &mut buf)
+    let mut batch = Leaves::with_capacity(0);
+    let mut scratch = Scratch::default();
+    loop {
+        if let Some(reference) = node.reference() {
+            return reference.clone();
+        }
+        let mut ready = Vec::new();
+        collect_ready(node, &mut ready);
+        for (position, branch) in ready.iter().enumerate() {
+            batch.push_node(position, |buf| encode_branch(branch, &mut scratch, buf));
+        }
+        let mut references = vec![None; ready.len()];
+        batch.hash_into(&mut references);
+        for (branch, reference) in ready.into_iter().zip(references) {
+            branch.reference = reference;
+        }
+    }
 }
 
 /// [`refresh`] for a root branch, with its children split over two threads.
@@ -468,67 +584,124 @@ fn refresh_split<V: Clone + Send + Sync>(
         other.join().expect("hashing a subtrie does not panic");
     });
     let mut buf = Vec::with_capacity(600);
-    branch_reference(branch, &mut buf)
+    encode_branch(branch, &mut Scratch::default(), &mut buf);
+    let reference = RlpNode::from_rlp(&buf);
+    branch.reference = Some(reference.clone());
+    reference
 }
 
-/// The reference of `node`, whose leaves all have theirs, filling those of its branches.
-fn reference_of<V: Clone>(node: &mut Arc<Node<V>>, buf: &mut Vec<u8>) -> RlpNode {
-    if let Some(reference) = node.reference() {
-        return reference.clone();
+/// Pushes onto `out` every branch under `node` (itself included) that has no reference yet
+/// while its children have theirs, as [`refresh`] describes. Leaves must have theirs.
+fn collect_ready<'a, V: Clone>(node: &'a mut Arc<Node<V>>, out: &mut Vec<&'a mut Branch<V>>) {
+    if node.reference().is_some() {
+        return;
     }
-    match Arc::make_mut(node) {
-        Node::Leaf(leaf) => leaf.reference.clone().expect("leaves are hashed first"),
-        Node::Branch(branch) => branch_reference(branch, buf),
-    }
-}
-
-/// The reference of `branch` (filled in): a branch node over its children, or with a single
-/// child an extension over the nibbles down to the branch where the keys part.
-fn branch_reference<V: Clone>(branch: &mut Branch<V>, buf: &mut Vec<u8>) -> RlpNode {
-    let node = if branch.child_count() >= 2 {
-        let mut children = Vec::with_capacity(16);
-        let mut mask = TrieMask::default();
-        for (index, child) in branch.children.iter_mut().enumerate() {
-            if let Some(child) = child {
-                mask.set_bit(u8::try_from(index).expect("a nibble"));
-                children.push(reference_of(child, buf));
+    let Node::Branch(branch) = Arc::make_mut(node) else {
+        unreachable!("leaves are hashed before branches")
+    };
+    if branch.child_count() >= 2 {
+        if branch
+            .children
+            .iter()
+            .flatten()
+            .all(|child| child.reference().is_some())
+        {
+            out.push(branch);
+        } else {
+            for child in branch.children.iter_mut().flatten() {
+                collect_ready(child, out);
             }
         }
-        buf.clear();
-        BranchNodeRef::new(&children, mask).encode(buf);
-        RlpNode::from_rlp(buf)
+    } else if parting(branch).reference().is_some() {
+        out.push(branch);
     } else {
-        let mut path = Vec::new();
-        let parting = parting_reference(branch, &mut path, buf);
-        buf.clear();
-        ExtensionNodeRef::new(&Nibbles::from_nibbles(&path), &parting).encode(buf);
-        RlpNode::from_rlp(buf)
-    };
-    branch.reference = Some(node.clone());
-    node
+        collect_ready(parting_mut(branch), out);
+    }
 }
 
-/// Below a single-child `branch`: pushes the nibbles down to the branch where the keys part
-/// onto `path`, and returns that branch's reference.
-fn parting_reference<V: Clone>(
-    branch: &mut Branch<V>,
-    path: &mut Vec<u8>,
-    buf: &mut Vec<u8>,
-) -> RlpNode {
-    let (index, child) = branch
+/// Below a single-child `branch`: the branch where the keys part (two children or more).
+fn parting<V>(branch: &Branch<V>) -> &Node<V> {
+    match &**only_child(branch) {
+        Node::Branch(below) if below.child_count() < 2 => parting(below),
+        node @ Node::Branch(_) => node,
+        Node::Leaf(_) => unreachable!("a single key below a branch is a leaf in its place"),
+    }
+}
+
+/// [`parting`], to be changed.
+fn parting_mut<V: Clone>(branch: &mut Branch<V>) -> &mut Arc<Node<V>> {
+    let child = branch
         .children
         .iter_mut()
-        .enumerate()
-        .find_map(|(i, c)| c.as_mut().map(|c| (i, c)))
+        .flatten()
+        .next()
         .expect("a branch has a child");
-    path.push(u8::try_from(index).expect("a nibble"));
-    match &**child {
-        Node::Branch(below) if below.child_count() >= 2 => reference_of(child, buf),
-        Node::Branch(_) => match Arc::make_mut(child) {
-            Node::Branch(below) => parting_reference(below, path, buf),
-            Node::Leaf(_) => unreachable!("matched a branch"),
-        },
-        Node::Leaf(_) => unreachable!("a single key below a branch is a leaf in its place"),
+    if matches!(&**child, Node::Branch(below) if below.child_count() < 2) {
+        let Node::Branch(below) = Arc::make_mut(child) else {
+            unreachable!("matched a branch")
+        };
+        parting_mut(below)
+    } else {
+        child
+    }
+}
+
+/// The child of a single-child branch, with its nibble.
+fn only_child<V>(branch: &Branch<V>) -> &Arc<Node<V>> {
+    branch
+        .children
+        .iter()
+        .flatten()
+        .next()
+        .expect("a branch has a child")
+}
+
+/// Buffers reused from one branch encoding to the next.
+#[derive(Default)]
+struct Scratch {
+    children: Vec<RlpNode>,
+    path: Vec<u8>,
+}
+
+/// Writes the node `branch` stands for, once its children (or the branch where its keys
+/// part) have their references: a branch node over its children, or for a single-child
+/// branch an extension over the nibbles down to the branch where the keys part.
+fn encode_branch<V>(branch: &Branch<V>, scratch: &mut Scratch, buf: &mut Vec<u8>) {
+    let reference = |node: &Node<V>| {
+        node.reference()
+            .cloned()
+            .expect("children are hashed before their branch")
+    };
+    if branch.child_count() >= 2 {
+        scratch.children.clear();
+        let mut mask = TrieMask::default();
+        for (index, child) in branch.children.iter().enumerate() {
+            if let Some(child) = child {
+                mask.set_bit(u8::try_from(index).expect("a nibble"));
+                scratch.children.push(reference(child));
+            }
+        }
+        BranchNodeRef::new(&scratch.children, mask).encode(buf);
+        return;
+    }
+    scratch.path.clear();
+    let mut below = branch;
+    loop {
+        let (index, child) = below
+            .children
+            .iter()
+            .enumerate()
+            .find_map(|(index, child)| child.as_ref().map(|child| (index, child)))
+            .expect("a branch has a child");
+        scratch.path.push(u8::try_from(index).expect("a nibble"));
+        match &**child {
+            Node::Branch(next) if next.child_count() < 2 => below = next,
+            node => {
+                let path = Nibbles::from_nibbles(&scratch.path);
+                ExtensionNodeRef::new(&path, &reference(node)).encode(buf);
+                return;
+            }
+        }
     }
 }
 

@@ -116,7 +116,12 @@ impl Leaves {
     /// Adds the leaf with `path` (the rest of its key below its branch) and `value`, whose
     /// reference goes to `position`.
     pub(crate) fn push(&mut self, position: usize, path: &Nibbles, value: &[u8]) {
-        LeafNodeRef::new(path, value).encode(&mut self.encoded);
+        self.push_node(position, |buf| LeafNodeRef::new(path, value).encode(buf));
+    }
+
+    /// Adds the node that `encode` writes (any kind), whose reference goes to `position`.
+    pub(crate) fn push_node(&mut self, position: usize, encode: impl FnOnce(&mut Vec<u8>)) {
+        encode(&mut self.encoded);
         self.ends.push((position, self.encoded.len()));
     }
 
