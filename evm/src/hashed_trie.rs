@@ -147,21 +147,26 @@ impl<V: Clone> HashedTrie<V> {
 
     /// Sets the value at `key`, returning the value it replaces.
     pub(crate) fn insert(&mut self, key: B256, value: V) -> Option<V> {
-        let old = insert_at(&mut self.root, 0, key, value);
-        if old.is_none() {
-            self.len += 1;
-        }
-        old
+        self.set(key, Some(&value))
     }
 
     /// Removes the value at `key`, returning it.
+    #[cfg(test)]
     pub(crate) fn remove(&mut self, key: &B256) -> Option<V> {
-        // Checked first, so that removing an absent key copies no node.
-        self.get(key)?;
-        let removed = remove_at(&mut self.root, 0, key);
-        debug_assert!(removed.is_some(), "the key was found");
-        self.len -= 1;
-        removed
+        self.set(*key, None)
+    }
+
+    /// Sets the value at `key` (`None`: removes it), returning the one it replaces; one
+    /// change through [`merge`].
+    fn set(&mut self, key: B256, value: Option<&V>) -> Option<V> {
+        let old = self.get(&key).cloned();
+        if old.is_none() && value.is_none() {
+            // Removing an absent key copies no node.
+            return None;
+        }
+        let added = merge(&mut self.root, 0, &[(key, &value)], &|value| value.cloned());
+        self.len = with_added(self.len, added);
+        old
     }
 
     /// Every `(key, value)`, in key order.
@@ -284,90 +289,6 @@ fn get_at<'a, V>(node: Option<&'a Arc<Node<V>>>, depth: usize, key: &B256) -> Op
             }
         }
     }
-}
-
-fn insert_at<V: Clone>(
-    slot: &mut Option<Arc<Node<V>>>,
-    depth: usize,
-    key: B256,
-    value: V,
-) -> Option<V> {
-    let Some(node) = slot else {
-        *slot = Some(Arc::new(Node::Leaf(Leaf::new(key, value))));
-        return None;
-    };
-    if let Node::Leaf(leaf) = &**node {
-        if leaf.key != key {
-            // Both leaves move below a new branch: fresh nodes, since their depth changes.
-            *node = Arc::new(split(depth, leaf.moved(), Leaf::new(key, value)));
-            return None;
-        }
-    }
-    match Arc::make_mut(node) {
-        Node::Leaf(leaf) => {
-            leaf.reference = None;
-            Some(std::mem::replace(&mut leaf.value, value))
-        }
-        Node::Branch(branch) => {
-            branch.reference = None;
-            insert_at(
-                &mut branch.children[nibble(&key, depth)],
-                depth + 1,
-                key,
-                value,
-            )
-        }
-    }
-}
-
-/// The subtrie at `depth` holding two leaves with different keys: a branch where their keys
-/// part, below single-child branches for the nibbles they share from `depth` on.
-fn split<V>(depth: usize, a: Leaf<V>, b: Leaf<V>) -> Node<V> {
-    let parting = (depth..64)
-        .find(|d| nibble(&a.key, *d) != nibble(&b.key, *d))
-        .expect("the keys differ");
-    let mut branch = Branch::empty();
-    let (na, nb) = (nibble(&a.key, parting), nibble(&b.key, parting));
-    let key = a.key;
-    branch.children[na] = Some(Arc::new(Node::Leaf(a)));
-    branch.children[nb] = Some(Arc::new(Node::Leaf(b)));
-    let mut node = Node::Branch(branch);
-    for d in (depth..parting).rev() {
-        let mut above = Branch::empty();
-        above.children[nibble(&key, d)] = Some(Arc::new(node));
-        node = Node::Branch(above);
-    }
-    node
-}
-
-/// Removes `key`, known to be present under `slot` (at `depth`), and restores the shape: a
-/// branch left with a single leaf becomes that leaf.
-fn remove_at<V: Clone>(slot: &mut Option<Arc<Node<V>>>, depth: usize, key: &B256) -> Option<V> {
-    let node = slot.as_mut()?;
-    if let Node::Leaf(leaf) = &**node {
-        if leaf.key != *key {
-            return None;
-        }
-        let node = slot.take().expect("checked above");
-        return Some(match Arc::try_unwrap(node) {
-            Ok(Node::Leaf(leaf)) => leaf.value,
-            Ok(Node::Branch(_)) => unreachable!("matched a leaf"),
-            Err(shared) => match &*shared {
-                Node::Leaf(leaf) => leaf.value.clone(),
-                Node::Branch(_) => unreachable!("matched a leaf"),
-            },
-        });
-    }
-    let Node::Branch(branch) = Arc::make_mut(node) else {
-        unreachable!("leaves are handled above")
-    };
-    branch.reference = None;
-    let removed = remove_at(&mut branch.children[nibble(key, depth)], depth + 1, key)?;
-    // The last key of this subtrie moves up to this depth.
-    if let Some(leaf) = branch.lone_leaf() {
-        *node = leaf;
-    }
-    Some(removed)
 }
 
 /// The runs of `items` (sorted by key, sharing their first `depth` nibbles) that share the

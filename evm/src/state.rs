@@ -70,12 +70,13 @@ impl Account {
     /// Recomputes the storage root, rehashing only the nodes whose slots changed; with
     /// `parallel`, over two threads.
     fn recompute_storage_root(&mut self, parallel: bool) {
-        self.storage_root = self
-            .storage
-            .root(parallel, &|(_, value): &(U256, U256), buf| {
-                value.encode(buf);
-            });
+        self.storage_root = self.storage.root(parallel, &encode_slot);
     }
+}
+
+/// The value of a slot's leaf in a storage trie.
+fn encode_slot((_, value): &(U256, U256), buf: &mut Vec<u8>) {
+    value.encode(buf);
 }
 
 /// The trie key of a storage slot.
@@ -206,19 +207,20 @@ fn encode_account(account: &Account, buf: &mut Vec<u8>) {
 /// when it does not exist or is empty (EIP-161).
 fn post_account(entry: &Entry) -> Option<Account> {
     let mut account = entry.account.clone()?;
-    let mut storage_changes = 0;
-    for (slot, (hashed_slot, value)) in &entry.slots {
-        if value.is_zero() {
-            if account.storage.remove(hashed_slot).is_some() {
-                storage_changes += 1;
-            }
-        } else if account.value_at(hashed_slot) != *value {
-            account.storage.insert(*hashed_slot, (*slot, *value));
-            storage_changes += 1;
-        }
-    }
-    if storage_changes > 0 {
-        account.recompute_storage_root(storage_changes >= MIN_PARALLEL_ITEMS);
+    let changed: Vec<(&U256, &(B256, U256))> = entry
+        .slots
+        .iter()
+        .filter(|(_, (key, value))| account.value_at(key) != *value)
+        .collect();
+    if !changed.is_empty() {
+        account.storage.update(
+            &changed,
+            |(_, (key, _))| *key,
+            |(slot, (_, value))| (!value.is_zero()).then_some((**slot, *value)),
+            &encode_slot,
+            false,
+        );
+        account.recompute_storage_root(changed.len() >= MIN_PARALLEL_ITEMS);
     }
     (!account.is_empty() || !account.storage.is_empty()).then_some(account)
 }
