@@ -12,7 +12,8 @@ use std::{
 };
 
 use alloy_consensus::{
-    transaction::SignerRecoverable as _, Block, BlockBody, Transaction as _, TxEnvelope,
+    transaction::{RlpEcdsaDecodableTx, SignerRecoverable as _},
+    Block, BlockBody, Signed, Transaction as _, TxEnvelope,
 };
 use alloy_eips::eip2718::{Decodable2718 as _, Eip2718Error};
 use alloy_genesis::Genesis;
@@ -29,7 +30,7 @@ use crate::{
     executor::{self, BuildInput, Candidate, ExecutedBlock, MIN_GAS_LIMIT},
     genesis,
     metrics::Metrics,
-    parallel::{par_map, MIN_PARALLEL_ITEMS},
+    parallel::{par_chunks, par_map, MIN_PARALLEL_ITEMS},
     trie,
 };
 
@@ -837,13 +838,43 @@ fn payload_block(mut payload: ExecutionPayloadV3) -> Result<Block<TxEnvelope>, P
     })
 }
 
-/// Decodes EIP-2718 transactions, each with its hash computed, over the available cores.
+/// Decodes EIP-2718 transactions, each with its hash, over the available cores; each core
+/// hashes its share in one batch ([`tandem_keccak::keccak256_many`]) before decoding it.
 fn decode_all(raw: &[Bytes]) -> Vec<Result<TxEnvelope, Eip2718Error>> {
-    par_map(raw, |raw| {
-        let tx = TxEnvelope::decode_2718_exact(raw.as_ref())?;
-        tx.tx_hash();
-        Ok(tx)
+    par_chunks(raw, |chunk| {
+        let hashes = tandem_keccak::keccak256_many(chunk);
+        chunk
+            .iter()
+            .zip(hashes)
+            .map(|(raw, hash)| decode_hashed(raw, hash))
+            .collect()
     })
+}
+
+/// Decodes one transaction whose bytes hash to `hash`, as `TxEnvelope::decode_2718_exact`
+/// does. EIP-2930, EIP-1559 and EIP-7702 transactions that decode cleanly take `hash` as
+/// their own (their hash is that of their bytes); any other, and any that fails, go through
+/// alloy's decoding, which hashes them itself and names the error.
+fn decode_hashed(raw: &[u8], hash: B256) -> Result<TxEnvelope, Eip2718Error> {
+    fn typed<T: RlpEcdsaDecodableTx>(raw: &[u8], hash: B256) -> Option<Signed<T>> {
+        let mut body = raw.get(1..)?;
+        let (tx, signature) = T::rlp_decode_with_signature(&mut body).ok()?;
+        // All of `raw`, and nothing else, is the transaction's encoding.
+        (tx.eip2718_encoded_length(&signature) == raw.len())
+            .then(|| Signed::new_unchecked(tx, signature, hash))
+    }
+    let decoded = match raw.first() {
+        Some(1) => typed(raw, hash).map(TxEnvelope::Eip2930),
+        Some(2) => typed(raw, hash).map(TxEnvelope::Eip1559),
+        Some(4) => typed(raw, hash).map(TxEnvelope::Eip7702),
+        _ => None,
+    };
+    if let Some(tx) = decoded {
+        return Ok(tx);
+    }
+    let tx = TxEnvelope::decode_2718_exact(raw)?;
+    tx.tx_hash();
+    Ok(tx)
 }
 
 /// A payload id derived from the parent and the attributes, so equal requests get equal ids.
@@ -1158,6 +1189,128 @@ mod tests {
         TxEnvelope::from(tx.into_signed(signature))
             .encoded_2718()
             .into()
+    }
+
+    /// One signed transaction of each type, as raw EIP-2718 bytes.
+    fn one_of_each_type() -> Vec<Bytes> {
+        use alloy_consensus::{
+            SignableTransaction, TxEip1559, TxEip2930, TxEip4844, TxEip7702, TxLegacy,
+        };
+        use alloy_eips::{
+            eip2718::Encodable2718 as _,
+            eip2930::{AccessList, AccessListItem},
+        };
+        use alloy_signer::SignerSync as _;
+
+        fn signed<T: SignableTransaction<alloy_primitives::Signature>>(tx: T) -> Bytes
+        where
+            TxEnvelope: From<Signed<T>>,
+        {
+            let key =
+                alloy_signer_local::PrivateKeySigner::from_bytes(&B256::repeat_byte(7)).unwrap();
+            let signature = key.sign_hash_sync(&tx.signature_hash()).unwrap();
+            TxEnvelope::from(tx.into_signed(signature))
+                .encoded_2718()
+                .into()
+        }
+        let to = Address::repeat_byte(0x42);
+        let access_list = AccessList(vec![AccessListItem {
+            address: to,
+            storage_keys: vec![B256::repeat_byte(1), B256::repeat_byte(2)],
+        }]);
+        vec![
+            signed(TxLegacy {
+                chain_id: Some(genesis::DEV_CHAIN_ID),
+                nonce: 1,
+                gas_price: 7,
+                gas_limit: 21_000,
+                to: to.into(),
+                value: U256::from(5),
+                input: Bytes::from_static(&[1, 2, 3]),
+            }),
+            signed(TxEip2930 {
+                chain_id: genesis::DEV_CHAIN_ID,
+                nonce: 2,
+                gas_price: 7,
+                gas_limit: 50_000,
+                to: to.into(),
+                value: U256::ZERO,
+                access_list: access_list.clone(),
+                input: Bytes::new(),
+            }),
+            signed(TxEip1559 {
+                chain_id: genesis::DEV_CHAIN_ID,
+                nonce: 3,
+                gas_limit: 21_000,
+                max_fee_per_gas: 9,
+                max_priority_fee_per_gas: 1,
+                to: to.into(),
+                value: U256::from(1),
+                access_list: access_list.clone(),
+                input: Bytes::from(vec![0xab; 40]),
+            }),
+            signed(TxEip4844 {
+                chain_id: genesis::DEV_CHAIN_ID,
+                nonce: 4,
+                gas_limit: 21_000,
+                max_fee_per_gas: 9,
+                max_priority_fee_per_gas: 1,
+                to,
+                value: U256::ZERO,
+                access_list: AccessList::default(),
+                blob_versioned_hashes: vec![B256::repeat_byte(1)],
+                max_fee_per_blob_gas: 3,
+                input: Bytes::new(),
+            }),
+            signed(TxEip7702 {
+                chain_id: genesis::DEV_CHAIN_ID,
+                nonce: 5,
+                gas_limit: 60_000,
+                max_fee_per_gas: 9,
+                max_priority_fee_per_gas: 1,
+                to,
+                value: U256::ZERO,
+                access_list,
+                authorization_list: vec![],
+                input: Bytes::new(),
+            }),
+        ]
+    }
+
+    #[test]
+    fn decoding_with_batched_hashes_is_alloys_decoding() {
+        let mut inputs = Vec::new();
+        for raw in one_of_each_type() {
+            for at in 0..raw.len() {
+                for flip in [0x01, 0x80, 0xff] {
+                    let mut mutated = raw.to_vec();
+                    mutated[at] ^= flip;
+                    inputs.push(Bytes::from(mutated));
+                }
+                inputs.push(raw.slice(..at));
+            }
+            let mut longer = raw.to_vec();
+            longer.push(0);
+            inputs.push(longer.into());
+            inputs.push(raw);
+        }
+        let decoded = decode_all(&inputs);
+        let mut valid = 0;
+        for (raw, ours) in inputs.iter().zip(decoded) {
+            let alloys = TxEnvelope::decode_2718_exact(raw);
+            match (ours, alloys) {
+                (Ok(ours), Ok(alloys)) => {
+                    valid += 1;
+                    assert_eq!(ours, alloys);
+                    assert_eq!(ours.tx_hash(), alloys.tx_hash());
+                    assert_eq!(*ours.tx_hash(), keccak256(raw));
+                }
+                (Err(ours), Err(alloys)) => assert_eq!(ours.to_string(), alloys.to_string()),
+                (ours, alloys) => panic!("{raw}: ours {ours:?}, alloy's {alloys:?}"),
+            }
+        }
+        // The unchanged transactions, and mutations that still decode (another value).
+        assert!(valid > 5, "{valid} inputs decoded");
     }
 
     #[test]

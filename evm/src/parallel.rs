@@ -4,22 +4,30 @@
 /// it saves.
 pub(crate) const MIN_PARALLEL_ITEMS: usize = 64;
 
-/// `f` over every item, in order, split into one contiguous chunk per available core when
-/// there are at least [`MIN_PARALLEL_ITEMS`]; the calling thread takes the last chunk. The
-/// result does not depend on the split.
+/// `f` over every item, in order, split as [`par_chunks`] splits. The result does not depend
+/// on the split.
 pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    par_chunks(items, |chunk| chunk.iter().map(&f).collect())
+}
+
+/// `f` over contiguous chunks of `items`, one per available core when there are at least
+/// [`MIN_PARALLEL_ITEMS`] (otherwise one chunk), concatenated in order; the calling thread
+/// takes the last chunk. `f` must give one result per item, and its results must not depend
+/// on where a chunk starts or ends, so that the result does not depend on the split.
+pub(crate) fn par_chunks<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&[T]) -> Vec<R> + Sync,
+) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     if items.len() < MIN_PARALLEL_ITEMS || threads < 2 {
-        return items.iter().map(f).collect();
+        return f(items);
     }
     let f = &f;
     let mut parts = items.chunks(items.len().div_ceil(threads));
     let mine = parts.next_back().expect("at least one chunk");
     std::thread::scope(|scope| {
-        let others: Vec<_> = parts
-            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        let mine: Vec<R> = mine.iter().map(f).collect();
+        let others: Vec<_> = parts.map(|part| scope.spawn(move || f(part))).collect();
+        let mine = f(mine);
         let mut results = Vec::with_capacity(items.len());
         for other in others {
             match other.join() {
@@ -42,6 +50,9 @@ mod tests {
             let items: Vec<usize> = (0..len).collect();
             let doubled: Vec<usize> = items.iter().map(|i| i * 2).collect();
             assert_eq!(par_map(&items, |i| i * 2), doubled);
+            let doubled_by_chunk =
+                par_chunks(&items, |chunk| chunk.iter().map(|i| i * 2).collect());
+            assert_eq!(doubled_by_chunk, doubled);
         }
     }
 }
