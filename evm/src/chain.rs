@@ -879,8 +879,10 @@ fn decode_hashed(raw: &[u8], hash: B256) -> Result<TxEnvelope, Eip2718Error> {
 
 /// A payload id derived from the parent and the attributes, so equal requests get equal ids.
 /// `ids` stand for the forced transactions, in order: the hash of each that decodes and
-/// `keccak256` of the bytes of each that does not. Transactions that decode alike build alike,
-/// so they may share an id.
+/// `keccak256` of the bytes of each that does not, taken in as their number and their
+/// [`tree_hash`] (for thousands of transactions, one scalar keccak over all of them would cost
+/// a third of a millisecond). Transactions that decode alike build alike, so they may share
+/// an id.
 fn payload_id(parent: B256, attrs: &OpPayloadAttributes, ids: &[B256]) -> PayloadId {
     let mut buf = Vec::with_capacity(256);
     buf.extend_from_slice(parent.as_slice());
@@ -901,13 +903,26 @@ fn payload_id(parent: B256, attrs: &OpPayloadAttributes, ids: &[B256]) -> Payloa
             .unwrap_or_default()
             .as_slice(),
     );
-    for id in ids {
-        buf.extend_from_slice(id.as_slice());
-    }
+    buf.extend_from_slice(&(ids.len() as u64).to_be_bytes());
+    buf.extend_from_slice(tree_hash(ids).as_slice());
     buf.push(u8::from(attrs.no_tx_pool.unwrap_or(false)));
     buf.extend_from_slice(&attrs.gas_limit.unwrap_or(0).to_be_bytes());
     let hash = keccak256(&buf);
     PayloadId::new(hash[..8].try_into().expect("8 bytes"))
+}
+
+/// One hash standing for `hashes` in order: runs of four are hashed together, all in one batch
+/// ([`tandem_keccak::keccak256_many`]), and so on up until one is left (zero for none). For
+/// a given number of hashes the shape is fixed, so two lists of the same length share a tree
+/// hash only if they are equal (or keccak collides); [`payload_id`] also takes the length.
+fn tree_hash(hashes: &[B256]) -> B256 {
+    let mut level = hashes.to_vec();
+    while level.len() > 1 {
+        let bytes: Vec<u8> = level.iter().flat_map(|hash| hash.0).collect();
+        let runs: Vec<&[u8]> = bytes.chunks(4 * 32).collect();
+        level = tandem_keccak::keccak256_many(&runs);
+    }
+    level.first().copied().unwrap_or_default()
 }
 
 /// Balance needed up front by `tx`: gas at the max fee plus value.
@@ -941,6 +956,32 @@ mod tests {
             no_tx_pool: Some(true),
             gas_limit: Some(30_000_000),
         }
+    }
+
+    #[test]
+    fn payload_ids_follow_the_transactions_in_order() {
+        let parent = B256::repeat_byte(5);
+        let attrs = attrs(12);
+        let hashes: Vec<B256> = (0..9u8).map(|i| keccak256([i])).collect();
+        let id = |ids: &[B256]| payload_id(parent, &attrs, ids);
+        assert_eq!(id(&hashes), id(&hashes.clone()));
+        let mut ids = std::collections::HashSet::new();
+        // Every prefix, and each one-hash change or swap of the full list.
+        for len in 0..=hashes.len() {
+            assert!(ids.insert(id(&hashes[..len])), "prefix {len}");
+        }
+        for at in 0..hashes.len() {
+            let mut changed = hashes.clone();
+            changed[at] = B256::repeat_byte(0xee);
+            assert!(ids.insert(id(&changed)), "change at {at}");
+            let mut swapped = hashes.clone();
+            swapped.swap(at, (at + 1) % hashes.len());
+            assert!(ids.insert(id(&swapped)), "swap at {at}");
+        }
+        // A list and the tree hash of its runs of four differ in length.
+        let runs = [tree_hash(&hashes[..4]), tree_hash(&hashes[4..8])];
+        assert!(ids.insert(id(&runs)));
+        assert!(ids.insert(id(&[tree_hash(&hashes[..4])])));
     }
 
     #[test]
