@@ -185,13 +185,14 @@ impl<V: Clone> HashedTrie<V> {
 
 impl<V: Clone + Send + Sync> HashedTrie<V> {
     /// For each of `items`, sets the value at `key(item)` to `value(item)`, or removes it for
-    /// `None`; the keys must be distinct. The items are sorted by key and merged into the trie
-    /// in one pass ([`merge`]): each changed node is copied once, and each new leaf is built
-    /// in place. With `parallel`, the two halves of the key space (by first nibble) are
-    /// updated on two threads, each computing the values of its own items and then hashing
-    /// the subtries it changed (with `encode`, as [`HashedTrie::root`] would), so that the
-    /// next root only has the root node left to hash. The result does not depend on
-    /// `parallel`, nor on the order of `items`.
+    /// `None`; the keys must be distinct. The values are computed in the order of `items` (which
+    /// may follow where they live in memory), then merged into the trie in key order in one
+    /// pass ([`merge`]): each changed node is copied once, and each new leaf is built in place.
+    /// With `parallel`, the two halves of the key space (by first nibble) are updated on two
+    /// threads, each computing the values of its own items and then hashing the subtries it
+    /// changed (with `encode`, as [`HashedTrie::root`] would), so that the next root only has
+    /// the root node left to hash. The result does not depend on `parallel`, nor on the order
+    /// of `items`.
     pub(crate) fn update<T: Sync>(
         &mut self,
         items: &[T],
@@ -200,18 +201,37 @@ impl<V: Clone + Send + Sync> HashedTrie<V> {
         encode: &(impl Fn(&V, &mut Vec<u8>) + Sync),
         parallel: bool,
     ) {
-        // The items whose first nibble is in `nibbles`, sorted by key.
-        let sorted = |nibbles: std::ops::Range<usize>| {
-            let mut keyed: Vec<(B256, &T)> = items
+        // The values of the items whose first nibble is in `nibbles`, in the order of `items`,
+        // and their keys in key order, each with the position of its value.
+        let values = |nibbles: std::ops::Range<usize>| {
+            // Room for the share of uniformly spread keys.
+            let expected = items.len() * nibbles.len() / 16 + 16;
+            let mut values = Vec::with_capacity(expected);
+            let mut order = Vec::with_capacity(expected);
+            for item in items {
+                let key = key(item);
+                if nibbles.contains(&nibble(&key, 0)) {
+                    order.push((key, values.len()));
+                    values.push(std::cell::Cell::new(value(item)));
+                }
+            }
+            order.sort_unstable_by_key(|(key, _)| *key);
+            (values, order)
+        };
+        // Each value is taken by the one merge that builds its leaf.
+        let merge_values = |slot: &mut Option<Arc<Node<V>>>,
+                            depth: usize,
+                            values: &[std::cell::Cell<Option<V>>],
+                            order: &[(B256, usize)]| {
+            let keyed: Vec<(B256, &std::cell::Cell<Option<V>>)> = order
                 .iter()
-                .map(|item| (key(item), item))
-                .filter(|(key, _)| nibbles.contains(&nibble(key, 0)))
+                .map(|(key, position)| (*key, &values[*position]))
                 .collect();
-            keyed.sort_unstable_by_key(|(key, _)| *key);
-            keyed
+            merge(slot, depth, &keyed, &std::cell::Cell::take)
         };
         let Some(Node::Branch(_)) = self.root.as_deref().filter(|_| parallel) else {
-            let added = merge(&mut self.root, 0, &sorted(0..16), &value);
+            let (values, order) = values(0..16);
+            let added = merge_values(&mut self.root, 0, &values, &order);
             self.len = with_added(self.len, added);
             return;
         };
@@ -223,9 +243,11 @@ impl<V: Clone + Send + Sync> HashedTrie<V> {
         // Applies the items whose first nibble is in `first..first + children.len()`, returning
         // how many keys that adds (negative: removes).
         let half = |children: &mut [Option<Arc<Node<V>>>], first: usize| -> isize {
-            let keyed = sorted(first..first + children.len());
-            let added = groups(&keyed, 0)
-                .map(|(nibble, group)| merge(&mut children[nibble - first], 1, group, &value))
+            let (values, order) = values(first..first + children.len());
+            let added = groups(&order, 0)
+                .map(|(nibble, group)| {
+                    merge_values(&mut children[nibble - first], 1, &values, group)
+                })
                 .sum();
             for child in children.iter_mut().flatten() {
                 refresh(child, 1, encode);
@@ -327,6 +349,23 @@ fn merge<V: Clone, T>(
             .filter_map(|(key, item)| value(item).map(|value| Some(Leaf::new(*key, value))))
             .collect()
     };
+    if let [(key, item)] = items {
+        // One change: the common case, without building a list.
+        match slot.as_deref() {
+            None => {
+                let Some(value) = value(item) else {
+                    return 0;
+                };
+                *slot = Some(Arc::new(Node::Leaf(Leaf::new(*key, value))));
+                return 1;
+            }
+            Some(Node::Leaf(leaf)) if leaf.key == *key => {
+                *slot = value(item).map(|value| Arc::new(Node::Leaf(Leaf::new(*key, value))));
+                return if slot.is_some() { 0 } else { -1 };
+            }
+            _ => {}
+        }
+    }
     let Some(node) = slot else {
         let mut leaves = new_leaves();
         let added = count(leaves.len());

@@ -181,17 +181,19 @@ impl WorldState {
         for (hash, code) in db.new_codes {
             self.codes.entry(hash).or_insert(code);
         }
-        let touched: Vec<&Entry> = db
+        // In the order the entries lie in memory, with their keys.
+        let touched: Vec<(B256, &Entry)> = db
             .parts
             .iter()
             .flat_map(AddressMap::values)
             .filter(|entry| entry.touched)
+            .map(|entry| (entry.key, entry))
             .collect();
         let parallel = touched.len() >= MIN_PARALLEL_ITEMS;
         self.accounts.update(
             &touched,
-            |entry| entry.key,
-            |entry| post_account(entry),
+            |(key, _)| *key,
+            |(_, entry)| post_account(entry),
             &encode_account,
             parallel,
         );
