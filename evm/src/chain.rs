@@ -27,7 +27,7 @@ use alloy_rpc_types_engine::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    executor::{self, BuildInput, Candidate, ExecutedBlock, MIN_GAS_LIMIT},
+    executor::{self, BuildInput, Candidate, Candidates, ExecutedBlock, MIN_GAS_LIMIT},
     genesis,
     metrics::Metrics,
     parallel::{par_chunks, par_map, MIN_PARALLEL_ITEMS},
@@ -382,13 +382,16 @@ impl Chain {
             gas_limit,
         };
         let raw = attrs.transactions.as_deref().unwrap_or_default();
-        let mut decoded = Vec::with_capacity(raw.len());
+        // The decoded transactions, with their positions among the forced ones.
+        let mut txs = Vec::with_capacity(raw.len());
+        let mut positions = Vec::with_capacity(raw.len());
         let mut ids = Vec::with_capacity(raw.len());
         for (index, (raw, tx)) in raw.iter().zip(decode_all(raw)).enumerate() {
             match tx {
                 Ok(tx) => {
                     ids.push(*tx.tx_hash());
-                    decoded.push((index, tx));
+                    txs.push(tx);
+                    positions.push(index);
                 }
                 Err(err) => {
                     tracing::warn!(index, %err, "skipping undecodable forced transaction");
@@ -397,17 +400,11 @@ impl Chain {
             }
         }
         let payload_id = payload_id(parent_hash, attrs, &ids);
-        let txs: Vec<&TxEnvelope> = decoded.iter().map(|(_, tx)| tx).collect();
-        let senders = self.recover_all(&txs);
-        let mut candidates = Vec::with_capacity(decoded.len());
-        for ((index, tx), sender) in decoded.into_iter().zip(senders) {
-            match sender {
-                Ok(sender) => candidates.push(Candidate { tx, sender }),
-                Err(reason) => tracing::warn!(index, %reason, "skipping forced transaction"),
-            }
-        }
+        let mut candidates = self.with_senders(txs, &positions);
         if !attrs.no_tx_pool.unwrap_or(false) {
-            candidates.extend(self.pool.iter().cloned());
+            for candidate in &self.pool {
+                candidates.push(candidate.clone());
+            }
         }
         let parent = &self.blocks[&parent_hash];
         let hashes = self.block_hashes(parent);
@@ -440,6 +437,30 @@ impl Chain {
             }
         }
         Ok(payload_id)
+    }
+
+    /// The forced transactions `txs` (at `positions` among the forced ones) whose senders can
+    /// be recovered ([`Chain::recover_all`]), with them; the others are logged and left out.
+    fn with_senders(&mut self, mut txs: Vec<TxEnvelope>, positions: &[usize]) -> Candidates {
+        let refs: Vec<&TxEnvelope> = txs.iter().collect();
+        let recovered = self.recover_all(&refs);
+        let mut senders = Vec::with_capacity(txs.len());
+        let mut valid = Vec::with_capacity(txs.len());
+        for (index, sender) in positions.iter().zip(recovered) {
+            valid.push(match sender {
+                Ok(sender) => {
+                    senders.push(sender);
+                    true
+                }
+                Err(reason) => {
+                    tracing::warn!(index, %reason, "skipping forced transaction");
+                    false
+                }
+            });
+        }
+        let mut kept = valid.iter();
+        txs.retain(|_| *kept.next().expect("one flag per transaction"));
+        Candidates { txs, senders }
     }
 
     /// Recovers the senders of `txs`, in order, from the cache or by recovery, both over the

@@ -98,6 +98,52 @@ pub(crate) struct Candidate {
     pub(crate) sender: Address,
 }
 
+/// Transactions with their recovered senders (`senders[i]` signed `txs[i]`), in order.
+///
+/// Kept as two lists so that a block's transactions, decoded once, move into the block as a
+/// whole: a transaction is 400 bytes, and a block of thousands would otherwise be copied
+/// from list to list on its way.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Candidates {
+    pub(crate) txs: Vec<TxEnvelope>,
+    pub(crate) senders: Vec<Address>,
+}
+
+impl Candidates {
+    /// The number of transactions.
+    pub(crate) fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// Adds one at the end.
+    pub(crate) fn push(&mut self, Candidate { tx, sender }: Candidate) {
+        self.txs.push(tx);
+        self.senders.push(sender);
+    }
+
+    /// Each transaction with its sender.
+    fn iter(&self) -> impl Iterator<Item = (&TxEnvelope, Address)> {
+        self.txs.iter().zip(self.senders.iter().copied())
+    }
+
+    /// Keeps the transactions at `included` (increasing positions).
+    fn keep(&mut self, included: &[usize]) {
+        if included.len() == self.len() {
+            return;
+        }
+        let mut wanted = vec![false; self.len()];
+        for index in included {
+            wanted[*index] = true;
+        }
+        let mut kept = wanted.iter();
+        self.txs
+            .retain(|_| *kept.next().expect("one flag per transaction"));
+        let mut kept = wanted.iter();
+        self.senders
+            .retain(|_| *kept.next().expect("one flag per sender"));
+    }
+}
+
 /// A transaction that building left out, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Skipped {
@@ -153,8 +199,7 @@ struct Outcome {
     included: Vec<usize>,
     /// The included transactions and their senders, moved from the candidates after
     /// execution ([`execute_beside_root`]).
-    transactions: Vec<TxEnvelope>,
-    senders: Vec<Address>,
+    included_candidates: Candidates,
     receipts: Vec<ReceiptEnvelope>,
     /// The root of `receipts`.
     receipts_root: B256,
@@ -173,7 +218,7 @@ pub(crate) fn build_block(
     parent: &ExecutedBlock,
     block_hashes: &[(u64, B256)],
     input: &BuildInput,
-    candidates: Vec<Candidate>,
+    candidates: Candidates,
 ) -> Result<(ExecutedBlock, Vec<Skipped>), BlockError> {
     let parent_header = parent.header();
     let header = Header {
@@ -256,12 +301,10 @@ pub(crate) fn validate_block(
             senders.len()
         )));
     }
-    let candidates: Vec<Candidate> = body
-        .transactions
-        .into_iter()
-        .zip(senders)
-        .map(|(tx, sender)| Candidate { tx, sender })
-        .collect();
+    let candidates = Candidates {
+        txs: body.transactions,
+        senders,
+    };
     let expected_header = Header {
         base_fee_per_gas: Some(next_base_fee(parent_header)),
         excess_blob_gas: Some(next_excess_blob_gas(parent_header)),
@@ -416,9 +459,10 @@ fn seal(
 ) -> ExecutedBlock {
     let Outcome {
         state,
-        transactions,
+        included_candidates,
         ..
     } = &mut outcome;
+    let transactions = &included_candidates.txs;
     let parallel = transactions.len() >= MIN_PARALLEL_ITEMS;
     let (state_root, transactions_root) = match transactions_root {
         Some(root) => (state.state_root(parallel), root),
@@ -446,7 +490,7 @@ fn seal(
     let block = Block {
         header,
         body: BlockBody {
-            transactions: outcome.transactions,
+            transactions: outcome.included_candidates.txs,
             ommers: vec![],
             withdrawals: Some(withdrawals.into()),
         },
@@ -455,7 +499,7 @@ fn seal(
     ExecutedBlock {
         block,
         hash,
-        senders: outcome.senders,
+        senders: outcome.included_candidates.senders,
         receipts: outcome.receipts,
         state: outcome.state,
         block_value: outcome.block_value,
@@ -529,16 +573,12 @@ const RECEIPT_CHUNK: usize = 256;
 /// The included candidates then move into the outcome.
 fn execute_beside_root(
     context: &BlockContext<'_>,
-    candidates: Vec<Candidate>,
+    candidates: Candidates,
     withdrawals: &[Withdrawal],
     mode: Mode,
     root: bool,
 ) -> (Result<Outcome, BlockError>, Option<B256>) {
-    let transactions_root = |candidates: &[Candidate]| {
-        trie::ordered_root(candidates, |candidate, buf| {
-            candidate.tx.encode_2718(buf);
-        })
-    };
+    let transactions_root = |candidates: &Candidates| root_of(&candidates.txs);
     let state = &context.parent.state;
     let addresses = named_addresses(&candidates, context.header.beneficiary);
     let (outcome, root) = if candidates.len() < MIN_PARALLEL_ITEMS {
@@ -608,13 +648,9 @@ fn execute_beside_root(
         })
     };
     let outcome = outcome.map(|mut outcome| {
-        let mut included = outcome.included.iter().copied().peekable();
-        for (index, candidate) in candidates.into_iter().enumerate() {
-            if included.next_if_eq(&index).is_some() {
-                outcome.transactions.push(candidate.tx);
-                outcome.senders.push(candidate.sender);
-            }
-        }
+        let mut candidates = candidates;
+        candidates.keep(&outcome.included);
+        outcome.included_candidates = candidates;
         outcome
     });
     (outcome, root)
@@ -622,10 +658,10 @@ fn execute_beside_root(
 
 /// The accounts the block reads ahead: the candidates' senders and call targets, and the fee
 /// recipient.
-fn named_addresses(candidates: &[Candidate], beneficiary: Address) -> Vec<Address> {
+fn named_addresses(candidates: &Candidates, beneficiary: Address) -> Vec<Address> {
     candidates
         .iter()
-        .flat_map(|c| [Some(c.sender), c.tx.kind().to().copied()])
+        .flat_map(|(tx, sender)| [Some(sender), tx.kind().to().copied()])
         .flatten()
         .chain([beneficiary])
         .collect()
@@ -670,7 +706,7 @@ fn block_evm<'a>(context: &BlockContext<'a>, db: BlockDb<'a>) -> Result<BlockEvm
 #[tracing::instrument(level = "debug", skip_all)]
 fn execute<'a>(
     context: &BlockContext<'a>,
-    candidates: &[Candidate],
+    candidates: &Candidates,
     db: BlockDb<'a>,
     withdrawals: &[Withdrawal],
     mode: Mode,
@@ -682,8 +718,7 @@ fn execute<'a>(
     let mut chunk = Vec::with_capacity(RECEIPT_CHUNK.min(candidates.len()));
     let mut outcome = Outcome {
         included: Vec::with_capacity(candidates.len()),
-        transactions: Vec::with_capacity(candidates.len()),
-        senders: Vec::with_capacity(candidates.len()),
+        included_candidates: Candidates::default(),
         receipts: vec![],
         gas_used: 0,
         block_value: U256::ZERO,
@@ -691,8 +726,7 @@ fn execute<'a>(
         state: WorldState::default(),
         skipped: vec![],
     };
-    for (index, Candidate { tx, sender }) in candidates.iter().enumerate() {
-        let sender = *sender;
+    for (index, (tx, sender)) in candidates.iter().enumerate() {
         let result = match rejection(tx, header.gas_limit - outcome.gas_used) {
             Some(reason) => Err(reason),
             None => match evm.transact_commit(tx_env(tx, sender)) {

@@ -140,6 +140,15 @@ async fn invalid_forced_transactions_are_skipped_not_fatal() {
     let decoded: TxEnvelope = decoded.unwrap();
     assert!(alloy_consensus::transaction::SignerRecoverable::recover_signer(&decoded).is_err());
     let garbage = Bytes::from_static(&[0x02, 0xff, 0x00]);
+    // A good transaction after the ones left out keeps its place (and its sender).
+    let next = raw(&sign_1559(
+        &dev,
+        1,
+        TxKind::Call(Address::repeat_byte(2)),
+        U256::from(2),
+        Bytes::new(),
+        21_000,
+    ));
     let forced = vec![
         good.clone(),
         nonce_gap,
@@ -147,10 +156,11 @@ async fn invalid_forced_transactions_are_skipped_not_fatal() {
         Bytes::from(bad_sig),
         unrecoverable,
         garbage,
+        next.clone(),
     ];
     let payload = produce_block(&node, genesis, 1_700_000_000, &forced, true).await;
     let included: Vec<Bytes> = serde_json::from_value(payload["transactions"].clone()).unwrap();
-    assert_eq!(included, vec![good]);
+    assert_eq!(included, vec![good, next]);
     node.stop().await;
 }
 
