@@ -860,8 +860,9 @@ fn payload_block(mut payload: ExecutionPayloadV3) -> Result<Block<TxEnvelope>, P
 }
 
 /// Decodes EIP-2718 transactions, each with its hash, over the available cores; each core
-/// hashes its share in one batch ([`tandem_keccak::keccak256_many`]) before decoding it.
-fn decode_all(raw: &[Bytes]) -> Vec<Result<TxEnvelope, Eip2718Error>> {
+/// hashes its share in one batch ([`tandem_keccak::keccak256_many`]) before decoding it. The
+/// results come in order, each moved once by whoever takes it.
+fn decode_all(raw: &[Bytes]) -> impl Iterator<Item = Result<TxEnvelope, Eip2718Error>> + use<> {
     par_chunks(raw, |chunk| {
         let hashes = tandem_keccak::keccak256_many(chunk);
         chunk
@@ -870,6 +871,8 @@ fn decode_all(raw: &[Bytes]) -> Vec<Result<TxEnvelope, Eip2718Error>> {
             .map(|(raw, hash)| decode_hashed(raw, hash))
             .collect()
     })
+    .into_iter()
+    .flatten()
 }
 
 /// Decodes one transaction whose bytes hash to `hash`, as `TxEnvelope::decode_2718_exact`
