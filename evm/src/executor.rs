@@ -589,7 +589,9 @@ fn execute_beside_root(
             receipts.extend(chunk);
         });
         let outcome = outcome.map(|mut outcome| {
-            let receipts = with_blooms(receipts);
+            let mut with_bloom = Vec::with_capacity(receipts.len());
+            add_with_blooms(receipts, &mut with_bloom);
+            let receipts = with_bloom;
             outcome.receipts_root = receipts_root(&receipts);
             outcome.receipts = receipts;
             outcome
@@ -609,11 +611,11 @@ fn execute_beside_root(
                 let mut receipts = Vec::with_capacity(candidates.len());
                 let mut early_root = trie::OrderedRoot::new(candidates.len());
                 for chunk in chunks {
-                    let chunk = with_blooms(chunk);
-                    for receipt in &chunk {
+                    let start = receipts.len();
+                    add_with_blooms(chunk, &mut receipts);
+                    for receipt in &receipts[start..] {
                         early_root.push(|buf| receipt.encode_2718(buf));
                     }
-                    receipts.extend(chunk);
                 }
                 let receipts_root = early_root
                     .finish()
@@ -784,11 +786,11 @@ fn execute<'a>(
     Ok(outcome)
 }
 
-/// The typed receipts, each with its bloom.
+/// Adds the typed receipts to `out`, each with its bloom.
 ///
 /// A bloom takes in the hash of every log's address and of each of its topics: four hashes
 /// for an ERC-20 `Transfer`. All of them are computed in one batch.
-fn with_blooms(receipts: Vec<(TxType, Receipt)>) -> Vec<ReceiptEnvelope> {
+fn add_with_blooms(receipts: Vec<(TxType, Receipt)>, out: &mut Vec<ReceiptEnvelope>) {
     let inputs: Vec<&[u8]> = receipts
         .iter()
         .flat_map(|(_, receipt)| &receipt.logs)
@@ -797,25 +799,22 @@ fn with_blooms(receipts: Vec<(TxType, Receipt)>) -> Vec<ReceiptEnvelope> {
         })
         .collect();
     let mut hashes = tandem_keccak::keccak256_many(&inputs).into_iter();
-    receipts
-        .into_iter()
-        .map(|(ty, receipt)| {
-            let mut logs_bloom = Bloom::ZERO;
-            for log in &receipt.logs {
-                for _ in 0..=log.topics().len() {
-                    let hash = hashes.next().expect("one hash per address and topic");
-                    logs_bloom.accrue(BloomInput::Hash(hash));
-                }
+    out.extend(receipts.into_iter().map(|(ty, receipt)| {
+        let mut logs_bloom = Bloom::ZERO;
+        for log in &receipt.logs {
+            for _ in 0..=log.topics().len() {
+                let hash = hashes.next().expect("one hash per address and topic");
+                logs_bloom.accrue(BloomInput::Hash(hash));
             }
-            ReceiptEnvelope::from_typed(
-                ty,
-                ReceiptWithBloom {
-                    receipt,
-                    logs_bloom,
-                },
-            )
-        })
-        .collect()
+        }
+        ReceiptEnvelope::from_typed(
+            ty,
+            ReceiptWithBloom {
+                receipt,
+                logs_bloom,
+            },
+        )
+    }));
 }
 
 /// The root of the receipts trie.
@@ -886,7 +885,8 @@ mod tests {
             .map(|(ty, receipt)| ReceiptEnvelope::from_typed(ty, ReceiptWithBloom::from(receipt)))
             .collect();
         assert!(expected.iter().any(|r| *r.logs_bloom() != Bloom::ZERO));
-        let built = with_blooms(receipts);
+        let mut built = Vec::new();
+        add_with_blooms(receipts, &mut built);
         assert_eq!(built, expected);
         assert_eq!(
             receipts_root(&built),
