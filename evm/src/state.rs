@@ -288,9 +288,14 @@ struct Entry {
 impl Entry {
     /// The entry of the account whose trie key is `key`, as `state` holds it.
     fn read(state: &WorldState, key: B256) -> Self {
+        Self::new(key, state.accounts.get(&key).cloned())
+    }
+
+    /// The entry of `account` (`None`: it does not exist), whose trie key is `key`.
+    fn new(key: B256, account: Option<Account>) -> Self {
         Self {
             key,
-            account: state.accounts.get(&key).cloned(),
+            account,
             slots: U256Map::default(),
             touched: false,
         }
@@ -432,11 +437,12 @@ pub(crate) fn preload(
     mine.sort_unstable();
     mine.dedup();
     let keys = tandem_keccak::keccak256_many(&mine);
+    let accounts = state.accounts.get_many(&keys);
     let mut entries = AddressMap::default();
     // Room for the fee recipient and the accounts transactions reach without naming them.
     entries.reserve(mine.len() + mine.len() / 8 + 8);
-    for (address, key) in mine.into_iter().zip(keys) {
-        entries.insert(address, Entry::read(state, key));
+    for ((address, key), account) in mine.into_iter().zip(keys).zip(accounts) {
+        entries.insert(address, Entry::new(key, account.cloned()));
     }
     Preloaded(entries)
 }
