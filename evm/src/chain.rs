@@ -30,7 +30,7 @@ use crate::{
     executor::{self, BuildInput, Candidate, Candidates, ExecutedBlock, MIN_GAS_LIMIT},
     genesis,
     metrics::Metrics,
-    parallel::{par_chunks, par_map, MIN_PARALLEL_ITEMS},
+    parallel::{par_chunks, par_map},
     trie,
 };
 
@@ -827,28 +827,32 @@ fn hash_all(txs: &[&TxEnvelope]) {
 }
 
 /// The block of `payload`, as [`ExecutionPayloadV3::try_into_block`] makes it (same checks, in
-/// the same order), with the transactions decoded and hashed over the available cores while
-/// another thread computes the transactions root from their bytes.
+/// the same order), with the transactions decoded and hashed over the available cores, each
+/// core also hashing its share of the leaves of the transactions trie (from the bytes).
 fn payload_block(mut payload: ExecutionPayloadV3) -> Result<Block<TxEnvelope>, PayloadError> {
     let raw = std::mem::take(&mut payload.payload_inner.payload_inner.transactions);
-    let root = || trie::ordered_root(&raw, |tx, buf| buf.extend_from_slice(tx));
-    let (transactions_root, decoded) = if raw.len() < MIN_PARALLEL_ITEMS {
-        (root(), decode_all(&raw))
-    } else {
-        std::thread::scope(|scope| {
-            let root = scope.spawn(root);
-            let decoded = decode_all(&raw);
-            (
-                root.join().expect("the transactions root does not panic"),
-                decoded,
-            )
-        })
-    };
+    let shape = trie::OrderedShape::new(raw.len());
+    let parts = par_chunks(&raw, |first, chunk| {
+        let leaves = shape.leaves(first, chunk, |tx, buf| buf.extend_from_slice(tx));
+        decode_chunk(chunk).into_iter().zip(leaves).collect()
+    });
+    let mut leaves = Vec::with_capacity(raw.len());
+    let mut transactions = Vec::with_capacity(raw.len());
+    let mut undecodable = None;
+    for (tx, leaf) in parts.into_iter().flatten() {
+        leaves.push(leaf);
+        match tx {
+            Ok(tx) => transactions.push(tx),
+            Err(err) => {
+                undecodable.get_or_insert(err);
+            }
+        }
+    }
+    let transactions_root = shape.root(leaves).expect("one leaf per transaction");
     let block = payload.into_block_raw_with_transactions_root(transactions_root)?;
-    let transactions = decoded
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| PayloadError::from(alloy_rlp::Error::from(err)))?;
+    if let Some(err) = undecodable {
+        return Err(PayloadError::from(alloy_rlp::Error::from(err)));
+    }
     Ok(Block {
         header: block.header,
         body: BlockBody {
@@ -863,16 +867,18 @@ fn payload_block(mut payload: ExecutionPayloadV3) -> Result<Block<TxEnvelope>, P
 /// hashes its share in one batch ([`tandem_keccak::keccak256_many`]) before decoding it. The
 /// results come in order, each moved once by whoever takes it.
 fn decode_all(raw: &[Bytes]) -> impl Iterator<Item = Result<TxEnvelope, Eip2718Error>> + use<> {
-    par_chunks(raw, |chunk| {
-        let hashes = tandem_keccak::keccak256_many(chunk);
-        chunk
-            .iter()
-            .zip(hashes)
-            .map(|(raw, hash)| decode_hashed(raw, hash))
-            .collect()
-    })
-    .into_iter()
-    .flatten()
+    par_chunks(raw, |_, chunk| decode_chunk(chunk))
+        .into_iter()
+        .flatten()
+}
+
+/// Decodes `raw`, its hashes computed in one batch ([`decode_all`]).
+fn decode_chunk(raw: &[Bytes]) -> Vec<Result<TxEnvelope, Eip2718Error>> {
+    let hashes = tandem_keccak::keccak256_many(raw);
+    raw.iter()
+        .zip(hashes)
+        .map(|(raw, hash)| decode_hashed(raw, hash))
+        .collect()
 }
 
 /// Decodes one transaction whose bytes hash to `hash`, as `TxEnvelope::decode_2718_exact`

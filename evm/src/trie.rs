@@ -184,16 +184,88 @@ pub(crate) fn ordered_root<T>(items: &[T], mut encode: impl FnMut(&T, &mut Vec<u
     root.finish().expect("one item per index")
 }
 
-/// The root of an ordered trie ([`ordered_root`]) of a known number of items, built as they
-/// come in index order: the shape of such a trie depends only on the count, so each leaf is
-/// encoded as soon as its item is pushed, and hashed with others in batches of
-/// [`OrderedRoot::BATCH`]. Only the branches are left for [`OrderedRoot::finish`].
-pub(crate) struct OrderedRoot {
+/// The shape of an ordered trie ([`ordered_root`]) of a known number of items: the key of each
+/// index, and the depth of each leaf. It depends only on the count, so any leaf can be encoded
+/// and hashed before the others exist, in any order and on any thread.
+pub(crate) struct OrderedShape {
     keys: Vec<Nibbles>,
     /// The sorted position of each index.
     positions: Vec<usize>,
     /// The depth of the leaf at each sorted position.
     depths: Vec<usize>,
+}
+
+impl OrderedShape {
+    /// The shape of the ordered trie of `count` items.
+    pub(crate) fn new(count: usize) -> Self {
+        let (keys, positions) = index_keys(count);
+        let depths = if count == 0 {
+            vec![]
+        } else {
+            leaf_depths(&keys)
+        };
+        Self {
+            keys,
+            positions,
+            depths,
+        }
+    }
+
+    /// The sorted position of item `index`, and its leaf's path (the rest of its key).
+    fn leaf_path(&self, index: usize) -> (usize, Nibbles) {
+        let position = self.positions[index];
+        (position, self.keys[position].slice(self.depths[position]..))
+    }
+
+    /// The references of the leaves of `items`, the items at indices `first..`, hashed in one
+    /// batch; each item's value is what `encode` writes.
+    pub(crate) fn leaves<T>(
+        &self,
+        first: usize,
+        items: &[T],
+        mut encode: impl FnMut(&T, &mut Vec<u8>),
+    ) -> Vec<RlpNode> {
+        let mut batch = Leaves::with_capacity(items.len());
+        let mut value = Vec::with_capacity(128);
+        for (offset, item) in items.iter().enumerate() {
+            value.clear();
+            encode(item, &mut value);
+            let (_, path) = self.leaf_path(first + offset);
+            batch.push(offset, &path, &value);
+        }
+        let mut references = vec![None; items.len()];
+        batch.hash_into(&mut references);
+        references
+            .into_iter()
+            .map(|reference| reference.expect("every leaf was hashed"))
+            .collect()
+    }
+
+    /// The root over the leaves whose references are `leaves`, in index order; `None` unless
+    /// there is one per item.
+    pub(crate) fn root(&self, leaves: Vec<RlpNode>) -> Option<B256> {
+        if leaves.len() != self.keys.len() {
+            return None;
+        }
+        if leaves.is_empty() {
+            return Some(EMPTY_ROOT_HASH);
+        }
+        let mut sorted = vec![None; leaves.len()];
+        for (index, leaf) in leaves.into_iter().enumerate() {
+            sorted[self.positions[index]] = Some(leaf);
+        }
+        let sorted: Vec<RlpNode> = sorted.into_iter().collect::<Option<_>>()?;
+        Some(root_above(&self.keys, &sorted))
+    }
+}
+
+/// The root of an ordered trie ([`ordered_root`]) of a known number of items, built as they
+/// come in index order: each leaf is encoded as soon as its item is pushed ([`OrderedShape`]),
+/// and hashed with others in batches of [`OrderedRoot::BATCH`]. Only the branches are left
+/// for [`OrderedRoot::finish`].
+pub(crate) struct OrderedRoot {
+    shape: OrderedShape,
+    /// The reference of the leaf at each sorted position.
     references: Vec<Option<RlpNode>>,
     pending: Leaves,
     pushed: usize,
@@ -206,16 +278,8 @@ impl OrderedRoot {
 
     /// A root over `count` items, none pushed yet.
     pub(crate) fn new(count: usize) -> Self {
-        let (keys, positions) = index_keys(count);
-        let depths = if count == 0 {
-            vec![]
-        } else {
-            leaf_depths(&keys)
-        };
         Self {
-            keys,
-            positions,
-            depths,
+            shape: OrderedShape::new(count),
             references: vec![None; count],
             pending: Leaves::with_capacity(Self::BATCH),
             pushed: 0,
@@ -228,12 +292,12 @@ impl OrderedRoot {
     pub(crate) fn push(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
         let index = self.pushed;
         self.pushed += 1;
-        let Some(&position) = self.positions.get(index) else {
+        if index >= self.references.len() {
             return;
-        };
+        }
         self.value.clear();
         encode(&mut self.value);
-        let path = self.keys[position].slice(self.depths[position]..);
+        let (position, path) = self.shape.leaf_path(index);
         self.pending.push(position, &path, &self.value);
         if self.pending.len() == Self::BATCH {
             self.pending.hash_into(&mut self.references);
@@ -242,15 +306,15 @@ impl OrderedRoot {
 
     /// The root, or `None` unless exactly the announced number of items was pushed.
     pub(crate) fn finish(mut self) -> Option<B256> {
-        if self.pushed != self.keys.len() {
+        if self.pushed != self.references.len() {
             return None;
         }
-        if self.keys.is_empty() {
+        if self.references.is_empty() {
             return Some(EMPTY_ROOT_HASH);
         }
         self.pending.hash_into(&mut self.references);
         let references: Vec<RlpNode> = self.references.into_iter().collect::<Option<_>>()?;
-        Some(root_above(&self.keys, &references))
+        Some(root_above(&self.shape.keys, &references))
     }
 }
 
@@ -392,13 +456,31 @@ mod tests {
         /// Short keys and values: leaves and branches under 32 bytes are inlined.
         #[test]
         fn ordered_tries_give_alloys_root(
-            values in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..50), 0..300)
+            values in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..50), 0..300),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
         ) {
             let ours = ordered_root(&values, |value, buf| buf.extend_from_slice(value));
             let theirs = alloy_trie::root::ordered_trie_root_with_encoder(&values, |value, buf| {
                 buf.extend_from_slice(value);
             });
             prop_assert_eq!(ours, theirs);
+            // The leaves hashed in pieces (as threads would), then the root over them all.
+            let mut cuts: Vec<usize> = cuts.iter().map(|cut| cut.index(values.len() + 1)).collect();
+            cuts.extend([0, values.len()]);
+            cuts.sort_unstable();
+            let shape = OrderedShape::new(values.len());
+            let leaves: Vec<RlpNode> = cuts
+                .windows(2)
+                .flat_map(|piece| {
+                    shape.leaves(piece[0], &values[piece[0]..piece[1]], |value, buf| {
+                        buf.extend_from_slice(value);
+                    })
+                })
+                .collect();
+            prop_assert_eq!(shape.root(leaves.clone()), Some(theirs));
+            if let Some((_, missing_one)) = leaves.split_first() {
+                prop_assert_eq!(shape.root(missing_one.to_vec()), None);
+            }
         }
     }
 }
