@@ -209,16 +209,16 @@ fn encode_account(account: &Account, buf: &mut Vec<u8>) {
 /// when it does not exist or is empty (EIP-161).
 fn post_account(entry: &Entry) -> Option<Account> {
     let mut account = entry.account.clone()?;
-    let changed: Vec<(&U256, &(B256, U256))> = entry
+    let changed: Vec<(&U256, &Slot)> = entry
         .slots
         .iter()
-        .filter(|(_, (key, value))| account.value_at(key) != *value)
+        .filter(|(_, slot)| slot.original != slot.present)
         .collect();
     if !changed.is_empty() {
         account.storage.update(
             &changed,
-            |(_, (key, _))| *key,
-            |(slot, (_, value))| (!value.is_zero()).then_some((**slot, *value)),
+            |(_, slot)| slot.key,
+            |(index, slot)| (!slot.present.is_zero()).then_some((**index, slot.present)),
             &encode_slot,
             false,
         );
@@ -279,10 +279,34 @@ struct Entry {
     /// exist. Its storage trie is the parent's, or empty once the account was created or
     /// self-destructed in this block; `slots` holds what changed since.
     account: Option<Account>,
-    /// Every storage slot read or written in this block: its trie key and present value.
-    slots: U256Map<(B256, U256)>,
+    /// Every storage slot read or written in this block (since the account's storage was last
+    /// replaced), by index.
+    slots: U256Map<Slot>,
     /// Changed by a commit, so part of the post-state.
     touched: bool,
+}
+
+/// A storage slot a block read or wrote.
+#[derive(Debug)]
+struct Slot {
+    /// Its trie key, `keccak256(index)`.
+    key: B256,
+    /// Its value in the account's storage trie (the parent's, or the empty one that replaced
+    /// it), which the block's changes are measured against.
+    original: U256,
+    /// Its value as of the last commit.
+    present: U256,
+}
+
+impl Slot {
+    /// A slot first seen holding `value`.
+    fn new(key: B256, value: U256) -> Self {
+        Self {
+            key,
+            original: value,
+            present: value,
+        }
+    }
 }
 
 impl Entry {
@@ -399,13 +423,21 @@ impl<'a> BlockDb<'a> {
         account.nonce = info.nonce;
         account.balance = info.balance;
         account.code_hash = info.code_hash;
-        for (slot, value) in storage {
+        for (index, value) in storage {
             let value = value.present_value();
             entry
                 .slots
-                .entry(slot)
-                .and_modify(|(_, present)| *present = value)
-                .or_insert_with(|| (slot_key(slot), value));
+                .entry(index)
+                .and_modify(|slot| slot.present = value)
+                .or_insert_with(|| {
+                    // Written without a read through this database: revm knew it (a created
+                    // account's storage is empty).
+                    let key = slot_key(index);
+                    Slot {
+                        present: value,
+                        ..Slot::new(key, account.value_at(&key))
+                    }
+                });
         }
     }
 }
@@ -465,15 +497,15 @@ impl Database for BlockDb<'_> {
 
     fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
         let entry = self.entry(address);
-        if let Some((_, value)) = entry.slots.get(&index) {
-            return Ok(*value);
+        if let Some(slot) = entry.slots.get(&index) {
+            return Ok(slot.present);
         }
         let key = slot_key(index);
         let value = entry
             .account
             .as_ref()
             .map_or(U256::ZERO, |account| account.value_at(&key));
-        entry.slots.insert(index, (key, value));
+        entry.slots.insert(index, Slot::new(key, value));
         Ok(value)
     }
 
