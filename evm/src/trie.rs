@@ -5,7 +5,8 @@
 //! encoding depends only on its key, its value and how many nibbles it shares with its two
 //! neighbours in key order. [`ordered_root`] and [`OrderedRoot`] therefore encode the leaves
 //! first and hash them together with [`tandem_keccak::keccak256_many`] (eight per pass on
-//! AVX-512), then build the extension and branch nodes above them. The result is the same
+//! AVX-512), then build the extension and branch nodes above them; [`OrderedShape`] lets
+//! several threads hash the leaves of one ordered trie, each a range of indices. The result is the same
 //! root; the tests check it against alloy-trie. [`Leaves`] and [`root_hash`] also serve the
 //! persistent state tries ([`crate::hashed_trie`]).
 
