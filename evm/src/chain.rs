@@ -31,6 +31,7 @@ use crate::{
     genesis,
     metrics::Metrics,
     parallel::{par_chunks, par_map},
+    state::SlotKeys,
     trie,
 };
 
@@ -144,6 +145,8 @@ pub struct Chain {
     payload_order: VecDeque<PayloadId>,
     pool: Vec<Candidate>,
     senders: B256Map<Address>,
+    /// Storage slot keys computed by earlier blocks ([`SlotKeys`]).
+    slot_keys: SlotKeys,
     datadir: Option<PathBuf>,
     log: Option<std::fs::File>,
     metrics: Option<Arc<Metrics>>,
@@ -179,6 +182,7 @@ impl Chain {
             payload_order: VecDeque::new(),
             pool: Vec::new(),
             senders: B256Map::default(),
+            slot_keys: SlotKeys::default(),
             datadir: datadir.map(Path::to_path_buf),
             log: None,
             metrics: None,
@@ -408,12 +412,17 @@ impl Chain {
         }
         let parent = &self.blocks[&parent_hash];
         let hashes = self.block_hashes(parent);
-        let (block, skipped) =
-            executor::build_block(self.chain_id, parent, &hashes, &input, candidates).map_err(
-                |err| {
-                    EngineError::InvalidPayloadAttributes(format!("block building failed: {err}"))
-                },
-            )?;
+        let (block, skipped) = executor::build_block(
+            self.chain_id,
+            parent,
+            &hashes,
+            &input,
+            candidates,
+            &mut self.slot_keys,
+        )
+        .map_err(|err| {
+            EngineError::InvalidPayloadAttributes(format!("block building failed: {err}"))
+        })?;
         for skip in &skipped {
             tracing::warn!(tx = %skip.hash, reason = %skip.reason, "transaction left out of the block");
         }
@@ -598,10 +607,12 @@ impl Chain {
             self.chain_id,
             parent,
             &hashes,
-            block,
-            senders,
-            claimed_hash,
-            true,
+            (block, senders),
+            executor::Known {
+                hash: claimed_hash,
+                root_from_body: true,
+            },
+            &mut self.slot_keys,
         ) {
             Ok(executed) => {
                 tracing::info!(number = executed.number(), hash = %executed.hash, "new payload valid");
@@ -810,9 +821,18 @@ impl Chain {
             .collect::<Result<Vec<_>, _>>()?;
         let parent = &self.blocks[&parent_hash];
         let hashes = self.block_hashes(parent);
-        let executed =
-            executor::validate_block(self.chain_id, parent, &hashes, block, senders, hash, false)
-                .map_err(|e| e.to_string())?;
+        let executed = executor::validate_block(
+            self.chain_id,
+            parent,
+            &hashes,
+            (block, senders),
+            executor::Known {
+                hash,
+                root_from_body: false,
+            },
+            &mut self.slot_keys,
+        )
+        .map_err(|e| e.to_string())?;
         self.blocks.insert(hash, executed);
         Ok(())
     }
@@ -1474,6 +1494,19 @@ mod tests {
         );
         assert_eq!(account.storage_root, expected);
         assert_eq!(block.header().state_root, alloys_state_root(block));
+
+        // The validator knows the slots' keys now ([`SlotKeys`]): a block it builds with them
+        // is the block a node without them builds.
+        let mut warm = validator;
+        assert!(warm.slot_keys.len() >= 80, "{} keys", warm.slot_keys.len());
+        let mut cold = Chain::open(&genesis, None).unwrap();
+        let transactions = dev_transactions(|n| {
+            let input = [slot(n), slot(value(n) + 1)].concat();
+            (store, U256::ZERO, input.into(), 100_000)
+        });
+        let built_warm = build_on_genesis(&mut warm, transactions.clone());
+        let built_cold = build_on_genesis(&mut cold, transactions);
+        assert_eq!(built_warm, built_cold);
     }
 
     #[test]

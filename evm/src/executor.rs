@@ -27,7 +27,7 @@ use revm::{
 
 use crate::{
     parallel::MIN_PARALLEL_ITEMS,
-    state::{preload, BlockDb, WorldState},
+    state::{preload, BlockDb, SlotKeys, WorldState},
     trie,
 };
 
@@ -188,6 +188,8 @@ struct BlockContext<'a> {
     parent: &'a ExecutedBlock,
     block_hashes: &'a [(u64, B256)],
     header: Header,
+    /// Storage slot keys known from earlier blocks.
+    slot_keys: &'a SlotKeys,
 }
 
 /// The EVM that runs a block.
@@ -203,6 +205,8 @@ struct Outcome {
     receipts: Vec<ReceiptEnvelope>,
     /// The root of `receipts`.
     receipts_root: B256,
+    /// Storage slot keys computed by this block that the context did not know.
+    new_slot_keys: Vec<(U256, B256)>,
     gas_used: u64,
     block_value: U256,
     state: WorldState,
@@ -219,6 +223,7 @@ pub(crate) fn build_block(
     block_hashes: &[(u64, B256)],
     input: &BuildInput,
     candidates: Candidates,
+    slot_keys: &mut SlotKeys,
 ) -> Result<(ExecutedBlock, Vec<Skipped>), BlockError> {
     let parent_header = parent.header();
     let header = Header {
@@ -244,43 +249,53 @@ pub(crate) fn build_block(
         parent,
         block_hashes,
         header,
+        slot_keys,
     };
     let (outcome, transactions_root) =
         execute_beside_root(&context, candidates, &input.withdrawals, Mode::Build, true);
-    let outcome = outcome?;
+    let mut outcome = outcome?;
+    let new_slot_keys = std::mem::take(&mut outcome.new_slot_keys);
     let skipped = outcome.skipped.clone();
     // The root of the candidates is the block's unless building left some out.
     let transactions_root = transactions_root.filter(|_| skipped.is_empty());
-    Ok((
-        seal(
-            context.header,
-            outcome,
-            input.withdrawals.clone(),
-            transactions_root,
-        ),
-        skipped,
-    ))
+    let block = seal(
+        context.header,
+        outcome,
+        input.withdrawals.clone(),
+        transactions_root,
+    );
+    slot_keys.extend(new_slot_keys);
+    Ok((block, skipped))
 }
 
-/// Re-executes `block` on `parent` and checks every header field against the result.
-///
-/// `claimed_hash` is the hash of `block`'s header: both callers have computed it already
-/// (`newPayloadV3` checks the payload's `blockHash` against it first; a replayed block is
-/// keyed by it), so it is not computed again. The sealed result must still hash to it.
-///
-/// `root_from_body` says that the header's transactions root was computed from this very body
-/// (as a payload's is, [`crate::chain`]'s `payload_block`); it is then taken as is instead of
-/// being computed a second time. A block read back from disk must have it checked.
+/// What the caller of [`validate_block`] already knows of the block.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Known {
+    /// The hash of the block's header: both callers have computed it already (`newPayloadV3`
+    /// checks the payload's `blockHash` against it first; a replayed block is keyed by it), so
+    /// it is not computed again. The sealed result must still hash to it.
+    pub(crate) hash: B256,
+    /// The header's transactions root was computed from this very body (as a payload's is,
+    /// [`crate::chain`]'s `payload_block`): it is then taken as is instead of being computed a
+    /// second time. A block read back from disk must have it checked.
+    pub(crate) root_from_body: bool,
+}
+
+/// Re-executes `block` (whose transactions `senders` signed) on `parent` and checks every
+/// header field against the result. The storage slot keys it computes join `slot_keys`.
 #[tracing::instrument(level = "debug", skip_all)]
 pub(crate) fn validate_block(
     chain_id: u64,
     parent: &ExecutedBlock,
     block_hashes: &[(u64, B256)],
-    block: Block<TxEnvelope>,
-    senders: Vec<Address>,
-    claimed_hash: B256,
-    root_from_body: bool,
+    (block, senders): (Block<TxEnvelope>, Vec<Address>),
+    known: Known,
+    slot_keys: &mut SlotKeys,
 ) -> Result<ExecutedBlock, BlockError> {
+    let Known {
+        hash: claimed_hash,
+        root_from_body,
+    } = known;
     let Block { header, body } = block;
     let header = &header;
     let parent_header = parent.header();
@@ -315,6 +330,7 @@ pub(crate) fn validate_block(
         parent,
         block_hashes,
         header: expected_header,
+        slot_keys,
     };
     let (outcome, computed_root) = execute_beside_root(
         &context,
@@ -329,7 +345,11 @@ pub(crate) fn validate_block(
     } else {
         computed_root
     };
-    let executed = seal(context.header, outcome?, withdrawals, transactions_root);
+    let mut outcome = outcome?;
+    let new_slot_keys = std::mem::take(&mut outcome.new_slot_keys);
+    let executed = seal(context.header, outcome, withdrawals, transactions_root);
+    // Whether the block turns out valid or not, the keys are right.
+    slot_keys.extend(new_slot_keys);
     let computed = executed.header();
     compare(
         "baseFeePerGas",
@@ -583,7 +603,7 @@ fn execute_beside_root(
     let addresses = named_addresses(&candidates, context.header.beneficiary);
     let (outcome, root) = if candidates.len() < MIN_PARALLEL_ITEMS {
         let parts = vec![preload(state, &addresses, 0, 1)];
-        let db = BlockDb::new(state, context.block_hashes, parts);
+        let db = BlockDb::new(state, context.block_hashes, parts, context.slot_keys);
         let mut receipts = Vec::with_capacity(candidates.len());
         let outcome = execute(context, &candidates, db, withdrawals, mode, |chunk| {
             receipts.extend(chunk);
@@ -625,7 +645,12 @@ fn execute_beside_root(
             let mine = preload(state, addresses, 0, 2);
             // Without the other part the side thread panicked, which `join` passes on.
             let outcome = if let Ok(theirs) = part.recv() {
-                let db = BlockDb::new(state, context.block_hashes, vec![mine, theirs]);
+                let db = BlockDb::new(
+                    state,
+                    context.block_hashes,
+                    vec![mine, theirs],
+                    context.slot_keys,
+                );
                 // The closure owns the sender: dropping it, once the last chunk is sent, ends
                 // the side thread's loop.
                 execute(context, candidates, db, withdrawals, mode, move |chunk| {
@@ -725,6 +750,7 @@ fn execute<'a>(
         gas_used: 0,
         block_value: U256::ZERO,
         receipts_root: B256::ZERO,
+        new_slot_keys: vec![],
         state: WorldState::default(),
         skipped: vec![],
     };
@@ -779,6 +805,7 @@ fn execute<'a>(
     drop(receipts);
 
     let mut db = evm.ctx.journaled_state.database;
+    outcome.new_slot_keys = db.new_slot_keys();
     apply_withdrawals(&mut db, withdrawals);
     let mut state = context.parent.state.clone();
     state.apply(db);

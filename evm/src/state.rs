@@ -84,6 +84,37 @@ fn slot_key(slot: U256) -> B256 {
     keccak256(slot.to_be_bytes::<32>())
 }
 
+/// Trie keys of storage slots (`keccak256(index)`, the same for every account), kept across
+/// blocks as the sender cache is: a contract's busy slots (token balances) come back block
+/// after block, and each read of a slot a block has not seen yet needs its key. Bounded: when
+/// full, it starts over.
+#[derive(Debug, Default)]
+pub(crate) struct SlotKeys(U256Map<B256>);
+
+impl SlotKeys {
+    /// Keys kept at most.
+    const MAX: usize = 200_000;
+
+    /// The trie key of slot `index`, if known.
+    fn get(&self, index: U256) -> Option<B256> {
+        self.0.get(&index).copied()
+    }
+
+    /// Takes in keys computed since (as [`BlockDb::new_slot_keys`] gives them).
+    pub(crate) fn extend(&mut self, keys: Vec<(U256, B256)>) {
+        if self.0.len() + keys.len() > Self::MAX {
+            self.0.clear();
+        }
+        self.0.extend(keys.into_iter().take(Self::MAX));
+    }
+
+    /// The number of keys kept.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// The full world state after some block.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct WorldState {
@@ -345,6 +376,10 @@ pub(crate) struct BlockDb<'a> {
     codes: B256Map<Bytecode>,
     /// Code deployed by the block, by hash.
     new_codes: B256Map<Bytes>,
+    /// Slot keys known from earlier blocks.
+    slot_keys: &'a SlotKeys,
+    /// Slot keys this block computed, for [`SlotKeys::extend`].
+    new_slot_keys: Vec<(U256, B256)>,
 }
 
 impl<'a> BlockDb<'a> {
@@ -354,6 +389,7 @@ impl<'a> BlockDb<'a> {
         state: &'a WorldState,
         block_hashes: &'a [(u64, B256)],
         parts: Vec<Preloaded>,
+        slot_keys: &'a SlotKeys,
     ) -> Self {
         assert!(!parts.is_empty(), "at least one part");
         Self {
@@ -362,16 +398,19 @@ impl<'a> BlockDb<'a> {
             parts: parts.into_iter().map(|part| part.0).collect(),
             codes: B256Map::default(),
             new_codes: B256Map::default(),
+            slot_keys,
+            new_slot_keys: Vec::new(),
         }
+    }
+
+    /// The slot keys this block computed that `slot_keys` did not have.
+    pub(crate) fn new_slot_keys(&mut self) -> Vec<(U256, B256)> {
+        std::mem::take(&mut self.new_slot_keys)
     }
 
     /// The entry of `address`, read from the parent state on first use.
     fn entry(&mut self, address: Address) -> &mut Entry {
-        let count = self.parts.len();
-        let state = self.state;
-        self.parts[part_of(address, count)]
-            .entry(address)
-            .or_insert_with(|| Entry::read(state, keccak256(address)))
+        entry_in(&mut self.parts, self.state, address)
     }
 
     /// Adds `amount` to the balance of `address` (an EIP-4895 withdrawal), creating the
@@ -442,6 +481,18 @@ impl<'a> BlockDb<'a> {
     }
 }
 
+/// The entry of `address` among `parts`, read from `state` on first use.
+fn entry_in<'p>(
+    parts: &'p mut [AddressMap<Entry>],
+    state: &WorldState,
+    address: Address,
+) -> &'p mut Entry {
+    let count = parts.len();
+    parts[part_of(address, count)]
+        .entry(address)
+        .or_insert_with(|| Entry::read(state, keccak256(address)))
+}
+
 /// Which of `parts` maps holds `address`: by all of its bytes, so that addresses sharing a
 /// prefix or a suffix (as contract-derived or test addresses do) still spread evenly.
 fn part_of(address: Address, parts: usize) -> usize {
@@ -496,11 +547,15 @@ impl Database for BlockDb<'_> {
     }
 
     fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
-        let entry = self.entry(address);
+        let entry = entry_in(&mut self.parts, self.state, address);
         if let Some(slot) = entry.slots.get(&index) {
             return Ok(slot.present);
         }
-        let key = slot_key(index);
+        let key = self.slot_keys.get(index).unwrap_or_else(|| {
+            let key = slot_key(index);
+            self.new_slot_keys.push((index, key));
+            key
+        });
         let value = entry
             .account
             .as_ref()
@@ -585,6 +640,25 @@ mod tests {
                 .map(|(k, v)| (U256::from(k), U256::from(v)))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn slot_keys_start_over_when_full() {
+        let keys = |range: std::ops::Range<u64>| -> Vec<(U256, B256)> {
+            range
+                .map(|n| (U256::from(n), B256::from(U256::from(n))))
+                .collect()
+        };
+        let mut slot_keys = SlotKeys::default();
+        slot_keys.extend(keys(0..SlotKeys::MAX as u64));
+        assert_eq!(slot_keys.len(), SlotKeys::MAX);
+        assert_eq!(
+            slot_keys.get(U256::from(7)),
+            Some(B256::from(U256::from(7)))
+        );
+        slot_keys.extend(keys(1_000_000..1_000_002));
+        assert_eq!(slot_keys.len(), 2);
+        assert_eq!(slot_keys.get(U256::from(7)), None);
     }
 
     #[test]
@@ -795,6 +869,7 @@ mod tests {
             ops in proptest::collection::vec(op(), 1..16),
             read_ahead in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8),
             parts in 1usize..4,
+            known_slots in proptest::prelude::any::<bool>(),
         ) {
             use proptest::prelude::*;
             use revm::{
@@ -840,10 +915,16 @@ mod tests {
                 }
             }
             let addresses: Vec<Address> = read_ahead.iter().map(|i| target(*i)).collect();
+            // Slot keys known from "earlier blocks", or none.
+            let mut slot_keys = SlotKeys::default();
+            if known_slots {
+                slot_keys.extend((0..=255u64).map(|n| (U256::from(n), slot_key(U256::from(n)))).collect());
+            }
             let ours = BlockDb::new(
                 &state,
                 &[],
                 (0..parts).map(|part| preload(&state, &addresses, part, parts)).collect(),
+                &slot_keys,
             );
             let block = BlockEnv {
                 gas_limit: 30_000_000,
