@@ -602,17 +602,20 @@ fn collect_ready<'a, V: Clone>(node: &'a mut Arc<Node<V>>, out: &mut Vec<&'a mut
                 collect_ready(child, out);
             }
         }
-    } else if parting(branch).reference().is_some() {
+    } else if parting(branch, &mut |_| {}).reference().is_some() {
         out.push(branch);
     } else {
         collect_ready(parting_mut(branch), out);
     }
 }
 
-/// Below a single-child `branch`: the branch where the keys part (two children or more).
-fn parting<V>(branch: &Branch<V>) -> &Node<V> {
-    match &**only_child(branch) {
-        Node::Branch(below) if below.child_count() < 2 => parting(below),
+/// Below a single-child `branch`: the branch where the keys part (two children or more),
+/// with `step` given each nibble on the way down.
+fn parting<'b, V>(branch: &'b Branch<V>, step: &mut impl FnMut(u8)) -> &'b Node<V> {
+    let (nibble, child) = only_child(branch);
+    step(nibble);
+    match &**child {
+        Node::Branch(below) if below.child_count() < 2 => parting(below, step),
         node @ Node::Branch(_) => node,
         Node::Leaf(_) => unreachable!("a single key below a branch is a leaf in its place"),
     }
@@ -637,12 +640,12 @@ fn parting_mut<V: Clone>(branch: &mut Branch<V>) -> &mut Arc<Node<V>> {
 }
 
 /// The child of a single-child branch, with its nibble.
-fn only_child<V>(branch: &Branch<V>) -> &Arc<Node<V>> {
+fn only_child<V>(branch: &Branch<V>) -> (u8, &Arc<Node<V>>) {
     branch
         .children
         .iter()
-        .flatten()
-        .next()
+        .zip(0..)
+        .find_map(|(child, nibble)| child.as_ref().map(|child| (nibble, child)))
         .expect("a branch has a child")
 }
 
@@ -675,24 +678,9 @@ fn encode_branch<V>(branch: &Branch<V>, scratch: &mut Scratch, buf: &mut Vec<u8>
         return;
     }
     scratch.path.clear();
-    let mut below = branch;
-    loop {
-        let (index, child) = below
-            .children
-            .iter()
-            .enumerate()
-            .find_map(|(index, child)| child.as_ref().map(|child| (index, child)))
-            .expect("a branch has a child");
-        scratch.path.push(u8::try_from(index).expect("a nibble"));
-        match &**child {
-            Node::Branch(next) if next.child_count() < 2 => below = next,
-            node => {
-                let path = Nibbles::from_nibbles(&scratch.path);
-                ExtensionNodeRef::new(&path, &reference(node)).encode(buf);
-                return;
-            }
-        }
-    }
+    let parting = parting(branch, &mut |nibble| scratch.path.push(nibble));
+    let path = Nibbles::from_nibbles(&scratch.path);
+    ExtensionNodeRef::new(&path, &reference(parting)).encode(buf);
 }
 
 #[cfg(test)]
