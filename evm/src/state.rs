@@ -376,10 +376,27 @@ pub(crate) struct BlockDb<'a> {
     codes: B256Map<Bytecode>,
     /// Code deployed by the block, by hash.
     new_codes: B256Map<Bytes>,
-    /// Slot keys known from earlier blocks.
-    slot_keys: &'a SlotKeys,
-    /// Slot keys this block computed, for [`SlotKeys::extend`].
-    new_slot_keys: Vec<(U256, B256)>,
+    /// Slot keys: those known from earlier blocks, and those this block computed.
+    slot_keys: BlockSlotKeys<'a>,
+}
+
+/// The slot keys a block uses: [`SlotKeys`] from earlier blocks, and those it computes, kept
+/// for [`SlotKeys::extend`].
+#[derive(Debug)]
+struct BlockSlotKeys<'a> {
+    known: &'a SlotKeys,
+    new: Vec<(U256, B256)>,
+}
+
+impl BlockSlotKeys<'_> {
+    /// The trie key of slot `index`.
+    fn key(&mut self, index: U256) -> B256 {
+        self.known.get(index).unwrap_or_else(|| {
+            let key = slot_key(index);
+            self.new.push((index, key));
+            key
+        })
+    }
 }
 
 impl<'a> BlockDb<'a> {
@@ -398,14 +415,16 @@ impl<'a> BlockDb<'a> {
             parts: parts.into_iter().map(|part| part.0).collect(),
             codes: B256Map::default(),
             new_codes: B256Map::default(),
-            slot_keys,
-            new_slot_keys: Vec::new(),
+            slot_keys: BlockSlotKeys {
+                known: slot_keys,
+                new: Vec::new(),
+            },
         }
     }
 
     /// The slot keys this block computed that `slot_keys` did not have.
     pub(crate) fn new_slot_keys(&mut self) -> Vec<(U256, B256)> {
-        std::mem::take(&mut self.new_slot_keys)
+        std::mem::take(&mut self.slot_keys.new)
     }
 
     /// The entry of `address`, read from the parent state on first use.
@@ -446,7 +465,7 @@ impl<'a> BlockDb<'a> {
                     .or_insert_with(|| code.clone());
             }
         }
-        let entry = self.entry(address);
+        let entry = entry_in(&mut self.parts, self.state, address);
         entry.touched = true;
         if selfdestructed {
             entry.account = None;
@@ -471,7 +490,7 @@ impl<'a> BlockDb<'a> {
                 .or_insert_with(|| {
                     // Written without a read through this database: revm knew it (a created
                     // account's storage is empty).
-                    let key = slot_key(index);
+                    let key = self.slot_keys.key(index);
                     Slot {
                         present: value,
                         ..Slot::new(key, account.value_at(&key))
@@ -551,11 +570,7 @@ impl Database for BlockDb<'_> {
         if let Some(slot) = entry.slots.get(&index) {
             return Ok(slot.present);
         }
-        let key = self.slot_keys.get(index).unwrap_or_else(|| {
-            let key = slot_key(index);
-            self.new_slot_keys.push((index, key));
-            key
-        });
+        let key = self.slot_keys.key(index);
         let value = entry
             .account
             .as_ref()
