@@ -16,11 +16,10 @@ pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync)
 
 /// `f` over contiguous chunks of `items` (with the index of each chunk's first item), one per
 /// available core when there are at least [`MIN_PARALLEL_ITEMS`] (otherwise one chunk); the
-/// calling thread takes the last chunk. The
-/// results come back per chunk, in order, for the caller to move where they belong (moved
-/// once, not first into one list). `f` must give one result per item, and its results must
-/// not depend on where a chunk starts or ends, so that the results, taken in order, do not
-/// depend on the split.
+/// calling thread takes the last chunk. The results come back per chunk, in order, for the
+/// caller to move where they belong (moved once, not first into one list). `f` must give one
+/// result per item, and its results must not depend on where a chunk starts or ends, so that
+/// the results, taken in order, do not depend on the split.
 pub(crate) fn par_chunks<T: Sync, R: Send>(
     items: &[T],
     f: impl Fn(usize, &[T]) -> Vec<R> + Sync,
@@ -46,6 +45,11 @@ pub(crate) fn par_chunks<T: Sync, R: Send>(
             }
         }
         results.push(mine);
+        debug_assert_eq!(
+            results.iter().map(Vec::len).sum::<usize>(),
+            items.len(),
+            "one result per item"
+        );
         results
     })
 }
