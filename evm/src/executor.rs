@@ -609,11 +609,9 @@ fn execute_beside_root(
             receipts.extend(chunk);
         });
         let outcome = outcome.map(|mut outcome| {
-            let mut with_bloom = Vec::with_capacity(receipts.len());
-            add_with_blooms(receipts, &mut with_bloom);
-            let receipts = with_bloom;
-            outcome.receipts_root = receipts_root(&receipts);
-            outcome.receipts = receipts;
+            outcome.receipts.reserve(receipts.len());
+            add_with_blooms(receipts, &mut outcome.receipts);
+            outcome.receipts_root = receipts_root(&outcome.receipts);
             outcome
         });
         (outcome, root.then(|| transactions_root(&candidates)))

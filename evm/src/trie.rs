@@ -6,8 +6,8 @@
 //! neighbours in key order. [`ordered_root`] and [`OrderedRoot`] therefore encode the leaves
 //! first and hash them together with [`tandem_keccak::keccak256_many`] (eight per pass on
 //! AVX-512), then build the extension and branch nodes above them; [`OrderedShape`] lets
-//! several threads hash the leaves of one ordered trie, each a range of indices. The result is the same
-//! root; the tests check it against alloy-trie. [`Leaves`] and [`root_hash`] also serve the
+//! several threads hash the leaves of one ordered trie, each a range of indices. The result
+//! is the same root; the tests check it against alloy-trie. [`Leaves`] and [`root_hash`] also serve the
 //! persistent state tries ([`crate::hashed_trie`]).
 
 use alloy_primitives::{keccak256, B256};
@@ -248,12 +248,18 @@ impl OrderedShape {
         if leaves.len() != self.keys.len() {
             return None;
         }
-        if leaves.is_empty() {
-            return Some(EMPTY_ROOT_HASH);
-        }
         let mut sorted = vec![None; leaves.len()];
         for (index, leaf) in leaves.into_iter().enumerate() {
             sorted[self.positions[index]] = Some(leaf);
+        }
+        self.root_of_sorted(sorted)
+    }
+
+    /// The root over the leaves whose references are `sorted`, in key order; `None` if one
+    /// is missing.
+    fn root_of_sorted(&self, sorted: Vec<Option<RlpNode>>) -> Option<B256> {
+        if sorted.is_empty() {
+            return Some(EMPTY_ROOT_HASH);
         }
         let sorted: Vec<RlpNode> = sorted.into_iter().collect::<Option<_>>()?;
         Some(root_above(&self.keys, &sorted))
@@ -310,12 +316,8 @@ impl OrderedRoot {
         if self.pushed != self.references.len() {
             return None;
         }
-        if self.references.is_empty() {
-            return Some(EMPTY_ROOT_HASH);
-        }
         self.pending.hash_into(&mut self.references);
-        let references: Vec<RlpNode> = self.references.into_iter().collect::<Option<_>>()?;
-        Some(root_above(&self.shape.keys, &references))
+        self.shape.root_of_sorted(self.references)
     }
 }
 
