@@ -1257,15 +1257,11 @@ mod tests {
         input: Bytes,
         gas_limit: u64,
     ) -> Bytes {
-        use alloy_consensus::{SignableTransaction as _, TxEip1559};
-        use alloy_eips::eip2718::Encodable2718 as _;
-        use alloy_signer::SignerSync as _;
-
         let key: alloy_signer_local::PrivateKeySigner =
             "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
                 .parse()
                 .unwrap();
-        let tx = TxEip1559 {
+        let tx = alloy_consensus::TxEip1559 {
             chain_id: genesis::DEV_CHAIN_ID,
             nonce,
             gas_limit,
@@ -1276,6 +1272,18 @@ mod tests {
             access_list: alloy_eips::eip2930::AccessList::default(),
             input,
         };
+        signed_by(&key, tx)
+    }
+
+    /// `tx` signed by `key`, as raw EIP-2718 bytes.
+    fn signed_by<T>(key: &alloy_signer_local::PrivateKeySigner, tx: T) -> Bytes
+    where
+        T: alloy_consensus::SignableTransaction<alloy_primitives::Signature>,
+        TxEnvelope: From<Signed<T>>,
+    {
+        use alloy_eips::eip2718::Encodable2718 as _;
+        use alloy_signer::SignerSync as _;
+
         let signature = key.sign_hash_sync(&tx.signature_hash()).unwrap();
         TxEnvelope::from(tx.into_signed(signature))
             .encoded_2718()
@@ -1284,87 +1292,86 @@ mod tests {
 
     /// One signed transaction of each type, as raw EIP-2718 bytes.
     fn one_of_each_type() -> Vec<Bytes> {
-        use alloy_consensus::{
-            SignableTransaction, TxEip1559, TxEip2930, TxEip4844, TxEip7702, TxLegacy,
-        };
-        use alloy_eips::{
-            eip2718::Encodable2718 as _,
-            eip2930::{AccessList, AccessListItem},
-        };
-        use alloy_signer::SignerSync as _;
+        use alloy_consensus::{TxEip1559, TxEip2930, TxEip4844, TxEip7702, TxLegacy};
+        use alloy_eips::eip2930::{AccessList, AccessListItem};
 
-        fn signed<T: SignableTransaction<alloy_primitives::Signature>>(tx: T) -> Bytes
-        where
-            TxEnvelope: From<Signed<T>>,
-        {
-            let key =
-                alloy_signer_local::PrivateKeySigner::from_bytes(&B256::repeat_byte(7)).unwrap();
-            let signature = key.sign_hash_sync(&tx.signature_hash()).unwrap();
-            TxEnvelope::from(tx.into_signed(signature))
-                .encoded_2718()
-                .into()
-        }
+        let key = alloy_signer_local::PrivateKeySigner::from_bytes(&B256::repeat_byte(7)).unwrap();
         let to = Address::repeat_byte(0x42);
         let access_list = AccessList(vec![AccessListItem {
             address: to,
             storage_keys: vec![B256::repeat_byte(1), B256::repeat_byte(2)],
         }]);
         vec![
-            signed(TxLegacy {
-                chain_id: Some(genesis::DEV_CHAIN_ID),
-                nonce: 1,
-                gas_price: 7,
-                gas_limit: 21_000,
-                to: to.into(),
-                value: U256::from(5),
-                input: Bytes::from_static(&[1, 2, 3]),
-            }),
-            signed(TxEip2930 {
-                chain_id: genesis::DEV_CHAIN_ID,
-                nonce: 2,
-                gas_price: 7,
-                gas_limit: 50_000,
-                to: to.into(),
-                value: U256::ZERO,
-                access_list: access_list.clone(),
-                input: Bytes::new(),
-            }),
-            signed(TxEip1559 {
-                chain_id: genesis::DEV_CHAIN_ID,
-                nonce: 3,
-                gas_limit: 21_000,
-                max_fee_per_gas: 9,
-                max_priority_fee_per_gas: 1,
-                to: to.into(),
-                value: U256::from(1),
-                access_list: access_list.clone(),
-                input: Bytes::from(vec![0xab; 40]),
-            }),
-            signed(TxEip4844 {
-                chain_id: genesis::DEV_CHAIN_ID,
-                nonce: 4,
-                gas_limit: 21_000,
-                max_fee_per_gas: 9,
-                max_priority_fee_per_gas: 1,
-                to,
-                value: U256::ZERO,
-                access_list: AccessList::default(),
-                blob_versioned_hashes: vec![B256::repeat_byte(1)],
-                max_fee_per_blob_gas: 3,
-                input: Bytes::new(),
-            }),
-            signed(TxEip7702 {
-                chain_id: genesis::DEV_CHAIN_ID,
-                nonce: 5,
-                gas_limit: 60_000,
-                max_fee_per_gas: 9,
-                max_priority_fee_per_gas: 1,
-                to,
-                value: U256::ZERO,
-                access_list,
-                authorization_list: vec![],
-                input: Bytes::new(),
-            }),
+            signed_by(
+                &key,
+                TxLegacy {
+                    chain_id: Some(genesis::DEV_CHAIN_ID),
+                    nonce: 1,
+                    gas_price: 7,
+                    gas_limit: 21_000,
+                    to: to.into(),
+                    value: U256::from(5),
+                    input: Bytes::from_static(&[1, 2, 3]),
+                },
+            ),
+            signed_by(
+                &key,
+                TxEip2930 {
+                    chain_id: genesis::DEV_CHAIN_ID,
+                    nonce: 2,
+                    gas_price: 7,
+                    gas_limit: 50_000,
+                    to: to.into(),
+                    value: U256::ZERO,
+                    access_list: access_list.clone(),
+                    input: Bytes::new(),
+                },
+            ),
+            signed_by(
+                &key,
+                TxEip1559 {
+                    chain_id: genesis::DEV_CHAIN_ID,
+                    nonce: 3,
+                    gas_limit: 21_000,
+                    max_fee_per_gas: 9,
+                    max_priority_fee_per_gas: 1,
+                    to: to.into(),
+                    value: U256::from(1),
+                    access_list: access_list.clone(),
+                    input: Bytes::from(vec![0xab; 40]),
+                },
+            ),
+            signed_by(
+                &key,
+                TxEip4844 {
+                    chain_id: genesis::DEV_CHAIN_ID,
+                    nonce: 4,
+                    gas_limit: 21_000,
+                    max_fee_per_gas: 9,
+                    max_priority_fee_per_gas: 1,
+                    to,
+                    value: U256::ZERO,
+                    access_list: AccessList::default(),
+                    blob_versioned_hashes: vec![B256::repeat_byte(1)],
+                    max_fee_per_blob_gas: 3,
+                    input: Bytes::new(),
+                },
+            ),
+            signed_by(
+                &key,
+                TxEip7702 {
+                    chain_id: genesis::DEV_CHAIN_ID,
+                    nonce: 5,
+                    gas_limit: 60_000,
+                    max_fee_per_gas: 9,
+                    max_priority_fee_per_gas: 1,
+                    to,
+                    value: U256::ZERO,
+                    access_list,
+                    authorization_list: vec![],
+                    input: Bytes::new(),
+                },
+            ),
         ]
     }
 
