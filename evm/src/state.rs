@@ -216,7 +216,7 @@ impl WorldState {
         let touched: Vec<(B256, &Entry)> = db
             .parts
             .iter()
-            .flat_map(AddressMap::values)
+            .flat_map(|part| &part.entries)
             .filter(|entry| entry.touched)
             .map(|entry| (entry.key, entry))
             .collect();
@@ -361,17 +361,17 @@ impl Entry {
 /// or changed, as of the last transaction. [`WorldState::apply`] turns it into the post-state.
 ///
 /// The accounts a block's transactions name are read ahead ([`preload`]), split by address
-/// ([`part_of`]) into maps that separate threads fill: each hashes its addresses in one batch,
-/// looks them up and fills its own map. Transactions then find them without hashing an
-/// address, as on revm's in-memory database. Which map an account lands in depends on the
-/// number of parts, but nothing read from them does.
+/// ([`part_of`]) into [`Part`]s that separate threads fill: each hashes its addresses in one
+/// batch, looks them up and fills its own part. Transactions then find them without hashing
+/// an address, as on revm's in-memory database. Which part an account lands in depends on
+/// the number of parts, but nothing read from them does.
 #[derive(Debug)]
 pub(crate) struct BlockDb<'a> {
     state: &'a WorldState,
     /// Hashes of recent ancestors, `(number, hash)`, highest first.
     block_hashes: &'a [(u64, B256)],
-    /// Accounts by address; `parts[part_of(address, parts.len())]` holds `address`.
-    parts: Vec<AddressMap<Entry>>,
+    /// The accounts; `parts[part_of(address, parts.len())]` holds `address`.
+    parts: Vec<Part>,
     /// Code that revm asked for, ready to run, by hash.
     codes: B256Map<Bytecode>,
     /// Code deployed by the block, by hash.
@@ -501,15 +501,28 @@ impl<'a> BlockDb<'a> {
 }
 
 /// The entry of `address` among `parts`, read from `state` on first use.
-fn entry_in<'p>(
-    parts: &'p mut [AddressMap<Entry>],
-    state: &WorldState,
-    address: Address,
-) -> &'p mut Entry {
+fn entry_in<'p>(parts: &'p mut [Part], state: &WorldState, address: Address) -> &'p mut Entry {
     let count = parts.len();
-    parts[part_of(address, count)]
-        .entry(address)
-        .or_insert_with(|| Entry::read(state, keccak256(address)))
+    let Part { positions, entries } = &mut parts[part_of(address, count)];
+    let position = *positions.entry(address).or_insert_with(|| {
+        entries.push(Entry::read(state, keccak256(address)));
+        position_of(entries.len() - 1)
+    });
+    &mut entries[position as usize]
+}
+
+/// Some of a block's accounts ([`part_of`]): their entries in the order the block first used
+/// them, and where each lies by address. The entries of consecutive transactions lie side by
+/// side, and the map of positions is small enough to stay in cache.
+#[derive(Debug, Default)]
+struct Part {
+    positions: AddressMap<u32>,
+    entries: Vec<Entry>,
+}
+
+/// A position in [`Part::entries`].
+fn position_of(index: usize) -> u32 {
+    u32::try_from(index).expect("a block uses fewer than 2^32 accounts")
 }
 
 /// Which of `parts` maps holds `address`: by all of its bytes, so that addresses sharing a
@@ -520,33 +533,41 @@ fn part_of(address: Address, parts: usize) -> usize {
 
 /// Accounts read ahead of a block into one part of its [`BlockDb`] ([`preload`]).
 #[derive(Debug)]
-pub(crate) struct Preloaded(AddressMap<Entry>);
+pub(crate) struct Preloaded(Part);
 
-/// Reads the accounts among `addresses` (repeats allowed) that fall in `part` of `parts`
-/// ([`part_of`]) from `state`, each once, with their trie keys hashed in one batch. The parts
-/// are independent, so each can be read on its own thread.
+/// Reads the accounts among `addresses` (repeats allowed, in the order the block uses them)
+/// that fall in `part` of `parts` ([`part_of`]) from `state`, each once and in that order,
+/// with their trie keys hashed in one batch. The parts are independent, so each can be read
+/// on its own thread.
 pub(crate) fn preload(
     state: &WorldState,
     addresses: &[Address],
     part: usize,
     parts: usize,
 ) -> Preloaded {
-    let mut mine: Vec<Address> = addresses
-        .iter()
-        .filter(|address| part_of(**address, parts) == part)
-        .copied()
-        .collect();
-    mine.sort_unstable();
-    mine.dedup();
+    // Room for the share of distinct addresses, the fee recipient and the accounts
+    // transactions reach without naming them.
+    let room = addresses.len() / parts + addresses.len() / 8 + 8;
+    let mut positions = AddressMap::default();
+    positions.reserve(room);
+    let mut mine = Vec::with_capacity(room);
+    for address in addresses {
+        if part_of(*address, parts) == part {
+            positions.entry(*address).or_insert_with(|| {
+                mine.push(*address);
+                position_of(mine.len() - 1)
+            });
+        }
+    }
     let keys = tandem_keccak::keccak256_many(&mine);
     let accounts = state.accounts.get_many(&keys);
-    let mut entries = AddressMap::default();
-    // Room for the fee recipient and the accounts transactions reach without naming them.
-    entries.reserve(mine.len() + mine.len() / 8 + 8);
-    for ((address, key), account) in mine.into_iter().zip(keys).zip(accounts) {
-        entries.insert(address, Entry::new(key, account.cloned()));
-    }
-    Preloaded(entries)
+    let mut entries = Vec::with_capacity(room);
+    entries.extend(
+        keys.into_iter()
+            .zip(accounts)
+            .map(|(key, account)| Entry::new(key, account.cloned())),
+    );
+    Preloaded(Part { positions, entries })
 }
 
 impl Database for BlockDb<'_> {
