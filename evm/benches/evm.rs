@@ -329,9 +329,21 @@ fn bench_blocks(c: &mut Criterion) {
             );
         });
         group.bench_function("new_payload_of_own_build", |b| {
+            // As in an Engine API cycle: the payload `getPayload` served comes back.
             b.iter_batched(
-                || chain_that_built(&work.genesis, attrs.clone()),
-                validate,
+                || {
+                    let mut chain = Chain::open(&work.genesis, None).unwrap();
+                    let updated = chain
+                        .forkchoice_updated(head_state(&chain), Some(attrs.clone()))
+                        .unwrap();
+                    let served = chain.get_payload(updated.payload_id.unwrap()).unwrap();
+                    (chain, served.execution_payload)
+                },
+                |(mut chain, served)| {
+                    let status = chain.new_payload(served, &[], BEACON_ROOT);
+                    assert!(status.is_valid(), "{status:?}");
+                    chain
+                },
                 BatchSize::LargeInput,
             );
         });

@@ -8,7 +8,7 @@ use std::{
     collections::{HashMap, VecDeque},
     io::{Read as _, Write as _},
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, OnceLock},
 };
 
 use alloy_consensus::{
@@ -129,19 +129,29 @@ struct SavedForkchoice {
     finalized: B256,
 }
 
+/// A block built for `engine_getPayload`.
+#[derive(Debug)]
+struct Built {
+    block: Arc<ExecutedBlock>,
+    /// The execution payload `engine_getPayloadV3` served for it, once it has.
+    served: OnceLock<ExecutionPayloadV3>,
+}
+
 /// The chain: block tree, canonical chain, payloads, pool.
 #[expect(clippy::struct_field_names, reason = "`chain_id` is the Ethereum term")]
 pub struct Chain {
     chain_id: u64,
     genesis_hash: B256,
-    blocks: HashMap<B256, ExecutedBlock>,
+    /// Shared with `payloads`: a built block that comes back through `engine_newPayload` is
+    /// not copied.
+    blocks: HashMap<B256, Arc<ExecutedBlock>>,
     /// Canonical hashes by number, starting at the genesis number.
     canonical: Vec<B256>,
     first_number: u64,
     safe: B256,
     finalized: B256,
     tx_index: HashMap<B256, TxLocation>,
-    payloads: HashMap<PayloadId, ExecutedBlock>,
+    payloads: HashMap<PayloadId, Built>,
     payload_order: VecDeque<PayloadId>,
     pool: Vec<Candidate>,
     senders: B256Map<Address>,
@@ -176,7 +186,7 @@ impl Chain {
             canonical: vec![genesis_hash],
             safe: genesis_hash,
             finalized: genesis_hash,
-            blocks: HashMap::from([(genesis_hash, genesis_block)]),
+            blocks: HashMap::from([(genesis_hash, Arc::new(genesis_block))]),
             tx_index: HashMap::new(),
             payloads: HashMap::new(),
             payload_order: VecDeque::new(),
@@ -227,12 +237,12 @@ impl Chain {
     }
 
     pub(crate) fn block(&self, hash: &B256) -> Option<&ExecutedBlock> {
-        self.blocks.get(hash)
+        self.blocks.get(hash).map(Arc::as_ref)
     }
 
     pub(crate) fn canonical_block(&self, number: u64) -> Option<&ExecutedBlock> {
         let index = usize::try_from(number.checked_sub(self.first_number)?).ok()?;
-        self.canonical.get(index).map(|hash| &self.blocks[hash])
+        self.canonical.get(index).map(|hash| &*self.blocks[hash])
     }
 
     pub(crate) fn is_canonical(&self, block: &ExecutedBlock) -> bool {
@@ -289,7 +299,7 @@ impl Chain {
                 break;
             }
             hashes.push((block.number(), block.hash));
-            cursor = self.blocks.get(&block.header().parent_hash);
+            cursor = self.block(&block.header().parent_hash);
         }
         hashes
     }
@@ -439,7 +449,13 @@ impl Chain {
         if !self.payloads.contains_key(&payload_id) {
             self.payload_order.push_back(payload_id);
         }
-        self.payloads.insert(payload_id, block);
+        self.payloads.insert(
+            payload_id,
+            Built {
+                block: Arc::new(block),
+                served: OnceLock::new(),
+            },
+        );
         while self.payload_order.len() > MAX_PAYLOADS {
             if let Some(old) = self.payload_order.pop_front() {
                 self.payloads.remove(&old);
@@ -504,12 +520,14 @@ impl Chain {
     /// `engine_getPayloadV3`.
     #[tracing::instrument(skip(self))]
     pub fn get_payload(&self, id: PayloadId) -> Result<ExecutionPayloadEnvelopeV3, EngineError> {
-        let block = self
+        let Built { block, served } = self
             .payloads
             .get(&id)
             .ok_or(EngineError::UnknownPayload(id))?;
+        let payload = served
+            .get_or_init(|| ExecutionPayloadV3::from_block_unchecked(block.hash, &block.block));
         Ok(ExecutionPayloadEnvelopeV3 {
-            execution_payload: ExecutionPayloadV3::from_block_unchecked(block.hash, &block.block),
+            execution_payload: payload.clone(),
             block_value: block.block_value,
             blobs_bundle: BlobsBundleV1::empty(),
             should_override_builder: false,
@@ -545,6 +563,16 @@ impl Chain {
                 ),
             );
         }
+        // The payload `engine_getPayload` served for a block this node built, back unchanged
+        // and with the beacon root it was built with, is that block: it is taken as is,
+        // without decoding or executing it again.
+        if let Some(built) = self.payloads.values().find(|built| {
+            built.served.get() == Some(&payload)
+                && built.block.header().parent_beacon_block_root == Some(parent_beacon_block_root)
+        }) {
+            let built = Arc::clone(&built.block);
+            return self.reuse_built(built, start);
+        }
         let mut block = match payload_block(payload) {
             Ok(block) => block,
             Err(err) => return invalid(None, format!("malformed payload: {err}")),
@@ -575,14 +603,10 @@ impl Chain {
         if let Some(built) = self
             .payloads
             .values()
-            .find(|built| built.hash == claimed_hash)
+            .find(|built| built.block.hash == claimed_hash)
         {
-            tracing::info!(number = built.number(), hash = %built.hash, "new payload is the block this node built");
-            let executed = built.clone();
-            if let Some(metrics) = &self.metrics {
-                metrics.record_reused_payload();
-            }
-            return self.accept_block(executed, start, claimed_hash);
+            let built = Arc::clone(&built.block);
+            return self.reuse_built(built, start);
         }
         let txs: Vec<&TxEnvelope> = block.body.transactions.iter().collect();
         let recovered = self.recover_all(&txs);
@@ -616,7 +640,7 @@ impl Chain {
         ) {
             Ok(executed) => {
                 tracing::info!(number = executed.number(), hash = %executed.hash, "new payload valid");
-                self.accept_block(executed, start, claimed_hash)
+                self.accept_block(Arc::new(executed), start, claimed_hash)
             }
             Err(
                 err @ executor::BlockError::Mismatch {
@@ -627,10 +651,27 @@ impl Chain {
         }
     }
 
+    /// Accepts a block this node built as a new payload.
+    fn reuse_built(
+        &mut self,
+        built: Arc<ExecutedBlock>,
+        start: std::time::Instant,
+    ) -> PayloadStatus {
+        let hash = built.hash;
+        if self.blocks.contains_key(&hash) {
+            return PayloadStatus::new(PayloadStatusEnum::Valid, Some(hash));
+        }
+        tracing::info!(number = built.number(), %hash, "new payload is the block this node built");
+        if let Some(metrics) = &self.metrics {
+            metrics.record_reused_payload();
+        }
+        self.accept_block(built, start, hash)
+    }
+
     /// Records a valid new payload: metrics, the block log and the block tree.
     fn accept_block(
         &mut self,
-        executed: ExecutedBlock,
+        executed: Arc<ExecutedBlock>,
         start: std::time::Instant,
         claimed_hash: B256,
     ) -> PayloadStatus {
@@ -833,7 +874,7 @@ impl Chain {
             &mut self.slot_keys,
         )
         .map_err(|e| e.to_string())?;
-        self.blocks.insert(hash, executed);
+        self.blocks.insert(hash, Arc::new(executed));
         Ok(())
     }
 }
@@ -1537,11 +1578,24 @@ mod tests {
             .encode()
             .contains("tandem_evm_payloads_reused_total 0"));
 
+        // The served payload under another beacon root is another header: refused by hash.
+        let status = chain.new_payload(payload.clone(), &[], B256::repeat_byte(4));
+        let PayloadStatusEnum::Invalid { validation_error } = &status.status else {
+            panic!("{status:?}")
+        };
+        assert!(validation_error.contains("blockHash"), "{validation_error}");
+        assert!(metrics
+            .encode()
+            .contains("tandem_evm_payloads_reused_total 0"));
+
         let status = chain.new_payload(payload, &[], B256::repeat_byte(3));
         assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
         assert!(metrics
             .encode()
             .contains("tandem_evm_payloads_reused_total 1"));
+        // The block tree holds the built block itself, not a copy.
+        let built = chain.payloads.values().next().unwrap();
+        assert!(Arc::ptr_eq(&built.block, &chain.blocks[&hash]));
         let block = chain.block(&hash).unwrap();
         assert_eq!(block.block.body.transactions.len(), 80);
         // The state root was computed incrementally over the genesis state's cached subtries:
