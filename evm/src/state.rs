@@ -697,15 +697,9 @@ mod tests {
         assert_eq!(slot_keys.get(U256::from(7)), None);
     }
 
-    #[test]
-    fn state_root_matches_alloy_trie_reference() {
-        let mut state = WorldState::from_accounts([
-            entry(1, 10, vec![]),
-            entry(2, 0, vec![(1, 5), (2, 0), (300, 7)]),
-            entry(3, 99, vec![(0, 1)]),
-        ])
-        .unwrap();
-        let reference = alloy_trie::root::state_root_unhashed(state.accounts().map(|account| {
+    /// alloy's state root of `state`, every storage root included, computed from scratch.
+    fn alloys_state_root(state: &WorldState) -> B256 {
+        alloy_trie::root::state_root_unhashed(state.accounts().map(|account| {
             let storage_root = alloy_trie::root::storage_root_unhashed(
                 account
                     .storage
@@ -719,8 +713,18 @@ mod tests {
                 account.code_hash,
             );
             (account.address, trie)
-        }));
-        assert_eq!(state.state_root(false), reference);
+        }))
+    }
+
+    #[test]
+    fn state_root_matches_alloy_trie_reference() {
+        let mut state = WorldState::from_accounts([
+            entry(1, 10, vec![]),
+            entry(2, 0, vec![(1, 5), (2, 0), (300, 7)]),
+            entry(3, 99, vec![(0, 1)]),
+        ])
+        .unwrap();
+        assert_eq!(state.state_root(false), alloys_state_root(&state));
         assert_eq!(
             state.storage(Address::repeat_byte(2), U256::from(300)),
             U256::from(7)
@@ -906,6 +910,7 @@ mod tests {
             read_ahead in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8),
             parts in 1usize..4,
             known_slots in proptest::prelude::any::<bool>(),
+            parallel_root in proptest::prelude::any::<bool>(),
         ) {
             use proptest::prelude::*;
             use revm::{
@@ -1010,6 +1015,8 @@ mod tests {
                     }
                 }
             }
+            // The hashes the tries kept through the changes are those of the final tries.
+            prop_assert_eq!(post.state_root(parallel_root), alloys_state_root(&post));
         }
     }
 }
