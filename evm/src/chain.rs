@@ -414,6 +414,13 @@ impl Chain {
             }
         }
         let payload_id = payload_id(parent_hash, attrs, &ids);
+        if attrs.no_tx_pool.unwrap_or(false) && self.payloads.contains_key(&payload_id) {
+            // The same parent and attributes, without the local pool: the block is built
+            // already, and building it again would give the same one (as geth does, the
+            // payload being built is named again).
+            tracing::debug!(%payload_id, "payload already built");
+            return Ok(payload_id);
+        }
         let mut candidates = self.with_senders(txs, &positions);
         if !attrs.no_tx_pool.unwrap_or(false) {
             for candidate in &self.pool {
@@ -1555,6 +1562,34 @@ mod tests {
         let built_warm = build_on_genesis(&mut warm, transactions.clone());
         let built_cold = build_on_genesis(&mut cold, transactions);
         assert_eq!(built_warm, built_cold);
+    }
+
+    #[test]
+    fn the_same_attributes_without_the_pool_name_the_payload_built_already() {
+        let mut chain = Chain::open(&genesis::dev_genesis(), None).unwrap();
+        let fcs = ForkchoiceState {
+            head_block_hash: chain.genesis_hash(),
+            ..Default::default()
+        };
+        let mut with_txs = attrs(12);
+        with_txs.transactions = Some(dev_transfers());
+        let mut build = |attrs: &OpPayloadAttributes| {
+            let updated = chain.forkchoice_updated(fcs, Some(attrs.clone())).unwrap();
+            let id = updated.payload_id.unwrap();
+            (id, Arc::clone(&chain.payloads[&id].block))
+        };
+        let (id, first) = build(&with_txs);
+        let (again, second) = build(&with_txs);
+        assert_eq!(again, id);
+        assert!(Arc::ptr_eq(&first, &second), "built once");
+        // With the local pool, whose transactions may have come since, it is built again.
+        with_txs.no_tx_pool = Some(false);
+        let (pooled, third) = build(&with_txs);
+        let (pooled_again, fourth) = build(&with_txs);
+        assert_eq!(pooled, pooled_again);
+        assert_ne!(pooled, id);
+        assert!(!Arc::ptr_eq(&third, &fourth), "built again");
+        assert_eq!(third.hash, fourth.hash);
     }
 
     #[test]
