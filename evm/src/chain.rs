@@ -395,24 +395,11 @@ impl Chain {
             parent_beacon_block_root,
             gas_limit,
         };
-        let raw = attrs.transactions.as_deref().unwrap_or_default();
-        // The decoded transactions, with their positions among the forced ones.
-        let mut txs = Vec::with_capacity(raw.len());
-        let mut positions = Vec::with_capacity(raw.len());
-        let mut ids = Vec::with_capacity(raw.len());
-        for (index, (raw, tx)) in raw.iter().zip(decode_all(raw)).enumerate() {
-            match tx {
-                Ok(tx) => {
-                    ids.push(*tx.tx_hash());
-                    txs.push(tx);
-                    positions.push(index);
-                }
-                Err(err) => {
-                    tracing::warn!(index, %err, "skipping undecodable forced transaction");
-                    ids.push(keccak256(raw));
-                }
-            }
-        }
+        let Forced {
+            txs,
+            positions,
+            ids,
+        } = Forced::decode(attrs.transactions.as_deref().unwrap_or_default());
         let payload_id = payload_id(parent_hash, attrs, &ids);
         if attrs.no_tx_pool.unwrap_or(false) && self.payloads.contains_key(&payload_id) {
             // The same parent and attributes, without the local pool: the block is built
@@ -929,6 +916,42 @@ fn payload_block(mut payload: ExecutionPayloadV3) -> Result<Block<TxEnvelope>, P
             withdrawals: block.body.withdrawals,
         },
     })
+}
+
+/// The forced transactions of payload attributes, decoded.
+struct Forced {
+    /// The transactions that decode.
+    txs: Vec<TxEnvelope>,
+    /// The position of each of `txs` among the forced transactions.
+    positions: Vec<usize>,
+    /// Every forced transaction's hash (of its bytes for one that does not decode), for the
+    /// payload id.
+    ids: Vec<B256>,
+}
+
+impl Forced {
+    /// Decodes `raw` ([`decode_all`]); those that do not decode are logged and left out.
+    fn decode(raw: &[Bytes]) -> Self {
+        let mut forced = Self {
+            txs: Vec::with_capacity(raw.len()),
+            positions: Vec::with_capacity(raw.len()),
+            ids: Vec::with_capacity(raw.len()),
+        };
+        for (index, (raw, tx)) in raw.iter().zip(decode_all(raw)).enumerate() {
+            match tx {
+                Ok(tx) => {
+                    forced.ids.push(*tx.tx_hash());
+                    forced.txs.push(tx);
+                    forced.positions.push(index);
+                }
+                Err(err) => {
+                    tracing::warn!(index, %err, "skipping undecodable forced transaction");
+                    forced.ids.push(keccak256(raw));
+                }
+            }
+        }
+        forced
+    }
 }
 
 /// Decodes EIP-2718 transactions, each with its hash, over the available cores; each core
