@@ -1496,14 +1496,34 @@ mod tests {
         let mut destroys = vec![0x73];
         destroys.extend_from_slice(heir.as_slice());
         destroys.push(0xff);
-        let transactions: Vec<Bytes> = [(0u64, keeps.to_vec(), 0u64), (1, destroys, 1_000)]
+        let creations: Vec<Bytes> = [(0u64, keeps.to_vec(), 0u64), (1, destroys, 1_000)]
             .into_iter()
             .map(|(nonce, init, value)| {
                 let create = alloy_primitives::TxKind::Create;
                 dev_signed(nonce, create, U256::from(value), init.into(), 200_000)
             })
             .collect();
-        let (validator, hash) = built_and_accepted(&genesis::dev_genesis(), transactions, 2);
+        // Alone, and followed by 78 transfers to new accounts: a block large enough for its
+        // account update to be shared out between two threads.
+        let transfers = (2..80u64).map(|nonce| {
+            let to = Address::from_word(B256::from(U256::from(0x5000 + nonce)));
+            let call = alloy_primitives::TxKind::Call(to);
+            dev_signed(nonce, call, U256::from(1), Bytes::new(), 21_000)
+        });
+        for transactions in [
+            creations.clone(),
+            creations.into_iter().chain(transfers).collect(),
+        ] {
+            check_created_and_self_destructed(transactions, heir);
+        }
+    }
+
+    /// The block of `transactions`, which start with `created_and_self_destructed_…`'s two
+    /// creations, leaves the kept contract with its code and storage, the other gone, and
+    /// `heir` with its balance.
+    fn check_created_and_self_destructed(transactions: Vec<Bytes>, heir: Address) {
+        let count = transactions.len();
+        let (validator, hash) = built_and_accepted(&genesis::dev_genesis(), transactions, count);
         let block = validator.block(&hash).unwrap();
         let kept = genesis::DEV_ACCOUNT.create(0);
         let account = block.state.account(kept).unwrap();

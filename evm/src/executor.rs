@@ -4,6 +4,8 @@
 //! the transactions on revm (Cancun rules), the withdrawals, then the roots. Building skips a
 //! transaction that cannot be included (and reports why); validation rejects the whole block.
 
+use std::sync::Arc;
+
 use alloy_consensus::{
     proofs::calculate_withdrawals_root, Block, BlockBody, Eip658Value, Header, Receipt,
     ReceiptEnvelope, ReceiptWithBloom, Transaction as _, TxEnvelope, TxType, EMPTY_OMMER_ROOT_HASH,
@@ -27,7 +29,7 @@ use revm::{
 
 use crate::{
     parallel::MIN_PARALLEL_ITEMS,
-    state::{preload, BlockDb, SlotKeys, WorldState},
+    state::{preload, BlockDb, SharedApply, SlotKeys, WorldState},
     trie,
 };
 
@@ -608,10 +610,12 @@ fn execute_beside_root(
         let outcome = execute(context, &candidates, db, withdrawals, mode, |chunk| {
             receipts.extend(chunk);
         });
-        let outcome = outcome.map(|mut outcome| {
+        let outcome = outcome.map(|(mut outcome, db)| {
             outcome.receipts.reserve(receipts.len());
             add_with_blooms(receipts, &mut outcome.receipts);
             outcome.receipts_root = receipts_root(&outcome.receipts);
+            outcome.state = state.clone();
+            outcome.state.apply(db);
             outcome
         });
         (outcome, root.then(|| transactions_root(&candidates)))
@@ -619,6 +623,7 @@ fn execute_beside_root(
         std::thread::scope(|scope| {
             let (part_sender, part) = std::sync::mpsc::sync_channel(1);
             let (sender, chunks) = std::sync::mpsc::channel::<Vec<(TxType, Receipt)>>();
+            let (job_sender, job) = std::sync::mpsc::channel::<Arc<SharedApply<'_>>>();
             let (candidates, addresses) = (&candidates, &addresses);
             let side = scope.spawn(move || {
                 // The block waits for this part, so it comes first.
@@ -638,6 +643,12 @@ fn execute_beside_root(
                 let receipts_root = early_root
                     .finish()
                     .unwrap_or_else(|| receipts_root(&receipts));
+                // Then, once the block has run, its part of the account update: this thread
+                // is running on the other core already, where a thread spawned for it might
+                // wait for the busy one.
+                if let Ok(shared) = job.recv() {
+                    shared.work();
+                }
                 (root, receipts, receipts_root)
             });
             let mine = preload(state, addresses, 0, 2);
@@ -660,13 +671,28 @@ fn execute_beside_root(
                     "reading accounts ahead failed".into(),
                 ))
             };
+            // The block's changes, shared out between the side thread and this one.
+            let outcome = outcome.map(|(outcome, db)| {
+                let (post, shared) = state.share_apply(db);
+                let shared = Arc::new(shared);
+                // Should the side thread be gone (it panicked, which `join` passes on), this
+                // thread does all the work.
+                let _ = job_sender.send(Arc::clone(&shared));
+                shared.work();
+                (outcome, post, shared)
+            });
+            // Without work to share (the block failed), the side thread stops waiting for it.
+            drop(job_sender);
             let (root, receipts, receipts_root) = match side.join() {
                 Ok(side) => side,
                 Err(panic) => std::panic::resume_unwind(panic),
             };
-            let outcome = outcome.map(|mut outcome| {
+            let outcome = outcome.map(|(mut outcome, post, shared)| {
                 outcome.receipts = receipts;
                 outcome.receipts_root = receipts_root;
+                outcome.state = Arc::into_inner(shared)
+                    .expect("the side thread is done")
+                    .finish(post);
                 outcome
             });
             (outcome, root)
@@ -725,9 +751,10 @@ fn block_evm<'a>(context: &BlockContext<'a>, db: BlockDb<'a>) -> Result<BlockEvm
 }
 
 /// Runs the candidates in order, handing their receipts (without blooms) to `receipts` in
-/// chunks, then applies the block's changes (withdrawals included) to a copy of the parent
-/// state. `receipts` is dropped before the changes are applied; the outcome's receipts and
-/// receipts root are left for the caller to fill in.
+/// chunks (`receipts` is dropped after the last), then credits the withdrawals. The outcome's
+/// receipts, receipts root and post-state are left for the caller to fill in: the post-state
+/// applies the returned database to a copy of the parent state ([`WorldState::apply`], or
+/// [`WorldState::split_apply`] over two threads).
 #[tracing::instrument(level = "debug", skip_all)]
 fn execute<'a>(
     context: &BlockContext<'a>,
@@ -736,7 +763,7 @@ fn execute<'a>(
     withdrawals: &[Withdrawal],
     mode: Mode,
     mut receipts: impl FnMut(Vec<(TxType, Receipt)>),
-) -> Result<Outcome, BlockError> {
+) -> Result<(Outcome, BlockDb<'a>), BlockError> {
     let header = &context.header;
     let mut evm = block_evm(context, db)?;
     let base_fee = header.base_fee_per_gas.unwrap_or(0);
@@ -805,10 +832,7 @@ fn execute<'a>(
     let mut db = evm.ctx.journaled_state.database;
     outcome.new_slot_keys = db.new_slot_keys();
     apply_withdrawals(&mut db, withdrawals);
-    let mut state = context.parent.state.clone();
-    state.apply(db);
-    outcome.state = state;
-    Ok(outcome)
+    Ok((outcome, db))
 }
 
 /// Adds the typed receipts to `out`, each with its bloom.

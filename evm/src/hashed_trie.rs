@@ -219,10 +219,10 @@ impl<V: Clone + Send + Sync> HashedTrie<V> {
     /// may follow where they live in memory), then merged into the trie in key order in one
     /// pass ([`merge`]): each changed node is copied once, and each new leaf is built in place.
     /// With `parallel`, the two halves of the key space (by first nibble) are updated on two
-    /// threads, each computing the values of its own items and then hashing the subtries it
-    /// changed (with `encode`, as [`HashedTrie::root`] would), so that the next root only has
-    /// the root node left to hash. The result does not depend on `parallel`, nor on the order
-    /// of `items`.
+    /// threads ([`Subtries::update`]), each computing the values of its own items and then
+    /// hashing the subtries it changed (with `encode`, as [`HashedTrie::root`] would), so that
+    /// the next root only has the root node left to hash. The result does not depend on
+    /// `parallel`, nor on the order of `items`.
     pub(crate) fn update<T: Sync>(
         &mut self,
         items: &[T],
@@ -231,71 +231,64 @@ impl<V: Clone + Send + Sync> HashedTrie<V> {
         encode: &(impl Fn(&V, &mut Vec<u8>) + Sync),
         parallel: bool,
     ) {
-        // The values of the items whose first nibble is in `nibbles`, in the order of `items`,
-        // and their keys in key order, each with the position of its value.
-        let values = |nibbles: std::ops::Range<usize>| {
-            // Room for the share of uniformly spread keys.
-            let expected = items.len() * nibbles.len() / 16 + 16;
-            let mut values = Vec::with_capacity(expected);
-            let mut order = Vec::with_capacity(expected);
-            for item in items {
-                let key = key(item);
-                if nibbles.contains(&nibble(&key, 0)) {
-                    order.push((key, values.len()));
-                    values.push(std::cell::Cell::new(value(item)));
-                }
+        if parallel {
+            if let Some(mut low) = self.take_subtries(0..8) {
+                let mut high = self.take_subtries(8..16).expect("the root is a branch");
+                std::thread::scope(|scope| {
+                    let other = scope.spawn(|| low.update(items, &key, &value, encode));
+                    high.update(items, &key, &value, encode);
+                    if let Err(panic) = other.join() {
+                        std::panic::resume_unwind(panic);
+                    }
+                });
+                self.put_subtries([low, high]);
+                return;
             }
-            order.sort_unstable_by_key(|(key, _)| *key);
-            (values, order)
-        };
-        // Each value is taken by the one merge that builds its leaf.
-        let merge_values = |slot: &mut Option<Arc<Node<V>>>,
-                            depth: usize,
-                            values: &[std::cell::Cell<Option<V>>],
-                            order: &[(B256, usize)]| {
-            let keyed: Vec<(B256, &std::cell::Cell<Option<V>>)> = order
-                .iter()
-                .map(|(key, position)| (*key, &values[*position]))
-                .collect();
-            merge(slot, depth, &keyed, &std::cell::Cell::take)
-        };
-        let Some(Node::Branch(_)) = self.root.as_deref().filter(|_| parallel) else {
-            let (values, order) = values(0..16);
-            let added = merge_values(&mut self.root, 0, &values, &order);
-            self.len = with_added(self.len, added);
-            return;
-        };
-        let root = self.root.as_mut().expect("matched a branch");
+        }
+        let (values, order) = values_of(items, &key, &value, 0..16);
+        let added = merge_values(&mut self.root, 0, &values, &order);
+        self.len = with_added(self.len, added);
+    }
+
+    /// Takes the subtries under the root branch whose first nibble is in `nibbles` out of the
+    /// trie, for [`Subtries::update`] on whichever thread; `None` when the root is not a
+    /// branch. The trie lacks them until they are put back ([`HashedTrie::put_subtries`]).
+    pub(crate) fn take_subtries(&mut self, nibbles: std::ops::Range<usize>) -> Option<Subtries<V>> {
+        let root = self.root.as_mut()?;
+        if !matches!(**root, Node::Branch(_)) {
+            return None;
+        }
         let Node::Branch(branch) = Arc::make_mut(root) else {
             unreachable!("matched a branch")
         };
         branch.reference = None;
-        // Applies the items whose first nibble is in `first..first + children.len()`, returning
-        // how many keys that adds (negative: removes).
-        let half = |children: &mut [Option<Arc<Node<V>>>], first: usize| -> isize {
-            let (values, order) = values(first..first + children.len());
-            let added = groups(&order, 0)
-                .map(|(nibble, group)| {
-                    merge_values(&mut children[nibble - first], 1, &values, group)
-                })
-                .sum();
-            for child in children.iter_mut().flatten() {
-                refresh(child, 1, encode);
-            }
-            added
+        Some(Subtries {
+            first: nibbles.start,
+            children: branch.children[nibbles]
+                .iter_mut()
+                .map(Option::take)
+                .collect(),
+            added: 0,
+        })
+    }
+
+    /// Puts back every subtrie taken out ([`HashedTrie::take_subtries`]), with the keys their
+    /// updates added. As after a removal, a root left with one leaf becomes that leaf, at
+    /// depth 0, and one left with nothing is gone.
+    pub(crate) fn put_subtries(&mut self, taken: impl IntoIterator<Item = Subtries<V>>) {
+        let root = self
+            .root
+            .as_mut()
+            .expect("subtries are taken from a root branch");
+        let Node::Branch(branch) = Arc::make_mut(root) else {
+            unreachable!("subtries are taken from a root branch")
         };
-        let (low, high) = branch.children.split_at_mut(8);
-        let added = std::thread::scope(|scope| {
-            let other = scope.spawn(|| half(low, 0));
-            let mine = half(high, 8);
-            match other.join() {
-                Ok(theirs) => mine + theirs,
-                Err(panic) => std::panic::resume_unwind(panic),
+        for subtries in taken {
+            for (at, child) in subtries.children.into_iter().enumerate() {
+                branch.children[subtries.first + at] = child;
             }
-        });
-        self.len = with_added(self.len, added);
-        // As after a removal: a root left with one leaf becomes that leaf, at depth 0, and
-        // one left with nothing is gone.
+            self.len = with_added(self.len, subtries.added);
+        }
         if branch.child_count() == 0 {
             self.root = None;
         } else if let Some(leaf) = branch.lone_leaf() {
@@ -326,6 +319,95 @@ impl<V: Clone + Send + Sync> HashedTrie<V> {
         };
         root_hash(&reference)
     }
+}
+
+/// Some of the subtries under a trie's root branch, taken out of it
+/// ([`HashedTrie::take_subtries`]) so that a thread can update them ([`Subtries::update`])
+/// while another updates the rest, then put back ([`HashedTrie::put_subtries`]).
+#[derive(Debug)]
+pub(crate) struct Subtries<V> {
+    /// The first nibble of the keys under `children[0]`.
+    first: usize,
+    children: Vec<Option<Arc<Node<V>>>>,
+    /// How many keys the updates added (negative: removed).
+    added: isize,
+}
+
+impl<V: Clone> Subtries<V> {
+    /// The first nibble of the keys under them.
+    pub(crate) fn first(&self) -> usize {
+        self.first
+    }
+
+    /// [`HashedTrie::update`] for the items whose keys fall under these subtries (the others
+    /// are left out), which are then hashed, so that the trie's next root only has the root
+    /// node left to hash.
+    pub(crate) fn update<T>(
+        &mut self,
+        items: &[T],
+        key: &impl Fn(&T) -> B256,
+        value: &impl Fn(&T) -> Option<V>,
+        encode: &impl Fn(&V, &mut Vec<u8>),
+    ) {
+        let (values, order) = values_of(
+            items,
+            key,
+            value,
+            self.first..self.first + self.children.len(),
+        );
+        self.added += groups(&order, 0)
+            .map(|(nibble, group)| {
+                merge_values(&mut self.children[nibble - self.first], 1, &values, group)
+            })
+            .sum::<isize>();
+        for child in self.children.iter_mut().flatten() {
+            refresh(child, 1, encode);
+        }
+    }
+}
+
+/// Values to merge, in the order they were computed, and their keys in key order, each with
+/// the position of its value ([`values_of`], [`merge_values`]).
+type Ordered<V> = (Vec<std::cell::Cell<Option<V>>>, Vec<(B256, usize)>);
+
+/// The values of the items whose first nibble is in `nibbles`, in the order of `items` (which
+/// may follow where they live in memory), and their keys in key order, each with the position
+/// of its value.
+fn values_of<T, V>(
+    items: &[T],
+    key: &impl Fn(&T) -> B256,
+    value: &impl Fn(&T) -> Option<V>,
+    nibbles: std::ops::Range<usize>,
+) -> Ordered<V> {
+    // Room for the share of uniformly spread keys.
+    let expected = items.len() * nibbles.len() / 16 + 16;
+    let mut values = Vec::with_capacity(expected);
+    let mut order = Vec::with_capacity(expected);
+    for item in items {
+        let key = key(item);
+        if nibbles.contains(&nibble(&key, 0)) {
+            order.push((key, values.len()));
+            values.push(std::cell::Cell::new(value(item)));
+        }
+    }
+    order.sort_unstable_by_key(|(key, _)| *key);
+    (values, order)
+}
+
+/// [`merge`]s the items of `order` (keys in key order, with the positions of their `values`)
+/// into the subtrie in `slot` at `depth`; each value is taken by the one merge that builds its
+/// leaf.
+fn merge_values<V: Clone>(
+    slot: &mut Option<Arc<Node<V>>>,
+    depth: usize,
+    values: &[std::cell::Cell<Option<V>>],
+    order: &[(B256, usize)],
+) -> isize {
+    let keyed: Vec<(B256, &std::cell::Cell<Option<V>>)> = order
+        .iter()
+        .map(|(key, position)| (*key, &values[*position]))
+        .collect();
+    merge(slot, depth, &keyed, &std::cell::Cell::take)
 }
 
 /// The value at `key` in the subtrie `node` at `depth`.

@@ -22,7 +22,10 @@ use revm::{
     DatabaseCommit, DatabaseRef,
 };
 
-use crate::{hashed_trie::HashedTrie, parallel::MIN_PARALLEL_ITEMS};
+use crate::{
+    hashed_trie::{HashedTrie, Subtries},
+    parallel::MIN_PARALLEL_ITEMS,
+};
 
 /// One account of the world state.
 #[derive(Clone, Debug)]
@@ -212,14 +215,7 @@ impl WorldState {
         for (hash, code) in db.new_codes {
             self.codes.entry(hash).or_insert(code);
         }
-        // In the order the entries lie in memory, with their keys.
-        let touched: Vec<(B256, &Entry)> = db
-            .parts
-            .iter()
-            .flat_map(|part| &part.entries)
-            .filter(|entry| entry.touched)
-            .map(|entry| (entry.key, entry))
-            .collect();
+        let touched = touched(&db.parts);
         let parallel = touched.len() >= MIN_PARALLEL_ITEMS;
         self.accounts.update(
             &touched,
@@ -229,6 +225,103 @@ impl WorldState {
             parallel,
         );
     }
+
+    /// [`WorldState::apply`] shared out between threads that exist already, a subtrie of the
+    /// account trie at a time ([`SharedApply::work`]): whichever thread is free takes the next
+    /// one, so that a thread that starts later does not leave the other waiting. The subtries
+    /// that cost most (by their changed accounts and storage slots) go first, so that one
+    /// holding a contract whose storage changed a lot is not taken last. Returns a copy of this
+    /// state with the code `db`'s block deployed, whose account trie lacks its subtries until
+    /// [`SharedApply::finish`]. A block that changed too few accounts to share out, or a trie
+    /// whose root is not a branch, is applied at once by `finish`.
+    pub(crate) fn share_apply<'a>(&self, db: BlockDb<'a>) -> (WorldState, SharedApply<'a>) {
+        let mut state = self.clone();
+        let mut shared = SharedApply {
+            db,
+            subtries: Vec::new(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+        };
+        let touched = touched(&shared.db.parts);
+        if touched.len() < MIN_PARALLEL_ITEMS {
+            return (state, shared);
+        }
+        // Nibbles by what their changes cost, most first (ties by nibble).
+        let mut costs = [0usize; 16];
+        for (key, entry) in touched {
+            costs[usize::from(key[0] >> 4)] += 1 + entry.slots.len();
+        }
+        let mut nibbles: Vec<usize> = (0..16).collect();
+        nibbles.sort_by_key(|nibble| (std::cmp::Reverse(costs[*nibble]), *nibble));
+        for nibble in nibbles {
+            // Only the first can fail (the root is not a branch), before any is taken.
+            let Some(taken) = state.accounts.take_subtries(nibble..nibble + 1) else {
+                return (state, shared);
+            };
+            shared.subtries.push(std::sync::Mutex::new(taken));
+        }
+        for (hash, code) in &shared.db.new_codes {
+            state.codes.entry(*hash).or_insert_with(|| code.clone());
+        }
+        (state, shared)
+    }
+}
+
+/// A block's account update shared out between threads ([`WorldState::share_apply`]).
+#[derive(Debug)]
+pub(crate) struct SharedApply<'a> {
+    db: BlockDb<'a>,
+    /// The sixteen subtries under the root, each taken once by [`SharedApply::work`].
+    subtries: Vec<std::sync::Mutex<Subtries<Account>>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl SharedApply<'_> {
+    /// Updates subtries (and hashes them) until none is left.
+    pub(crate) fn work(&self) {
+        // The changed accounts by first nibble.
+        let mut buckets: [Vec<(B256, &Entry)>; 16] = Default::default();
+        for (key, entry) in touched(&self.db.parts) {
+            buckets[usize::from(key[0] >> 4)].push((key, entry));
+        }
+        while let Some(subtries) = self
+            .subtries
+            .get(self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+        {
+            let mut subtries = subtries.lock().expect("each subtrie is taken once");
+            let bucket = &buckets[subtries.first()];
+            subtries.update(
+                bucket,
+                &|(key, _): &(B256, &Entry)| *key,
+                &|(_, entry): &(B256, &Entry)| post_account(entry),
+                &encode_account,
+            );
+        }
+    }
+
+    /// The post-state (`state`, from [`WorldState::share_apply`]) once the work is done.
+    pub(crate) fn finish(self, mut state: WorldState) -> WorldState {
+        if self.subtries.is_empty() {
+            // Nothing was shared out: applied here, at once.
+            state.apply(self.db);
+        } else {
+            state.accounts.put_subtries(
+                self.subtries
+                    .into_iter()
+                    .map(|subtries| subtries.into_inner().expect("each subtrie is taken once")),
+            );
+        }
+        state
+    }
+}
+
+/// The accounts a block changed, with their keys, in the order their entries lie in memory.
+fn touched(parts: &[Part]) -> Vec<(B256, &Entry)> {
+    parts
+        .iter()
+        .flat_map(|part| &part.entries)
+        .filter(|entry| entry.touched)
+        .map(|entry| (entry.key, entry))
+        .collect()
 }
 
 /// The value of `account`'s leaf in the account trie.
@@ -675,6 +768,51 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (U256::from(k), U256::from(v)))
                 .collect(),
+        }
+    }
+
+    #[test]
+    fn an_update_shared_out_between_threads_is_the_update_in_one() {
+        /// A block crediting 100 accounts on `state`.
+        fn block<'a>(state: &'a WorldState, slot_keys: &'a SlotKeys) -> BlockDb<'a> {
+            let mut db = BlockDb::new(state, &[], vec![preload(state, &[], 0, 1)], slot_keys);
+            for byte in 1..=100u8 {
+                db.credit(Address::repeat_byte(byte), U256::from(byte));
+            }
+            db
+        }
+        let slot_keys = SlotKeys::default();
+        // On a state whose root is a branch (half of the accounts new), and on one whose
+        // root is a single leaf, which cannot be shared out.
+        let many =
+            WorldState::from_accounts((1..=50u8).map(|byte| entry(byte, 7, vec![]))).unwrap();
+        let one = WorldState::from_accounts([entry(1, 7, vec![])]).unwrap();
+        for (state, shared) in [(&many, true), (&one, false)] {
+            let mut expected = state.clone();
+            expected.apply(block(state, &slot_keys));
+            let mut expected_root = expected.clone();
+            let expected_root = expected_root.state_root(false);
+            for threads in [1, 2] {
+                let (post, work) = state.share_apply(block(state, &slot_keys));
+                assert_eq!(work.subtries.len(), if shared { 16 } else { 0 });
+                std::thread::scope(|scope| {
+                    for _ in 1..threads {
+                        scope.spawn(|| work.work());
+                    }
+                    work.work();
+                });
+                let mut applied = work.finish(post);
+                assert_eq!(
+                    applied.state_root(false),
+                    expected_root,
+                    "{threads} threads"
+                );
+                assert_eq!(applied.state_root(false), alloys_state_root(&applied));
+                assert_eq!(
+                    applied.account(Address::repeat_byte(80)).map(|a| a.balance),
+                    Some(U256::from(80))
+                );
+            }
         }
     }
 
