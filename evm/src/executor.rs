@@ -584,14 +584,16 @@ pub(crate) fn cfg_env(chain_id: u64) -> CfgEnv {
 /// Receipts are handed over in chunks of this many while the block runs.
 const RECEIPT_CHUNK: usize = 256;
 
-/// Reads ahead the accounts the block names, runs [`execute`], and builds the receipts (with
-/// their blooms) and their root, and with `root` the transactions root of all `candidates`.
+/// Reads ahead the accounts the block names, runs [`execute`], builds the receipts (with
+/// their blooms) and their root, and with `root` the transactions root of all `candidates`,
+/// then applies the block's changes to a copy of the parent state.
 ///
 /// From [`MIN_PARALLEL_ITEMS`] candidates on, a second thread shares the work: it reads half
 /// of the accounts ahead ([`preload`]), then while the transactions run computes the
 /// transactions root (it does not depend on execution) and the receipts, taken in chunks as
 /// they come ([`RECEIPT_CHUNK`]), hashing the leaves of their trie as it goes
-/// ([`trie::OrderedRoot`]).
+/// ([`trie::OrderedRoot`]), and last takes its share of the account update
+/// ([`WorldState::share_apply`]).
 /// The included candidates then move into the outcome.
 fn execute_beside_root(
     context: &BlockContext<'_>,

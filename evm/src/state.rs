@@ -451,7 +451,8 @@ impl Entry {
 }
 
 /// The revm database a block executes on: the parent state, plus every account the block read
-/// or changed, as of the last transaction. [`WorldState::apply`] turns it into the post-state.
+/// or changed, as of the last transaction. [`WorldState::apply`] (or, over threads,
+/// [`WorldState::share_apply`]) turns it into the post-state.
 ///
 /// The accounts a block's transactions name are read ahead ([`preload`]), split by address
 /// ([`part_of`]) into [`Part`]s that separate threads fill: each hashes its addresses in one
