@@ -756,7 +756,7 @@ fn block_evm<'a>(context: &BlockContext<'a>, db: BlockDb<'a>) -> Result<BlockEvm
 /// chunks (`receipts` is dropped after the last), then credits the withdrawals. The outcome's
 /// receipts, receipts root and post-state are left for the caller to fill in: the post-state
 /// applies the returned database to a copy of the parent state ([`WorldState::apply`], or
-/// [`WorldState::split_apply`] over two threads).
+/// [`WorldState::share_apply`] over two threads).
 #[tracing::instrument(level = "debug", skip_all)]
 fn execute<'a>(
     context: &BlockContext<'a>,
