@@ -1202,13 +1202,14 @@ mod tests {
         }
     }
 
-    /// alloy's state root over every account of `block`'s post-state, computed from scratch.
+    /// alloy's state root over every account of `block`'s post-state (by trie key), computed
+    /// from scratch.
     fn alloys_state_root(block: &ExecutedBlock) -> B256 {
-        alloy_trie::root::state_root_unhashed(
+        alloy_trie::root::state_root_unsorted(
             block
                 .state
                 .accounts()
-                .map(|account| (account.address, account.trie_account())),
+                .map(|(key, account)| (*key, account.trie_account())),
         )
     }
 

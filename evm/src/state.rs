@@ -30,9 +30,6 @@ use crate::{
 /// One account of the world state.
 #[derive(Clone, Debug)]
 pub(crate) struct Account {
-    /// The preimage of the account's trie key, for tests that hash it independently.
-    #[cfg_attr(not(test), expect(dead_code, reason = "read by tests"))]
-    pub(crate) address: Address,
     pub(crate) nonce: u64,
     pub(crate) balance: U256,
     pub(crate) code_hash: B256,
@@ -43,9 +40,8 @@ pub(crate) struct Account {
 }
 
 impl Account {
-    fn empty(address: Address) -> Self {
+    fn empty() -> Self {
         Self {
-            address,
             nonce: 0,
             balance: U256::ZERO,
             code_hash: KECCAK_EMPTY,
@@ -134,7 +130,7 @@ impl WorldState {
     ) -> Result<Self, StateError> {
         let mut state = Self::default();
         for entry in accounts {
-            let mut account = Account::empty(entry.address);
+            let mut account = Account::empty();
             account.nonce = entry.nonce;
             account.balance = entry.balance;
             if !entry.code.is_empty() {
@@ -181,10 +177,10 @@ impl WorldState {
         self.accounts.root(parallel, &encode_account)
     }
 
-    /// Iterates over all accounts in trie-key order.
+    /// Iterates over all accounts with their trie keys, in key order.
     #[cfg_attr(not(test), expect(dead_code, reason = "used by tests"))]
-    pub(crate) fn accounts(&self) -> impl Iterator<Item = &Account> {
-        self.accounts.iter().map(|(_, account)| account)
+    pub(crate) fn accounts(&self) -> impl Iterator<Item = (&B256, &Account)> {
+        self.accounts.iter()
     }
 
     /// The revm view of `account`, with its code.
@@ -530,7 +526,7 @@ impl<'a> BlockDb<'a> {
     /// account if needed.
     pub(crate) fn credit(&mut self, address: Address, amount: U256) {
         let entry = self.entry(address);
-        let account = entry.account.get_or_insert_with(|| Account::empty(address));
+        let account = entry.account.get_or_insert_with(Account::empty);
         account.balance = account.balance.saturating_add(amount);
         entry.touched = true;
     }
@@ -566,7 +562,7 @@ impl<'a> BlockDb<'a> {
             entry.slots.clear();
             return;
         }
-        let account = entry.account.get_or_insert_with(|| Account::empty(address));
+        let account = entry.account.get_or_insert_with(Account::empty);
         if created {
             account.storage = HashedTrie::default();
             account.storage_root = EMPTY_ROOT_HASH;
@@ -838,7 +834,7 @@ mod tests {
 
     /// alloy's state root of `state`, every storage root included, computed from scratch.
     fn alloys_state_root(state: &WorldState) -> B256 {
-        alloy_trie::root::state_root_unhashed(state.accounts().map(|account| {
+        alloy_trie::root::state_root_unsorted(state.accounts().map(|(key, account)| {
             let storage_root = alloy_trie::root::storage_root_unhashed(
                 account
                     .storage
@@ -851,7 +847,7 @@ mod tests {
                 storage_root,
                 account.code_hash,
             );
-            (account.address, trie)
+            (*key, trie)
         }))
     }
 
@@ -884,7 +880,7 @@ mod tests {
                     .map(|(_, (slot, value))| (B256::from(*slot), *value)),
             )
         };
-        let mut account = Account::empty(Address::repeat_byte(1));
+        let mut account = Account::empty();
         // One slot (a single leaf), then many, then changes and removals.
         for step in 0..300u64 {
             let slot = U256::from(step % 97);
@@ -911,10 +907,10 @@ mod tests {
     #[test]
     fn cached_state_root_matches_alloy_through_changes() {
         let reference = |state: &WorldState| {
-            alloy_trie::root::state_root_unhashed(
+            alloy_trie::root::state_root_unsorted(
                 state
                     .accounts()
-                    .map(|account| (account.address, account.trie_account())),
+                    .map(|(key, account)| (*key, account.trie_account())),
             )
         };
         let mut state = WorldState::default();
@@ -928,7 +924,7 @@ mod tests {
             if step % 7 == 6 {
                 state.accounts.remove(&key);
             } else {
-                let mut account = Account::empty(address);
+                let mut account = Account::empty();
                 account.nonce = step;
                 account.balance = U256::from(step + 1);
                 state.accounts.insert(key, account);
