@@ -644,17 +644,22 @@ fn refresh_split<V: Clone + Send + Sync>(
         .collect();
     let half = dirty.len() / 2;
     let (first, second) = dirty.split_at_mut(half);
-    std::thread::scope(|scope| {
-        let other = scope.spawn(|| {
-            for child in first {
-                refresh(child, 1, encode);
-            }
-        });
-        for child in second {
+    let refresh_all = |children: &mut [&mut Arc<Node<V>>]| {
+        for child in children {
             refresh(child, 1, encode);
         }
-        other.join().expect("hashing a subtrie does not panic");
-    });
+    };
+    if first.is_empty() {
+        // At most one subtrie changed (none after an update that hashed its subtries): no
+        // thread to share it with.
+        refresh_all(second);
+    } else {
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| refresh_all(first));
+            refresh_all(second);
+            other.join().expect("hashing a subtrie does not panic");
+        });
+    }
     let mut buf = Vec::with_capacity(600);
     encode_branch(branch, &mut Scratch::default(), &mut buf);
     let reference = RlpNode::from_rlp(&buf);
