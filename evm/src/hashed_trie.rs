@@ -120,7 +120,7 @@ impl<V> Branch<V> {
 }
 
 /// The nibble of `key` at `depth` (0 is the high half of the first byte).
-fn nibble(key: &B256, depth: usize) -> usize {
+pub(crate) fn nibble(key: &B256, depth: usize) -> usize {
     let byte = key[depth / 2];
     usize::from(if depth.is_multiple_of(2) {
         byte >> 4

@@ -23,7 +23,7 @@ use revm::{
 };
 
 use crate::{
-    hashed_trie::{HashedTrie, Subtries},
+    hashed_trie::{nibble, HashedTrie, Subtries},
     parallel::MIN_PARALLEL_ITEMS,
 };
 
@@ -232,20 +232,28 @@ impl WorldState {
     /// whose root is not a branch, is applied at once by `finish`.
     pub(crate) fn share_apply<'a>(&self, db: BlockDb<'a>) -> (WorldState, SharedApply<'a>) {
         let mut state = self.clone();
+        // The changed accounts by first nibble, and what each nibble's changes cost.
+        let mut buckets: [Vec<Changed>; 16] = Default::default();
+        let mut costs = [0usize; 16];
+        for (part, Part { entries, .. }) in db.parts.iter().enumerate() {
+            for (position, entry) in entries.iter().enumerate() {
+                if entry.touched {
+                    let first = nibble(&entry.key, 0);
+                    buckets[first].push((entry.key, part, position));
+                    costs[first] += 1 + entry.slots.len();
+                }
+            }
+        }
         let mut shared = SharedApply {
             db,
+            buckets,
             subtries: Vec::new(),
             next: std::sync::atomic::AtomicUsize::new(0),
         };
-        let touched = touched(&shared.db.parts);
-        if touched.len() < MIN_PARALLEL_ITEMS {
+        if shared.buckets.iter().map(Vec::len).sum::<usize>() < MIN_PARALLEL_ITEMS {
             return (state, shared);
         }
         // Nibbles by what their changes cost, most first (ties by nibble).
-        let mut costs = [0usize; 16];
-        for (key, entry) in touched {
-            costs[usize::from(key[0] >> 4)] += 1 + entry.slots.len();
-        }
         let mut nibbles: Vec<usize> = (0..16).collect();
         nibbles.sort_by_key(|nibble| (std::cmp::Reverse(costs[*nibble]), *nibble));
         for nibble in nibbles {
@@ -262,10 +270,15 @@ impl WorldState {
     }
 }
 
+/// A changed account: its trie key, and where its entry lies (part, position).
+type Changed = (B256, usize, usize);
+
 /// A block's account update shared out between threads ([`WorldState::share_apply`]).
 #[derive(Debug)]
 pub(crate) struct SharedApply<'a> {
     db: BlockDb<'a>,
+    /// The changed accounts by first nibble.
+    buckets: [Vec<Changed>; 16],
     /// The sixteen subtries under the root, each taken once by [`SharedApply::work`].
     subtries: Vec<std::sync::Mutex<Subtries<Account>>>,
     next: std::sync::atomic::AtomicUsize,
@@ -274,21 +287,18 @@ pub(crate) struct SharedApply<'a> {
 impl SharedApply<'_> {
     /// Updates subtries (and hashes them) until none is left.
     pub(crate) fn work(&self) {
-        // The changed accounts by first nibble.
-        let mut buckets: [Vec<(B256, &Entry)>; 16] = Default::default();
-        for (key, entry) in touched(&self.db.parts) {
-            buckets[usize::from(key[0] >> 4)].push((key, entry));
-        }
         while let Some(subtries) = self
             .subtries
             .get(self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
         {
             let mut subtries = subtries.lock().expect("each subtrie is taken once");
-            let bucket = &buckets[subtries.first()];
+            let bucket = &self.buckets[subtries.first()];
             subtries.update(
                 bucket,
-                &|(key, _): &(B256, &Entry)| *key,
-                &|(_, entry): &(B256, &Entry)| post_account(entry),
+                &|(key, _, _): &Changed| *key,
+                &|(_, part, position): &Changed| {
+                    post_account(&self.db.parts[*part].entries[*position])
+                },
                 &encode_account,
             );
         }
