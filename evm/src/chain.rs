@@ -477,8 +477,7 @@ impl Chain {
                 }
             });
         }
-        let mut kept = valid.iter();
-        txs.retain(|_| *kept.next().expect("one flag per transaction"));
+        executor::retain_flagged(&mut txs, &valid);
         Candidates { txs, senders }
     }
 

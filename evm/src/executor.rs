@@ -137,13 +137,16 @@ impl Candidates {
         for index in included {
             wanted[*index] = true;
         }
-        let mut kept = wanted.iter();
-        self.txs
-            .retain(|_| *kept.next().expect("one flag per transaction"));
-        let mut kept = wanted.iter();
-        self.senders
-            .retain(|_| *kept.next().expect("one flag per sender"));
+        retain_flagged(&mut self.txs, &wanted);
+        retain_flagged(&mut self.senders, &wanted);
     }
+}
+
+/// Keeps the items of `items` whose flag in `keep` (one per item) is set, in order.
+pub(crate) fn retain_flagged<T>(items: &mut Vec<T>, keep: &[bool]) {
+    debug_assert_eq!(items.len(), keep.len(), "one flag per item");
+    let mut kept = keep.iter();
+    items.retain(|_| *kept.next().expect("one flag per item"));
 }
 
 /// A transaction that building left out, and why.
