@@ -3,6 +3,7 @@
 use clap::Parser as _;
 use eyre::WrapErr as _;
 use tandem_evm::{cli::Args, genesis, jwt, node};
+use tokio::signal::unix::{signal, SignalKind};
 
 #[tokio::main]
 async fn main() -> eyre::Result<()> {
@@ -25,15 +26,19 @@ async fn main() -> eyre::Result<()> {
         forwarder: args.forwarder_url.clone().map(|url| (url, args.rollup_id)),
         metrics_addr: args.metrics_addr,
     };
+    // The handlers go in before the servers start: a signal that arrives once the node says it
+    // is listening must shut it down cleanly, not kill it with the default action.
+    let mut sigterm =
+        signal(SignalKind::terminate()).wrap_err("failed to install the SIGTERM handler")?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).wrap_err("failed to install the SIGINT handler")?;
     let handle = node::start(config)
         .await
         .wrap_err("failed to start tandem-evm")?;
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .wrap_err("failed to install the SIGTERM handler")?;
     tokio::select! {
         _ = sigterm.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received, shutting down"),
+        _ = sigint.recv() => tracing::info!("interrupt received, shutting down"),
         () = handle.stopped() => eyre::bail!("a server stopped unexpectedly"),
     }
     handle.shutdown().await;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use eyre::WrapErr as _;
+use tokio::signal::unix::{signal, SignalKind};
 
 /// Single-validator consensus host speaking `CometBFT`'s ABCI and JSON-RPC.
 #[derive(Debug, Parser)]
@@ -55,16 +56,20 @@ async fn main() -> eyre::Result<()> {
             .map_err(|e| eyre::eyre!(e))
             .wrap_err("failed to parse --timeout-commit")?;
     }
+    // The handlers go in before the node starts: a signal that arrives once it says it is
+    // listening must shut it down cleanly, not kill it with the default action.
+    let mut sigterm =
+        signal(SignalKind::terminate()).wrap_err("failed to install the SIGTERM handler")?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).wrap_err("failed to install the SIGINT handler")?;
     let mut node = tandem_solo::start(config)
         .await
         .wrap_err("failed to start tandem-solo")?;
     tracing::info!(rpc = %node.rpc_addr(), "tandem-solo started");
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .wrap_err("failed to install the SIGTERM handler")?;
     tokio::select! {
         result = node.wait() => return result.wrap_err("tandem-solo stopped"),
         _ = sigterm.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received, shutting down"),
+        _ = sigint.recv() => tracing::info!("interrupt received, shutting down"),
     }
     node.shutdown()
         .await
