@@ -66,6 +66,22 @@ impl Solo {
         }
     }
 
+    /// Sends SIGTERM and waits, with a deadline, for the exit status.
+    pub(crate) async fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("tandem-solo is running");
+        let pid = child.id().expect("tandem-solo has a pid").to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        tokio::time::timeout(DEADLINE, child.wait())
+            .await
+            .expect("tandem-solo did not exit after SIGTERM")
+            .expect("wait for tandem-solo")
+    }
+
     pub(crate) fn client(&self) -> HttpClient {
         HttpClient::new(format!("http://{}", self.rpc).as_str()).unwrap()
     }
@@ -183,6 +199,33 @@ async fn run_reference(txs: usize) -> Vec<(tendermint::AppHash, Vec<Vec<u8>>)> {
     solo.kill().await;
     app.stop().await;
     chain
+}
+
+/// SIGTERM as soon as the RPC answers is a clean shutdown (exit status 0), not the signal's
+/// default kill, and after three of them the chain is still one linked sequence of blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_as_soon_as_the_rpc_answers_is_a_clean_shutdown() {
+    let app = TestApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_home(dir.path(), app.addr, Duration::from_millis(5), true);
+    let mut solo = Solo::new(dir.path(), free_port());
+    for _ in 0..3 {
+        solo.start();
+        solo.wait_up().await;
+        let status = solo.terminate().await;
+        assert!(status.success(), "tandem-solo exited with {status}");
+    }
+    solo.start();
+    solo.wait_up().await;
+    let client = solo.client();
+    eventually("a block after the restarts", DEADLINE, || async {
+        let h = client.status().await.ok()?.sync_info.latest_block_height;
+        (h.value() >= 2).then_some(())
+    })
+    .await;
+    chain(&client).await;
+    solo.kill().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
