@@ -8,7 +8,7 @@
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use alloy_consensus::{SignableTransaction as _, TxEip1559, TxEnvelope};
@@ -347,8 +347,68 @@ fn bench_blocks(c: &mut Criterion) {
                 BatchSize::LargeInput,
             );
         });
+
+        bench_paired(&mut group, &work, "paired/build_warm_senders", |chain| {
+            build(chain).1
+        });
+        bench_paired(&mut group, &work, "paired/validate_warm_senders", validate);
         group.finish();
     }
+}
+
+/// The ratio that judges the target, measured in pairs: each iteration runs the ceiling and then
+/// the same block through tandem-evm (`tandem`, on a chain that built another block of the same
+/// transactions: warm senders), each on its own fresh state, a fraction of a second apart, so
+/// that the VM's slow and fast phases (±40 % minutes apart) hit both halves alike. Criterion
+/// times the tandem half; the median of the per-pair ratios is printed at the end.
+fn bench_paired(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    work: &Workload,
+    name: &str,
+    tandem: impl Fn(Chain) -> Chain,
+) {
+    let pairs = std::cell::RefCell::new(Vec::new());
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let (mut last_ceiling, mut last_tandem) = (None, None);
+            for _ in 0..iters {
+                // Each half right after its own setup, and each setup right after freeing the
+                // previous output of its own half, as in the cases above. The tandem half's
+                // setup has just run the same block (it builds one), so the ceiling runs its
+                // block once untimed too: neither half runs on caches or a heap the other one
+                // left.
+                drop(last_ceiling.take());
+                drop(raw_revm(work, raw_db(work)));
+                let db = raw_db(work);
+                let start = Instant::now();
+                last_ceiling = Some(raw_revm(work, db));
+                let ceiling = start.elapsed();
+                drop(last_tandem.take());
+                let chain = chain_that_built(&work.genesis, attributes(&work.raw, 1_600_000_000));
+                let start = Instant::now();
+                last_tandem = Some(tandem(chain));
+                let own = start.elapsed();
+                total += own;
+                pairs.borrow_mut().push((ceiling, own));
+            }
+            total
+        });
+    });
+    let pairs = pairs.into_inner();
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "{}/{name}: median ratio tandem/ceiling = {:.2} over {} pairs (median ceiling {:.2} ms, tandem {:.2} ms)",
+        work.name,
+        median(pairs.iter().map(|(c, t)| t.as_secs_f64() / c.as_secs_f64()).collect()),
+        pairs.len(),
+        median(pairs.iter().map(|(c, _)| ms(c)).collect()),
+        median(pairs.iter().map(|(_, t)| ms(t)).collect()),
+    );
 }
 
 /// A small block on a large state: 50 ETH transfers (to new accounts) on a genesis state of
