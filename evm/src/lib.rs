@@ -20,6 +20,7 @@ pub mod forwarder;
 pub mod genesis;
 mod hashed_trie;
 pub mod jwt;
+pub mod malloc;
 pub mod metrics;
 pub mod node;
 mod parallel;

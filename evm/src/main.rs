@@ -9,6 +9,9 @@ use tokio::signal::unix::{signal, SignalKind};
 async fn main() -> eyre::Result<()> {
     let args = Args::parse();
     init_tracing(&args)?;
+    if tandem_evm::malloc::keep_freed_memory() {
+        tracing::debug!("malloc keeps freed memory for the next block");
+    }
 
     let genesis = match &args.genesis {
         Some(path) => genesis::load_genesis(path).wrap_err("failed to load the genesis")?,
