@@ -15,7 +15,7 @@ use alloy_consensus::{SignableTransaction as _, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Encodable2718 as _;
 use alloy_genesis::{Genesis, GenesisAccount};
 use alloy_primitives::{address, keccak256, Address, Bytes, TxKind, B256, U256};
-use alloy_rpc_types_engine::{Claims, ForkchoiceState, PayloadAttributes};
+use alloy_rpc_types_engine::{Claims, ExecutionPayloadV3, ForkchoiceState, PayloadAttributes};
 use alloy_signer::SignerSync as _;
 use alloy_signer_local::PrivateKeySigner;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -163,6 +163,12 @@ fn attributes(raw: &[Bytes], timestamp: u64) -> OpPayloadAttributes {
     }
 }
 
+/// A fresh chain that built a block of `work`'s transactions on genesis, at another timestamp
+/// than the block the cases time (its sender cache is full).
+fn warm_chain(work: &Workload) -> Chain {
+    chain_that_built(&work.genesis, attributes(&work.raw, 1_600_000_000))
+}
+
 /// A fresh chain that built a block from `attrs` on genesis (its sender cache is full).
 fn chain_that_built(genesis: &Genesis, attrs: OpPayloadAttributes) -> Chain {
     let mut chain = Chain::open(genesis, None).unwrap();
@@ -170,6 +176,23 @@ fn chain_that_built(genesis: &Genesis, attrs: OpPayloadAttributes) -> Chain {
         .forkchoice_updated(head_state(&chain), Some(attrs))
         .unwrap();
     chain
+}
+
+/// The payload of the block that `attrs` build on genesis, as another node would send it.
+fn built_payload(work: &Workload, attrs: OpPayloadAttributes) -> ExecutionPayloadV3 {
+    let mut chain = Chain::open(&work.genesis, None).unwrap();
+    let updated = chain
+        .forkchoice_updated(head_state(&chain), Some(attrs))
+        .unwrap();
+    let payload = chain
+        .get_payload(updated.payload_id.unwrap())
+        .unwrap()
+        .execution_payload;
+    assert_eq!(
+        payload.payload_inner.payload_inner.transactions.len(),
+        work.txs.len()
+    );
+    payload
 }
 
 fn head_state(chain: &Chain) -> ForkchoiceState {
@@ -277,54 +300,40 @@ fn bench_blocks(c: &mut Criterion) {
             );
         });
 
-        let payload = {
-            let mut chain = Chain::open(&work.genesis, None).unwrap();
-            let updated = chain
-                .forkchoice_updated(head_state(&chain), Some(attrs.clone()))
-                .unwrap();
-            let envelope = chain.get_payload(updated.payload_id.unwrap()).unwrap();
-            assert_eq!(
-                envelope
-                    .execution_payload
-                    .payload_inner
-                    .payload_inner
-                    .transactions
-                    .len(),
-                work.txs.len()
-            );
-            envelope.execution_payload
-        };
+        let payload = built_payload(&work, attrs.clone());
 
-        // Every routine returns its chain: criterion drops it after the timing.
-        let validate = |mut chain: Chain| {
-            let status = chain.new_payload(payload.clone(), &[], BEACON_ROOT);
+        // Every routine takes its chain and its own copy of the request (made in the setup,
+        // as a server's decoding would make it) and returns its chain: criterion drops it after
+        // the timing.
+        let validate = |(mut chain, payload): (Chain, ExecutionPayloadV3)| {
+            let status = chain.new_payload(payload, &[], BEACON_ROOT);
             assert!(status.is_valid(), "{status:?}");
             chain
         };
-        let build = |mut chain: Chain| {
+        let build = |(mut chain, attrs): (Chain, OpPayloadAttributes)| {
             let updated = chain
-                .forkchoice_updated(head_state(&chain), Some(attrs.clone()))
+                .forkchoice_updated(head_state(&chain), Some(attrs))
                 .unwrap();
             (updated, chain)
         };
 
         group.bench_function("build_cold_senders", |b| {
             b.iter_batched(
-                || Chain::open(&work.genesis, None).unwrap(),
+                || (Chain::open(&work.genesis, None).unwrap(), attrs.clone()),
                 build,
                 BatchSize::LargeInput,
             );
         });
         group.bench_function("build_warm_senders", |b| {
             b.iter_batched(
-                || chain_that_built(&work.genesis, attributes(&work.raw, 1_600_000_000)),
+                || (warm_chain(&work), attrs.clone()),
                 build,
                 BatchSize::LargeInput,
             );
         });
         group.bench_function("validate_cold_senders", |b| {
             b.iter_batched(
-                || Chain::open(&work.genesis, None).unwrap(),
+                || (Chain::open(&work.genesis, None).unwrap(), payload.clone()),
                 validate,
                 BatchSize::LargeInput,
             );
@@ -333,7 +342,7 @@ fn bench_blocks(c: &mut Criterion) {
             // Senders cached by building the same txs into another block (another timestamp):
             // the payload is not this node's own, so it is re-executed.
             b.iter_batched(
-                || chain_that_built(&work.genesis, attributes(&work.raw, 1_600_000_000)),
+                || (warm_chain(&work), payload.clone()),
                 validate,
                 BatchSize::LargeInput,
             );
@@ -358,10 +367,20 @@ fn bench_blocks(c: &mut Criterion) {
             );
         });
 
-        bench_paired(&mut group, &work, "paired/build_warm_senders", |chain| {
-            build(chain).1
-        });
-        bench_paired(&mut group, &work, "paired/validate_warm_senders", validate);
+        bench_paired(
+            &mut group,
+            &work,
+            "paired/build_warm_senders",
+            || attrs.clone(),
+            |input| build(input).1,
+        );
+        bench_paired(
+            &mut group,
+            &work,
+            "paired/validate_warm_senders",
+            || payload.clone(),
+            validate,
+        );
         group.finish();
     }
 }
@@ -371,11 +390,12 @@ fn bench_blocks(c: &mut Criterion) {
 /// transactions: warm senders), each on its own fresh state, a fraction of a second apart, so
 /// that the VM's slow and fast phases (±40 % minutes apart) hit both halves alike. Criterion
 /// times the tandem half; the median of the per-pair ratios is printed at the end.
-fn bench_paired(
+fn bench_paired<I>(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     work: &Workload,
     name: &str,
-    tandem: impl Fn(Chain) -> Chain,
+    input: impl Fn() -> I,
+    tandem: impl Fn((Chain, I)) -> Chain,
 ) {
     let pairs = std::cell::RefCell::new(Vec::new());
     group.bench_function(name, |b| {
@@ -395,9 +415,9 @@ fn bench_paired(
                 last_ceiling = Some(raw_revm(work, db));
                 let ceiling = start.elapsed();
                 drop(last_tandem.take());
-                let chain = chain_that_built(&work.genesis, attributes(&work.raw, 1_600_000_000));
+                let setup = (warm_chain(work), input());
                 let start = Instant::now();
-                last_tandem = Some(tandem(chain));
+                last_tandem = Some(tandem(setup));
                 let own = start.elapsed();
                 total += own;
                 pairs.borrow_mut().push((ceiling, own));
@@ -441,10 +461,10 @@ fn bench_large_state(c: &mut Criterion) {
     group.throughput(Throughput::Elements(work.txs.len() as u64));
     group.bench_function("build_50_transfers_warm", |b| {
         b.iter_batched(
-            || chain_that_built(&work.genesis, attributes(&work.raw, 1_600_000_000)),
-            |mut chain| {
+            || (warm_chain(&work), attrs.clone()),
+            |(mut chain, attrs)| {
                 let updated = chain
-                    .forkchoice_updated(head_state(&chain), Some(attrs.clone()))
+                    .forkchoice_updated(head_state(&chain), Some(attrs))
                     .unwrap();
                 (updated, chain)
             },
