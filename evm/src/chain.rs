@@ -979,8 +979,9 @@ fn decode_hashed(raw: &[u8], hash: B256) -> Result<TxEnvelope, Eip2718Error> {
     fn typed<T: RlpEcdsaDecodableTx>(raw: &[u8], hash: B256) -> Option<Signed<T>> {
         let mut body = raw.get(1..)?;
         let (tx, signature) = T::rlp_decode_with_signature(&mut body).ok()?;
-        // All of `raw`, and nothing else, is the transaction's encoding.
-        (tx.eip2718_encoded_length(&signature) == raw.len())
+        // All of `raw`, and nothing else, is the transaction's encoding (the check of
+        // `decode_2718_exact`; the list's own length was checked by the decoding).
+        body.is_empty()
             .then(|| Signed::new_unchecked(tx, signature, hash))
     }
     let decoded = match raw.first() {
