@@ -566,11 +566,24 @@ impl Chain {
             let built = Arc::clone(&built.block);
             return self.reuse_built(built, start);
         }
-        let mut block = match payload_block(payload) {
+        // The usual payload is a new block on a known parent, which is executed whatever its
+        // hash: its transactions root, which the hash needs, is then computed beside the
+        // execution rather than before it, and the hash is checked first of all once it is
+        // known (`root_from_body: false`). Any other payload has its hash checked up front.
+        let new_on_known_parent = !self.blocks.contains_key(&claimed_hash)
+            && self.blocks.contains_key(&parent_hash)
+            && !self
+                .payloads
+                .values()
+                .any(|built| built.block.hash == claimed_hash);
+        let mut block = match payload_block(payload, !new_on_known_parent) {
             Ok(block) => block,
             Err(err) => return invalid(None, format!("malformed payload: {err}")),
         };
         block.header.parent_beacon_block_root = Some(parent_beacon_block_root);
+        if new_on_known_parent {
+            return self.validate_new(block, claimed_hash, start);
+        }
         // The block hash is checked first, in all cases (execution-apis: newPayloadV1 point
         // 2): a known hash or an unknown parent says nothing about a payload whose other
         // fields do not hash to it.
@@ -601,6 +614,30 @@ impl Chain {
             let built = Arc::clone(&built.block);
             return self.reuse_built(built, start);
         }
+        // Not reached: every payload that is not a new block on a known parent was answered
+        // above. Validating it again is right all the same.
+        self.validate_new(block, claimed_hash, start)
+    }
+
+    /// Validates `block`, a new block on a known parent whose header's transactions root is
+    /// not computed yet ([`payload_block`] without a root): the block hash is checked first,
+    /// once that root is known, before any other answer.
+    fn validate_new(
+        &mut self,
+        block: Block<TxEnvelope>,
+        claimed_hash: B256,
+        start: std::time::Instant,
+    ) -> PayloadStatus {
+        let parent_hash = block.header.parent_hash;
+        let invalid = |latest: Option<B256>, reason: String| {
+            tracing::warn!(block = %claimed_hash, %reason, "invalid payload");
+            PayloadStatus::new(
+                PayloadStatusEnum::Invalid {
+                    validation_error: reason,
+                },
+                latest,
+            )
+        };
         let txs: Vec<&TxEnvelope> = block.body.transactions.iter().collect();
         let recovered = self.recover_all(&txs);
         let mut senders = Vec::with_capacity(recovered.len());
@@ -608,6 +645,18 @@ impl Chain {
             let sender = match sender {
                 Ok(sender) => sender,
                 Err(err) => {
+                    // The hash first: the payload may not be the block it claims to be.
+                    let mut header = block.header.clone();
+                    header.transactions_root = executor::root_of(&block.body.transactions);
+                    let computed_hash = header.hash_slow();
+                    if computed_hash != claimed_hash {
+                        let mismatch = executor::BlockError::Mismatch {
+                            field: "blockHash",
+                            got: claimed_hash.to_string(),
+                            expected: computed_hash.to_string(),
+                        };
+                        return invalid(None, mismatch.to_string());
+                    }
                     let hash = block.body.transactions[index].tx_hash();
                     return invalid(
                         Some(parent_hash),
@@ -619,7 +668,6 @@ impl Chain {
         }
         let parent = &self.blocks[&parent_hash];
         let hashes = self.block_hashes(parent);
-        // `payload_block` computed the header's transactions root from these transactions.
         match executor::validate_block(
             self.chain_id,
             parent,
@@ -627,7 +675,7 @@ impl Chain {
             (block, senders),
             executor::Known {
                 hash: claimed_hash,
-                root_from_body: true,
+                root_from_body: false,
             },
             &mut self.slot_keys,
         ) {
@@ -881,20 +929,30 @@ fn hash_all(txs: &[&TxEnvelope]) {
 }
 
 /// The block of `payload`, as [`ExecutionPayloadV3::try_into_block`] makes it (same checks, in
-/// the same order), with the transactions decoded and hashed over the available cores, each
-/// core also hashing its share of the leaves of the transactions trie (from the bytes).
-fn payload_block(mut payload: ExecutionPayloadV3) -> Result<Block<TxEnvelope>, PayloadError> {
+/// the same order), with the transactions decoded and hashed over the available cores. With
+/// `root`, each core also hashes its share of the leaves of the transactions trie (from the
+/// bytes). Without it, the header's transactions root is left at zero, for
+/// [`executor::validate_block`] to compute beside execution (`root_from_body: false`).
+fn payload_block(
+    mut payload: ExecutionPayloadV3,
+    root: bool,
+) -> Result<Block<TxEnvelope>, PayloadError> {
     let raw = std::mem::take(&mut payload.payload_inner.payload_inner.transactions);
     let shape = trie::OrderedShape::new(raw.len());
     let parts = par_chunks(&raw, |first, chunk| {
-        let leaves = shape.leaves(first, chunk, |tx, buf| buf.extend_from_slice(tx));
-        decode_chunk(chunk).into_iter().zip(leaves).collect()
+        let decoded = decode_chunk(chunk).into_iter();
+        if root {
+            let leaves = shape.leaves(first, chunk, |tx, buf| buf.extend_from_slice(tx));
+            decoded.zip(leaves.into_iter().map(Some)).collect()
+        } else {
+            decoded.map(|tx| (tx, None)).collect()
+        }
     });
-    let mut leaves = Vec::with_capacity(raw.len());
+    let mut leaves = Vec::with_capacity(if root { raw.len() } else { 0 });
     let mut transactions = Vec::with_capacity(raw.len());
     let mut undecodable = None;
     for (tx, leaf) in parts.into_iter().flatten() {
-        leaves.push(leaf);
+        leaves.extend(leaf);
         match tx {
             Ok(tx) => transactions.push(tx),
             Err(err) => {
@@ -902,7 +960,11 @@ fn payload_block(mut payload: ExecutionPayloadV3) -> Result<Block<TxEnvelope>, P
             }
         }
     }
-    let transactions_root = shape.root(leaves).expect("one leaf per transaction");
+    let transactions_root = if root {
+        shape.root(leaves).expect("one leaf per transaction")
+    } else {
+        B256::ZERO
+    };
     let block = payload.into_block_raw_with_transactions_root(transactions_root)?;
     if let Some(err) = undecodable {
         return Err(PayloadError::from(alloy_rlp::Error::from(err)));
@@ -1179,26 +1241,35 @@ mod tests {
         let mut small = large.clone();
         small.payload_inner.payload_inner.transactions.truncate(3);
         for payload in [large, small] {
-            let ours = payload_block(payload.clone()).unwrap();
+            let ours = payload_block(payload.clone(), true).unwrap();
             let alloys: Block<TxEnvelope> = payload.clone().try_into_block().unwrap();
             assert_eq!(ours, alloys);
             assert_eq!(ours.header.hash_slow(), alloys.header.hash_slow());
+            // Without the root: the same block but for the root, left at zero.
+            let mut rootless = payload_block(payload.clone(), false).unwrap();
+            assert_eq!(rootless.header.transactions_root, B256::ZERO);
+            rootless.header.transactions_root = alloys.header.transactions_root;
+            assert_eq!(rootless, alloys);
             // Errors, in the same order: an undecodable transaction, then extra data too long
             // (checked first).
             let mut broken = payload;
             broken.payload_inner.payload_inner.transactions[1] = Bytes::from_static(&[0x02, 0xc0]);
             let expected = broken.clone().try_into_block::<TxEnvelope>().unwrap_err();
-            assert_eq!(
-                payload_block(broken.clone()).unwrap_err().to_string(),
-                expected.to_string()
-            );
+            for root in [true, false] {
+                assert_eq!(
+                    payload_block(broken.clone(), root).unwrap_err().to_string(),
+                    expected.to_string()
+                );
+            }
             broken.payload_inner.payload_inner.extra_data = Bytes::from(vec![0; 33]);
             let expected = broken.clone().try_into_block::<TxEnvelope>().unwrap_err();
             assert!(matches!(expected, PayloadError::ExtraData(_)), "{expected}");
-            assert_eq!(
-                payload_block(broken).unwrap_err().to_string(),
-                expected.to_string()
-            );
+            for root in [true, false] {
+                assert_eq!(
+                    payload_block(broken.clone(), root).unwrap_err().to_string(),
+                    expected.to_string()
+                );
+            }
         }
     }
 

@@ -281,8 +281,11 @@ pub(crate) struct Known {
     /// it is not computed again. The sealed result must still hash to it.
     pub(crate) hash: B256,
     /// The header's transactions root was computed from this very body (as a payload's is,
-    /// [`crate::chain`]'s `payload_block`): it is then taken as is instead of being computed a
-    /// second time. A block read back from disk must have it checked.
+    /// [`crate::chain`]'s `payload_block` with a root): it is then taken as is instead of
+    /// being computed a second time. Otherwise the header's root is not used (a block read
+    /// back from disk claims one; a new payload's is not computed yet): it is computed from
+    /// the body beside the execution, and the header with it must hash to `hash`, which is
+    /// checked before anything else is answered.
     pub(crate) root_from_body: bool,
 }
 
@@ -301,15 +304,24 @@ pub(crate) fn validate_block(
         hash: claimed_hash,
         root_from_body,
     } = known;
-    let Block { header, body } = block;
-    let header = &header;
-    let parent_header = parent.header();
-    debug_assert_eq!(
-        header.hash_slow(),
-        claimed_hash,
+    let Block { mut header, body } = block;
+    debug_assert!(
+        !root_from_body || header.hash_slow() == claimed_hash,
         "the caller hashed this header"
     );
-    check_header(header, parent)?;
+    // With the root computed here, the block hash is checked first of all (execution-apis:
+    // a payload that does not hash to its `blockHash` is answered so, whatever else is wrong).
+    let hash_first = |header: &mut Header, root: B256| {
+        header.transactions_root = root;
+        compare("blockHash", &claimed_hash, &header.hash_slow())
+    };
+    if let Err(err) = check_header(&header, parent) {
+        if !root_from_body {
+            hash_first(&mut header, root_of(&body.transactions))?;
+        }
+        return Err(err);
+    }
+    let parent_header = parent.header();
     let withdrawals = body
         .withdrawals
         .map(alloy_eips::eip4895::Withdrawals::into_inner)
@@ -345,11 +357,16 @@ pub(crate) fn validate_block(
         !root_from_body,
     );
     // Validation includes every transaction or fails, so the candidates' root is the block's.
-    let transactions_root = if root_from_body {
-        Some(header.transactions_root)
-    } else {
-        computed_root
-    };
+    if !root_from_body {
+        let Some(root) = computed_root else {
+            return Err(BlockError::Execution(
+                "the transactions root was not computed".into(),
+            ));
+        };
+        hash_first(&mut header, root)?;
+    }
+    let header = &header;
+    let transactions_root = Some(header.transactions_root);
     let mut outcome = outcome?;
     let new_slot_keys = std::mem::take(&mut outcome.new_slot_keys);
     let executed = seal(context.header, outcome, withdrawals, transactions_root);
@@ -532,7 +549,7 @@ fn seal(
 }
 
 /// The transactions root of `transactions`.
-fn root_of(transactions: &[TxEnvelope]) -> B256 {
+pub(crate) fn root_of(transactions: &[TxEnvelope]) -> B256 {
     trie::ordered_root(transactions, |tx, buf| tx.encode_2718(buf))
 }
 

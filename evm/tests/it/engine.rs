@@ -289,6 +289,67 @@ async fn tampered_payloads_are_invalid_and_unknown_parents_syncing() {
     node.stop().await;
 }
 
+/// A new block on a known parent, from another node, is executed while its transactions root
+/// is computed; its hash is still checked before anything else is answered. Small and large
+/// blocks (executed on one thread and on two).
+#[tokio::test]
+async fn a_new_block_from_another_node_is_answered_by_its_hash_first() {
+    let (builder, node) = (TestNode::start().await, TestNode::start().await);
+    let genesis = genesis_hash(&builder).await;
+    for count in [2, 80] {
+        let payload = build(&builder, genesis, &transfers(count)).await;
+
+        // Each tampered payload keeps the original hash, then is rehashed.
+        let mut bad_state = payload.clone();
+        bad_state["stateRoot"] = json!(B256::repeat_byte(0x33));
+        assert_invalid(&new_payload(&node, &bad_state).await, "blockHash", None);
+        rehash(&mut bad_state);
+        let status = new_payload(&node, &bad_state).await;
+        assert_invalid(&status, "stateRoot", Some(genesis));
+
+        let mut swapped = payload.clone();
+        swapped["transactions"][0] = swapped["transactions"][1].clone();
+        assert_invalid(&new_payload(&node, &swapped).await, "blockHash", None);
+
+        let TxEnvelope::Eip1559(signed) = sign_1559(
+            &signer(DEV_KEY),
+            0,
+            TxKind::Call(Address::repeat_byte(0x40)),
+            U256::from(1000),
+            Bytes::new(),
+            21_000,
+        ) else {
+            unreachable!("sign_1559 signs an EIP-1559 transaction")
+        };
+        // s = 0 recovers no signer.
+        let zero_s = alloy_primitives::Signature::new(signed.signature().r(), U256::ZERO, false);
+        let mut unsigned = payload.clone();
+        unsigned["transactions"][0] = json!(raw(&TxEnvelope::from(
+            signed.strip_signature().into_signed(zero_s),
+        )));
+        assert_invalid(&new_payload(&node, &unsigned).await, "blockHash", None);
+        rehash(&mut unsigned);
+        let status = new_payload(&node, &unsigned).await;
+        assert_invalid(&status, "transaction 0", Some(genesis));
+
+        let mut early = payload.clone();
+        early["timestamp"] = json!("0x0");
+        assert_invalid(&new_payload(&node, &early).await, "blockHash", None);
+        rehash(&mut early);
+        assert_invalid(
+            &new_payload(&node, &early).await,
+            "timestamp",
+            Some(genesis),
+        );
+
+        let status = new_payload(&node, &payload).await;
+        assert_eq!(status["status"], "VALID", "{count} transfers: {status}");
+        assert_eq!(status["latestValidHash"], payload["blockHash"]);
+    }
+    builder.stop().await;
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn tampered_execution_fields_and_known_hashes_are_invalid() {
     let node = TestNode::start().await;
