@@ -538,15 +538,7 @@ impl Chain {
         let start = std::time::Instant::now();
         let claimed_hash = payload.payload_inner.payload_inner.block_hash;
         let parent_hash = payload.payload_inner.payload_inner.parent_hash;
-        let invalid = |latest: Option<B256>, reason: String| {
-            tracing::warn!(block = %claimed_hash, %reason, "invalid payload");
-            PayloadStatus::new(
-                PayloadStatusEnum::Invalid {
-                    validation_error: reason,
-                },
-                latest,
-            )
-        };
+        let invalid = |latest, reason| invalid_payload(claimed_hash, latest, reason);
         if !versioned_hashes.is_empty() {
             return invalid(
                 None,
@@ -587,14 +579,8 @@ impl Chain {
         // The block hash is checked first, in all cases (execution-apis: newPayloadV1 point
         // 2): a known hash or an unknown parent says nothing about a payload whose other
         // fields do not hash to it.
-        let computed_hash = block.header.hash_slow();
-        if computed_hash != claimed_hash {
-            let mismatch = executor::BlockError::Mismatch {
-                field: "blockHash",
-                got: claimed_hash.to_string(),
-                expected: computed_hash.to_string(),
-            };
-            return invalid(None, mismatch.to_string());
+        if let Err(mismatch) = check_hash(&block.header, claimed_hash) {
+            return invalid(None, mismatch);
         }
         if self.blocks.contains_key(&claimed_hash) {
             return PayloadStatus::new(PayloadStatusEnum::Valid, Some(claimed_hash));
@@ -629,15 +615,7 @@ impl Chain {
         start: std::time::Instant,
     ) -> PayloadStatus {
         let parent_hash = block.header.parent_hash;
-        let invalid = |latest: Option<B256>, reason: String| {
-            tracing::warn!(block = %claimed_hash, %reason, "invalid payload");
-            PayloadStatus::new(
-                PayloadStatusEnum::Invalid {
-                    validation_error: reason,
-                },
-                latest,
-            )
-        };
+        let invalid = |latest, reason| invalid_payload(claimed_hash, latest, reason);
         let txs: Vec<&TxEnvelope> = block.body.transactions.iter().collect();
         let recovered = self.recover_all(&txs);
         let mut senders = Vec::with_capacity(recovered.len());
@@ -648,14 +626,8 @@ impl Chain {
                     // The hash first: the payload may not be the block it claims to be.
                     let mut header = block.header.clone();
                     header.transactions_root = executor::root_of(&block.body.transactions);
-                    let computed_hash = header.hash_slow();
-                    if computed_hash != claimed_hash {
-                        let mismatch = executor::BlockError::Mismatch {
-                            field: "blockHash",
-                            got: claimed_hash.to_string(),
-                            expected: computed_hash.to_string(),
-                        };
-                        return invalid(None, mismatch.to_string());
+                    if let Err(mismatch) = check_hash(&header, claimed_hash) {
+                        return invalid(None, mismatch);
                     }
                     let hash = block.body.transactions[index].tx_hash();
                     return invalid(
@@ -926,6 +898,31 @@ fn hash_all(txs: &[&TxEnvelope]) {
     par_map(txs, |tx| {
         tx.tx_hash();
     });
+}
+
+/// The INVALID status of the payload that claims `claimed_hash`, logged.
+fn invalid_payload(claimed_hash: B256, latest: Option<B256>, reason: String) -> PayloadStatus {
+    tracing::warn!(block = %claimed_hash, %reason, "invalid payload");
+    PayloadStatus::new(
+        PayloadStatusEnum::Invalid {
+            validation_error: reason,
+        },
+        latest,
+    )
+}
+
+/// Whether `header` hashes to `claimed_hash`; the mismatch, as an answer, when it does not.
+fn check_hash(header: &alloy_consensus::Header, claimed_hash: B256) -> Result<(), String> {
+    let computed_hash = header.hash_slow();
+    if computed_hash == claimed_hash {
+        return Ok(());
+    }
+    Err(executor::BlockError::Mismatch {
+        field: "blockHash",
+        got: claimed_hash.to_string(),
+        expected: computed_hash.to_string(),
+    }
+    .to_string())
 }
 
 /// The block of `payload`, as [`ExecutionPayloadV3::try_into_block`] makes it (same checks, in

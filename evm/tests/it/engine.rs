@@ -29,6 +29,25 @@ pub(crate) fn transfers(count: u64) -> Vec<Bytes> {
         .collect()
 }
 
+/// A transfer from the development account whose signature has s = 0, which recovers no signer
+/// at all: it decodes, but has no sender.
+fn unrecoverable_transfer(nonce: u64, to: Address, value: u64) -> Bytes {
+    let TxEnvelope::Eip1559(signed) = sign_1559(
+        &signer(DEV_KEY),
+        nonce,
+        TxKind::Call(to),
+        U256::from(value),
+        Bytes::new(),
+        21_000,
+    ) else {
+        unreachable!("sign_1559 signs an EIP-1559 transaction")
+    };
+    let zero_s = alloy_primitives::Signature::new(signed.signature().r(), U256::ZERO, false);
+    raw(&TxEnvelope::from(
+        signed.strip_signature().into_signed(zero_s),
+    ))
+}
+
 pub(crate) async fn genesis_hash(node: &TestNode) -> B256 {
     let block = node
         .rpc("eth_getBlockByNumber", json!(["0x0", false]))
@@ -121,21 +140,7 @@ async fn invalid_forced_transactions_are_skipped_not_fatal() {
     let mut bad_sig = good.to_vec();
     let last = bad_sig.len() - 1;
     bad_sig[last] ^= 0x01; // flips a bit of `s`: another (unfunded) signer, or no signer at all
-                           // A signature with s = 0 recovers no signer at all.
-    let TxEnvelope::Eip1559(signed) = sign_1559(
-        &dev,
-        1,
-        TxKind::Call(Address::repeat_byte(1)),
-        U256::from(1),
-        Bytes::new(),
-        21_000,
-    ) else {
-        unreachable!("sign_1559 signs an EIP-1559 transaction")
-    };
-    let zero_s = alloy_primitives::Signature::new(signed.signature().r(), U256::ZERO, false);
-    let unrecoverable = raw(&TxEnvelope::from(
-        signed.strip_signature().into_signed(zero_s),
-    ));
+    let unrecoverable = unrecoverable_transfer(1, Address::repeat_byte(1), 1);
     let decoded = alloy_eips::eip2718::Decodable2718::decode_2718(&mut unrecoverable.as_ref());
     let decoded: TxEnvelope = decoded.unwrap();
     assert!(alloy_consensus::transaction::SignerRecoverable::recover_signer(&decoded).is_err());
@@ -311,22 +316,9 @@ async fn a_new_block_from_another_node_is_answered_by_its_hash_first() {
         swapped["transactions"][0] = swapped["transactions"][1].clone();
         assert_invalid(&new_payload(&node, &swapped).await, "blockHash", None);
 
-        let TxEnvelope::Eip1559(signed) = sign_1559(
-            &signer(DEV_KEY),
-            0,
-            TxKind::Call(Address::repeat_byte(0x40)),
-            U256::from(1000),
-            Bytes::new(),
-            21_000,
-        ) else {
-            unreachable!("sign_1559 signs an EIP-1559 transaction")
-        };
-        // s = 0 recovers no signer.
-        let zero_s = alloy_primitives::Signature::new(signed.signature().r(), U256::ZERO, false);
         let mut unsigned = payload.clone();
-        unsigned["transactions"][0] = json!(raw(&TxEnvelope::from(
-            signed.strip_signature().into_signed(zero_s),
-        )));
+        unsigned["transactions"][0] =
+            json!(unrecoverable_transfer(0, Address::repeat_byte(0x40), 1000));
         assert_invalid(&new_payload(&node, &unsigned).await, "blockHash", None);
         rehash(&mut unsigned);
         let status = new_payload(&node, &unsigned).await;
