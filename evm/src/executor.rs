@@ -276,9 +276,9 @@ pub(crate) fn build_block(
 /// What the caller of [`validate_block`] already knows of the block.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Known {
-    /// The hash of the block's header: both callers have computed it already (`newPayloadV3`
-    /// checks the payload's `blockHash` against it first; a replayed block is keyed by it), so
-    /// it is not computed again. The sealed result must still hash to it.
+    /// The hash the block claims: a payload's `blockHash`, or the key of a replayed block.
+    /// With `root_from_body`, the caller has checked the header against it already; otherwise
+    /// it is checked here, first of all. The sealed result must still hash to it.
     pub(crate) hash: B256,
     /// The header's transactions root was computed from this very body (as a payload's is,
     /// [`crate::chain`]'s `payload_block` with a root): it is then taken as is instead of
