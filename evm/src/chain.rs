@@ -397,9 +397,13 @@ impl Chain {
         };
         let Forced {
             txs,
+            known_senders,
             positions,
             ids,
-        } = Forced::decode(attrs.transactions.as_deref().unwrap_or_default());
+        } = Forced::decode(
+            attrs.transactions.as_deref().unwrap_or_default(),
+            &self.senders,
+        );
         let payload_id = payload_id(parent_hash, attrs, &ids);
         if attrs.no_tx_pool.unwrap_or(false) && self.payloads.contains_key(&payload_id) {
             // The same parent and attributes, without the local pool: the block is built
@@ -408,7 +412,7 @@ impl Chain {
             tracing::debug!(%payload_id, "payload already built");
             return Ok(payload_id);
         }
-        let mut candidates = self.with_senders(txs, &positions);
+        let mut candidates = self.with_senders(txs, known_senders, &positions);
         if !attrs.no_tx_pool.unwrap_or(false) {
             for candidate in &self.pool {
                 candidates.push(candidate.clone());
@@ -460,9 +464,14 @@ impl Chain {
 
     /// The forced transactions `txs` (at `positions` among the forced ones) whose senders can
     /// be recovered ([`Chain::recover_all`]), with them; the others are logged and left out.
-    fn with_senders(&mut self, mut txs: Vec<TxEnvelope>, positions: &[usize]) -> Candidates {
+    fn with_senders(
+        &mut self,
+        mut txs: Vec<TxEnvelope>,
+        known: Vec<Option<Address>>,
+        positions: &[usize],
+    ) -> Candidates {
         let refs: Vec<&TxEnvelope> = txs.iter().collect();
-        let recovered = self.recover_all(&refs);
+        let recovered = self.recover_unknown(&refs, known);
         let mut senders = Vec::with_capacity(txs.len());
         let mut valid = Vec::with_capacity(txs.len());
         for (index, sender) in positions.iter().zip(recovered) {
@@ -487,8 +496,20 @@ impl Chain {
     /// spreads that work over the cores too.
     fn recover_all(&mut self, txs: &[&TxEnvelope]) -> Vec<Result<Address, String>> {
         let cache = &self.senders;
+        let known = par_map(txs, |tx| cache.get(tx.tx_hash()).copied());
+        self.recover_unknown(txs, known)
+    }
+
+    /// Recovers the senders of `txs` that are not `known` (found in the sender cache already,
+    /// as [`Forced::decode`] looks them up), over the available cores, and caches them.
+    fn recover_unknown(
+        &mut self,
+        txs: &[&TxEnvelope],
+        known: Vec<Option<Address>>,
+    ) -> Vec<Result<Address, String>> {
+        debug_assert_eq!(txs.len(), known.len(), "one entry per transaction");
         let mut results: Vec<Option<Result<Address, String>>> =
-            par_map(txs, |tx| cache.get(tx.tx_hash()).map(|s| Ok(*s)));
+            known.into_iter().map(|sender| sender.map(Ok)).collect();
         let missing: Vec<usize> = (0..txs.len()).filter(|i| results[*i].is_none()).collect();
         let recovered = par_map(&missing, |i| {
             txs[*i]
@@ -982,24 +1003,29 @@ struct Forced {
     txs: Vec<TxEnvelope>,
     /// The position of each of `txs` among the forced transactions.
     positions: Vec<usize>,
+    /// The sender of each of `txs` that the sender cache holds.
+    known_senders: Vec<Option<Address>>,
     /// Every forced transaction's hash (of its bytes for one that does not decode), for the
     /// payload id.
     ids: Vec<B256>,
 }
 
 impl Forced {
-    /// Decodes `raw` ([`decode_all`]); those that do not decode are logged and left out.
-    fn decode(raw: &[Bytes]) -> Self {
+    /// Decodes `raw` ([`decode_all`]), looking up each transaction's sender in `senders` on the
+    /// way; those that do not decode are logged and left out.
+    fn decode(raw: &[Bytes], senders: &B256Map<Address>) -> Self {
         let mut forced = Self {
             txs: Vec::with_capacity(raw.len()),
+            known_senders: Vec::with_capacity(raw.len()),
             positions: Vec::with_capacity(raw.len()),
             ids: Vec::with_capacity(raw.len()),
         };
-        for (index, (raw, tx)) in raw.iter().zip(decode_all(raw)).enumerate() {
+        for (index, (raw, (tx, sender))) in raw.iter().zip(decode_all(raw, senders)).enumerate() {
             match tx {
                 Ok(tx) => {
                     forced.ids.push(*tx.tx_hash());
                     forced.txs.push(tx);
+                    forced.known_senders.push(sender);
                     forced.positions.push(index);
                 }
                 Err(err) => {
@@ -1013,12 +1039,27 @@ impl Forced {
 }
 
 /// Decodes EIP-2718 transactions, each with its hash, over the available cores; each core
-/// hashes its share in one batch ([`tandem_keccak::keccak256_many`]) before decoding it. The
-/// results come in order, each moved once by whoever takes it.
-fn decode_all(raw: &[Bytes]) -> impl Iterator<Item = Result<TxEnvelope, Eip2718Error>> + use<> {
-    par_chunks(raw, |_, chunk| decode_chunk(chunk))
-        .into_iter()
-        .flatten()
+/// hashes its share in one batch ([`tandem_keccak::keccak256_many`]) before decoding it, and
+/// looks up the sender of each transaction that decodes in `senders` (the sender cache) while
+/// its hash is at hand. The results come in order, each moved once by whoever takes it.
+fn decode_all(
+    raw: &[Bytes],
+    senders: &B256Map<Address>,
+) -> impl Iterator<Item = (Result<TxEnvelope, Eip2718Error>, Option<Address>)> + use<> {
+    par_chunks(raw, |_, chunk| {
+        decode_chunk(chunk)
+            .into_iter()
+            .map(|tx| {
+                let sender = tx
+                    .as_ref()
+                    .ok()
+                    .and_then(|tx| senders.get(tx.tx_hash()).copied());
+                (tx, sender)
+            })
+            .collect()
+    })
+    .into_iter()
+    .flatten()
 }
 
 /// Decodes `raw`, its hashes computed in one batch ([`decode_all`]).
@@ -1532,7 +1573,7 @@ mod tests {
             inputs.push(longer.into());
             inputs.push(raw);
         }
-        let decoded = decode_all(&inputs);
+        let decoded = decode_all(&inputs, &B256Map::default()).map(|(tx, _)| tx);
         let mut valid = 0;
         for (raw, ours) in inputs.iter().zip(decoded) {
             let alloys = TxEnvelope::decode_2718_exact(raw);
