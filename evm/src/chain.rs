@@ -589,13 +589,14 @@ impl Chain {
                 .payloads
                 .values()
                 .any(|built| built.block.hash == claimed_hash);
-        let mut block = match payload_block(payload, !new_on_known_parent) {
-            Ok(block) => block,
-            Err(err) => return invalid(None, format!("malformed payload: {err}")),
-        };
+        let (mut block, known_senders) =
+            match payload_block(payload, !new_on_known_parent, &self.senders) {
+                Ok(decoded) => decoded,
+                Err(err) => return invalid(None, format!("malformed payload: {err}")),
+            };
         block.header.parent_beacon_block_root = Some(parent_beacon_block_root);
         if new_on_known_parent {
-            return self.validate_new(block, claimed_hash, start);
+            return self.validate_new(block, known_senders, claimed_hash, start);
         }
         // The block hash is checked first, in all cases (execution-apis: newPayloadV1 point
         // 2): a known hash or an unknown parent says nothing about a payload whose other
@@ -623,22 +624,24 @@ impl Chain {
         }
         // Not reached: every payload that is not a new block on a known parent was answered
         // above. Validating it again is right all the same.
-        self.validate_new(block, claimed_hash, start)
+        self.validate_new(block, known_senders, claimed_hash, start)
     }
 
     /// Validates `block`, a new block on a known parent whose header's transactions root is
-    /// not computed yet ([`payload_block`] without a root): the block hash is checked first,
-    /// once that root is known, before any other answer.
+    /// not computed yet ([`payload_block`] without a root), `known_senders` being the senders
+    /// its decoding found in the sender cache: the block hash is checked first, once that root
+    /// is known, before any other answer.
     fn validate_new(
         &mut self,
         block: Block<TxEnvelope>,
+        known_senders: Vec<Option<Address>>,
         claimed_hash: B256,
         start: std::time::Instant,
     ) -> PayloadStatus {
         let parent_hash = block.header.parent_hash;
         let invalid = |latest, reason| invalid_payload(claimed_hash, latest, reason);
         let txs: Vec<&TxEnvelope> = block.body.transactions.iter().collect();
-        let recovered = self.recover_all(&txs);
+        let recovered = self.recover_unknown(&txs, known_senders);
         let mut senders = Vec::with_capacity(recovered.len());
         for (index, sender) in recovered.into_iter().enumerate() {
             let sender = match sender {
@@ -950,15 +953,24 @@ fn check_hash(header: &alloy_consensus::Header, claimed_hash: B256) -> Result<()
 /// the same order), with the transactions decoded and hashed over the available cores. With
 /// `root`, each core also hashes its share of the leaves of the transactions trie (from the
 /// bytes). Without it, the header's transactions root is left at zero, for
-/// [`executor::validate_block`] to compute beside execution (`root_from_body: false`).
+/// [`executor::validate_block`] to compute beside execution (`root_from_body: false`). Beside
+/// the block: the sender of each transaction that `senders` (the sender cache) holds, looked up
+/// on the threads that decode.
 fn payload_block(
     mut payload: ExecutionPayloadV3,
     root: bool,
-) -> Result<Block<TxEnvelope>, PayloadError> {
+    senders: &B256Map<Address>,
+) -> Result<(Block<TxEnvelope>, Vec<Option<Address>>), PayloadError> {
     let raw = std::mem::take(&mut payload.payload_inner.payload_inner.transactions);
     let shape = trie::OrderedShape::new(raw.len());
     let parts = par_chunks(&raw, |first, chunk| {
-        let decoded = decode_chunk(chunk).into_iter();
+        let decoded = decode_chunk(chunk).into_iter().map(|tx| {
+            let sender = tx
+                .as_ref()
+                .ok()
+                .and_then(|tx| senders.get(tx.tx_hash()).copied());
+            (tx, sender)
+        });
         if root {
             let leaves = shape.leaves(first, chunk, |tx, buf| buf.extend_from_slice(tx));
             decoded.zip(leaves.into_iter().map(Some)).collect()
@@ -968,11 +980,15 @@ fn payload_block(
     });
     let mut leaves = Vec::with_capacity(if root { raw.len() } else { 0 });
     let mut transactions = Vec::with_capacity(raw.len());
+    let mut known = Vec::with_capacity(raw.len());
     let mut undecodable = None;
-    for (tx, leaf) in parts.into_iter().flatten() {
+    for ((tx, sender), leaf) in parts.into_iter().flatten() {
         leaves.extend(leaf);
         match tx {
-            Ok(tx) => transactions.push(tx),
+            Ok(tx) => {
+                transactions.push(tx);
+                known.push(sender);
+            }
             Err(err) => {
                 undecodable.get_or_insert(err);
             }
@@ -987,14 +1003,15 @@ fn payload_block(
     if let Some(err) = undecodable {
         return Err(PayloadError::from(alloy_rlp::Error::from(err)));
     }
-    Ok(Block {
+    let block = Block {
         header: block.header,
         body: BlockBody {
             transactions,
             ommers: vec![],
             withdrawals: block.body.withdrawals,
         },
-    })
+    };
+    Ok((block, known))
 }
 
 /// The forced transactions of payload attributes, decoded.
@@ -1279,15 +1296,28 @@ mod tests {
         let mut small = large.clone();
         small.payload_inner.payload_inner.transactions.truncate(3);
         for payload in [large, small] {
-            let ours = payload_block(payload.clone(), true).unwrap();
+            let (ours, _) = payload_block(payload.clone(), true, &B256Map::default()).unwrap();
             let alloys: Block<TxEnvelope> = payload.clone().try_into_block().unwrap();
             assert_eq!(ours, alloys);
             assert_eq!(ours.header.hash_slow(), alloys.header.hash_slow());
             // Without the root: the same block but for the root, left at zero.
-            let mut rootless = payload_block(payload.clone(), false).unwrap();
+            let (mut rootless, _) =
+                payload_block(payload.clone(), false, &B256Map::default()).unwrap();
             assert_eq!(rootless.header.transactions_root, B256::ZERO);
             rootless.header.transactions_root = alloys.header.transactions_root;
             assert_eq!(rootless, alloys);
+            // The senders the builder's cache holds, found while decoding, one per
+            // transaction: those that recovery gives.
+            let (_, known) = payload_block(payload.clone(), false, &builder.senders).unwrap();
+            let recovered: Vec<Option<Address>> = alloys
+                .body
+                .transactions
+                .iter()
+                .map(|tx| Some(tx.recover_signer().unwrap()))
+                .collect();
+            assert_eq!(known, recovered);
+            let (_, unknown) = payload_block(payload.clone(), false, &B256Map::default()).unwrap();
+            assert!(unknown.iter().all(Option::is_none));
             // Errors, in the same order: an undecodable transaction, then extra data too long
             // (checked first).
             let mut broken = payload;
@@ -1295,7 +1325,9 @@ mod tests {
             let expected = broken.clone().try_into_block::<TxEnvelope>().unwrap_err();
             for root in [true, false] {
                 assert_eq!(
-                    payload_block(broken.clone(), root).unwrap_err().to_string(),
+                    payload_block(broken.clone(), root, &B256Map::default())
+                        .unwrap_err()
+                        .to_string(),
                     expected.to_string()
                 );
             }
@@ -1304,7 +1336,9 @@ mod tests {
             assert!(matches!(expected, PayloadError::ExtraData(_)), "{expected}");
             for root in [true, false] {
                 assert_eq!(
-                    payload_block(broken.clone(), root).unwrap_err().to_string(),
+                    payload_block(broken.clone(), root, &B256Map::default())
+                        .unwrap_err()
+                        .to_string(),
                     expected.to_string()
                 );
             }
