@@ -1289,6 +1289,19 @@ mod tests {
         built_and_accepted(&genesis::dev_genesis(), dev_transfers(), 80);
     }
 
+    /// `payload_block`, with the root and without, fails on `payload` as alloy's conversion
+    /// does.
+    fn assert_same_error(payload: &ExecutionPayloadV3, expected: &PayloadError) {
+        for root in [true, false] {
+            assert_eq!(
+                payload_block(payload.clone(), root, &B256Map::default())
+                    .unwrap_err()
+                    .to_string(),
+                expected.to_string()
+            );
+        }
+    }
+
     #[test]
     fn payload_block_is_alloys_conversion() {
         let mut builder = Chain::open(&genesis::dev_genesis(), None).unwrap();
@@ -1323,25 +1336,11 @@ mod tests {
             let mut broken = payload;
             broken.payload_inner.payload_inner.transactions[1] = Bytes::from_static(&[0x02, 0xc0]);
             let expected = broken.clone().try_into_block::<TxEnvelope>().unwrap_err();
-            for root in [true, false] {
-                assert_eq!(
-                    payload_block(broken.clone(), root, &B256Map::default())
-                        .unwrap_err()
-                        .to_string(),
-                    expected.to_string()
-                );
-            }
+            assert_same_error(&broken, &expected);
             broken.payload_inner.payload_inner.extra_data = Bytes::from(vec![0; 33]);
             let expected = broken.clone().try_into_block::<TxEnvelope>().unwrap_err();
             assert!(matches!(expected, PayloadError::ExtraData(_)), "{expected}");
-            for root in [true, false] {
-                assert_eq!(
-                    payload_block(broken.clone(), root, &B256Map::default())
-                        .unwrap_err()
-                        .to_string(),
-                    expected.to_string()
-                );
-            }
+            assert_same_error(&broken, &expected);
         }
     }
 
