@@ -462,8 +462,9 @@ impl Chain {
         Ok(payload_id)
     }
 
-    /// The forced transactions `txs` (at `positions` among the forced ones) whose senders can
-    /// be recovered ([`Chain::recover_all`]), with them; the others are logged and left out.
+    /// The forced transactions `txs` (at `positions` among the forced ones) whose senders are
+    /// `known` (found in the sender cache while decoding) or can be recovered
+    /// ([`Chain::recover_unknown`]), with them; the others are logged and left out.
     fn with_senders(
         &mut self,
         mut txs: Vec<TxEnvelope>,
@@ -964,13 +965,7 @@ fn payload_block(
     let raw = std::mem::take(&mut payload.payload_inner.payload_inner.transactions);
     let shape = trie::OrderedShape::new(raw.len());
     let parts = par_chunks(&raw, |first, chunk| {
-        let decoded = decode_chunk(chunk).into_iter().map(|tx| {
-            let sender = tx
-                .as_ref()
-                .ok()
-                .and_then(|tx| senders.get(tx.tx_hash()).copied());
-            (tx, sender)
-        });
+        let decoded = decode_chunk(chunk, senders).into_iter();
         if root {
             let leaves = shape.leaves(first, chunk, |tx, buf| buf.extend_from_slice(tx));
             decoded.zip(leaves.into_iter().map(Some)).collect()
@@ -1063,28 +1058,28 @@ fn decode_all(
     raw: &[Bytes],
     senders: &B256Map<Address>,
 ) -> impl Iterator<Item = (Result<TxEnvelope, Eip2718Error>, Option<Address>)> + use<> {
-    par_chunks(raw, |_, chunk| {
-        decode_chunk(chunk)
-            .into_iter()
-            .map(|tx| {
-                let sender = tx
-                    .as_ref()
-                    .ok()
-                    .and_then(|tx| senders.get(tx.tx_hash()).copied());
-                (tx, sender)
-            })
-            .collect()
-    })
-    .into_iter()
-    .flatten()
+    par_chunks(raw, |_, chunk| decode_chunk(chunk, senders))
+        .into_iter()
+        .flatten()
 }
 
-/// Decodes `raw`, its hashes computed in one batch ([`decode_all`]).
-fn decode_chunk(raw: &[Bytes]) -> Vec<Result<TxEnvelope, Eip2718Error>> {
+/// Decodes `raw`, its hashes computed in one batch ([`decode_all`]), each transaction that
+/// decodes with its sender if `senders` (the sender cache) holds it.
+fn decode_chunk(
+    raw: &[Bytes],
+    senders: &B256Map<Address>,
+) -> Vec<(Result<TxEnvelope, Eip2718Error>, Option<Address>)> {
     let hashes = tandem_keccak::keccak256_many(raw);
     raw.iter()
         .zip(hashes)
-        .map(|(raw, hash)| decode_hashed(raw, hash))
+        .map(|(raw, hash)| {
+            let tx = decode_hashed(raw, hash);
+            let sender = tx
+                .as_ref()
+                .ok()
+                .and_then(|tx| senders.get(tx.tx_hash()).copied());
+            (tx, sender)
+        })
         .collect()
 }
 
