@@ -2,6 +2,7 @@
 //!
 //! The fuzz tests start from a valid input (a signed tx, a proposal, a payload transaction)
 //! and change it the ways a hostile or broken peer would: [`mutation`] draws one such change.
+//! The suites that run a binary stop it as an operator would: [`terminate`].
 
 use proptest::{prelude::*, test_runner::Config};
 
@@ -127,6 +128,31 @@ pub fn restartable_port() -> u16 {
         }
     }
     panic!("no free loopback port in {LOW}..32768");
+}
+
+/// Sends SIGTERM to `child` and waits for it to exit, failing the test if it has not within
+/// `within`; returns its exit status. For the suites that check a binary's clean shutdown.
+pub fn terminate(
+    child: &mut std::process::Child,
+    within: std::time::Duration,
+) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM {pid} failed");
+    let end = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "process {pid} did not exit within {within:?} after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[cfg(test)]

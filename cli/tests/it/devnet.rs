@@ -99,22 +99,7 @@ impl Devnet {
     /// Sends `SIGTERM` and waits, with a deadline, for the exit status.
     fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
-        let sent = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < end,
-                "the devnet did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        tandem_testkit::terminate(&mut child, DEADLINE)
     }
 }
 

@@ -78,24 +78,8 @@ fn listening(lines: &Receiver<String>) -> (SocketAddr, SocketAddr) {
 }
 
 /// Sends SIGTERM and asserts that the binary exits with success within 30 s.
-async fn terminate(child: &mut Child) {
-    let pid = child.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tandem-evm did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+fn terminate(child: &mut Child) {
+    let status = tandem_testkit::terminate(&mut child.0, Duration::from_secs(30));
     assert!(status.success(), "exit status {status}");
 }
 
@@ -125,7 +109,7 @@ async fn binary_serves_both_ports_and_stops_on_sigterm() {
     );
     assert_eq!(post(engine, &call, None).await.0, 401);
 
-    terminate(&mut child).await;
+    terminate(&mut child);
     assert!(datadir.join("genesis_hash").exists());
 }
 
@@ -140,6 +124,6 @@ async fn sigterm_as_soon_as_the_node_listens_is_a_clean_shutdown() {
     for _ in 0..8 {
         let (mut child, lines) = spawn(&secret_path, &[]);
         listening(&lines);
-        terminate(&mut child).await;
+        terminate(&mut child);
     }
 }
