@@ -166,14 +166,12 @@ fn attributes(raw: &[Bytes], timestamp: u64) -> OpPayloadAttributes {
 /// A fresh chain that built a block of `work`'s transactions on genesis, at another timestamp
 /// than the block the cases time (its sender cache is full).
 fn warm_chain(work: &Workload) -> Chain {
-    chain_that_built(&work.genesis, attributes(&work.raw, 1_600_000_000))
-}
-
-/// A fresh chain that built a block from `attrs` on genesis (its sender cache is full).
-fn chain_that_built(genesis: &Genesis, attrs: OpPayloadAttributes) -> Chain {
-    let mut chain = Chain::open(genesis, None).unwrap();
+    let mut chain = Chain::open(&work.genesis, None).unwrap();
     chain
-        .forkchoice_updated(head_state(&chain), Some(attrs))
+        .forkchoice_updated(
+            head_state(&chain),
+            Some(attributes(&work.raw, 1_600_000_000)),
+        )
         .unwrap();
     chain
 }

@@ -21,8 +21,9 @@ const TRIM_THRESHOLD: libc::c_int = 512 << 20;
 /// Makes glibc's malloc keep freed memory (up to 512 MiB at the top of the heap) for reuse,
 /// and serve requests up to 32 MiB from the heap, instead of returning memory to the kernel
 /// and faulting it back in on the next block. It acts on the whole process, so it is for a
-/// binary to call once at startup, before its threads start (`tandem-evm` does; the
-/// benchmarks do, to measure what it runs). Without effect elsewhere than on glibc, and when
+/// binary to call once at startup (`tandem-evm` does, as its first step after logging; the
+/// benchmarks do, to measure what it runs); glibc applies it under its own lock, whatever
+/// threads run. Without effect elsewhere than on glibc, and when
 /// `GLIBC_TUNABLES` is set: the operator's malloc settings win. Returns whether it applied
 /// the settings.
 pub fn keep_freed_memory() -> bool {
